@@ -1,0 +1,207 @@
+"""The ``reflow`` command line. Heavy libraries are imported inside commands, never at start-up."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+app = typer.Typer(
+    name="reflow", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Reliability and design optimization for electronic packaging: run studies defined in YAML.",
+)
+plugins_app = typer.Typer(help="List plugins and their components.", invoke_without_command=True,
+                          no_args_is_help=False)
+app.add_typer(plugins_app, name="plugins")
+
+
+def _fail(exc: Exception) -> None:
+    from reflow.errors import ReflowError
+    from rich.console import Console
+
+    code = exc.exit_code if isinstance(exc, ReflowError) else 1
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc}", markup=True)
+    raise typer.Exit(code)
+
+
+def _escape(text: str) -> str:
+    from rich.markup import escape
+
+    return escape(text)
+
+
+StudyArg = Annotated[Path, typer.Argument(help="the study YAML file", show_default=False)]
+SetOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 - typer needs Optional here
+    "--set", help="override a value: stages.doe.design.lhs.samples=50 (repeatable)")]
+
+
+@app.command()
+def run(
+    study: Annotated[Optional[Path], typer.Argument(help="the study YAML file")] = None,  # noqa: UP045
+    set_: SetOpt = None,
+    out: Annotated[Path, typer.Option("--out", help="folder for run folders")] = Path("runs"),
+    device: Annotated[Optional[str], typer.Option(help="override the study's device")] = None,  # noqa: UP045
+    resume: Annotated[Optional[Path], typer.Option(  # noqa: UP045
+        "--resume", help="continue this run folder")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
+) -> None:
+    """Validate and run a study; or continue one with --resume RUN_DIR."""
+    from reflow.errors import ReflowError, UserInputError
+    from rich.console import Console
+
+    console = Console(stderr=True, quiet=quiet)
+    try:
+        if resume is not None:
+            if study is not None or set_:
+                raise UserInputError("--resume continues a run as it was: give no study file or --set with it")
+            from reflow.runner import resume_run
+
+            r = resume_run(resume, quiet=quiet)
+        else:
+            if study is None:
+                raise UserInputError("give a study file (reflow run STUDY.yaml) or --resume RUN_DIR")
+            from reflow.runner import execute, start_run
+            from reflow.study import load_study
+
+            overrides = list(set_ or [])
+            if device:
+                overrides.append(f"device={device}")
+            s = load_study(study, overrides)
+            r = start_run(s, out, quiet=quiet)
+            console.print(f"run folder: {_escape(str(r.dir))}", highlight=False)
+            execute(r)
+    except ReflowError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        console.print("interrupted: resume with reflow run --resume RUN_DIR")
+        raise typer.Exit(130) from None
+    console.print(f"[green]done[/]: {_escape(str(r.dir))}  (report: {_escape(str(r.dir / 'report.html'))})")
+
+
+@app.command()
+def validate(study: StudyArg, set_: SetOpt = None) -> None:
+    """Check a study without running it: every problem with its line, exit code 2 if any."""
+    from reflow.errors import ReflowError
+    from reflow.study import load_study
+
+    try:
+        s = load_study(study, list(set_ or []))
+    except ReflowError as exc:
+        _fail(exc)
+    typer.echo(f"{study}: valid study {s.name!r} with {len(s.stages)} stage(s): {', '.join(s.stages)}")
+
+
+@plugins_app.callback()
+def plugins(ctx: typer.Context) -> None:
+    """List every component with its kind, family and plugin, and plugins that failed to load."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from reflow.registry import KIND_LABELS, get_registry
+    from rich.console import Console
+    from rich.table import Table
+
+    reg = get_registry()
+    table = Table(title="reflow components")
+    for col in ("name", "kind", "family", "plugin", "summary"):
+        table.add_column(col)
+    for name in sorted(reg.entries, key=lambda n: (reg.entries[n].kind, n)):
+        e = reg.entries[name]
+        doc = (e.cls.__doc__ or "").strip().splitlines()
+        table.add_row(name, KIND_LABELS[e.kind], e.family, e.plugin, doc[0] if doc else "")
+    console = Console()
+    console.print(table)
+    for name, msg in reg.clashes.items():
+        console.print(f"[bold red]name clash[/] {name}: {_escape(msg)}")
+    for name, err in reg.broken.items():
+        console.print(f"[bold red]plugin {name} failed to load[/]: {_escape(err.strip())}")
+
+
+@plugins_app.command("show")
+def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) -> None:
+    """Show a component's documentation and params (type, default, description)."""
+    from reflow.errors import ReflowError
+    from reflow.registry import KIND_LABELS, get_registry
+    from reflow.schema import param_rows
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        entry = get_registry().get(name)
+    except ReflowError as exc:
+        _fail(exc)
+    console = Console()
+    console.print(f"[bold]{name}[/]  {KIND_LABELS[entry.kind]} · {entry.family} · plugin {entry.plugin} · "
+                  f"{entry.cls.__module__}.{entry.cls.__qualname__}")
+    if entry.cls.__doc__:
+        console.print(_escape(entry.cls.__doc__.strip()))
+    table = Table(title="params")
+    for col in ("param", "type", "default", "description"):
+        table.add_column(col)
+    for row in param_rows(entry.cls.Params):
+        table.add_row(*map(_escape, row))
+    console.print(table)
+    for label, attr in (("inputs", "inputs"), ("outputs", "outputs")):
+        variables = getattr(entry.cls, attr, None)
+        if entry.kind == "evaluator" and variables:
+            t = Table(title=label)
+            for col in ("name", "units", "default", "range", "description"):
+                t.add_column(col)
+            for v in variables:
+                rng = f"{v.low:g}..{v.high:g}" if v.low is not None and v.high is not None else (
+                    ", ".join(map(str, v.choices)) if v.choices else "")
+                t.add_row(v.name, v.units, "" if v.default is None else str(v.default), rng, v.description)
+            console.print(t)
+    if entry.kind == "task":
+        console.print(f"outputs: {', '.join(entry.cls.outputs)}")
+
+
+@app.command()
+def show(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
+    """Stages of a run with status, time and key metrics."""
+    from reflow.errors import ReflowError
+    from reflow.store import read_manifest
+    from rich.console import Console
+    from rich.table import Table
+
+    try:
+        manifest = read_manifest(run_dir)
+    except ReflowError as exc:
+        _fail(exc)
+    table = Table(title=f"{manifest.get('study')} · {run_dir.name} · {manifest.get('status')}")
+    for col in ("stage", "task", "status", "seconds", "key metrics"):
+        table.add_column(col)
+    for name, info in manifest.get("stages", {}).items():
+        metrics = info.get("metrics") or {}
+        key = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:5])
+        if info.get("error"):
+            key = f"error: {info['error']}"
+        table.add_row(name, info.get("task", ""), info.get("status", ""), str(info.get("seconds", "")),
+                      _escape(key))
+    Console().print(table)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
+    """(Re)build a run's plots and its self-contained report.html."""
+    from reflow.errors import ReflowError
+    from reflow.report import write_report
+
+    try:
+        path = write_report(run_dir, replot=True)
+    except ReflowError as exc:
+        _fail(exc)
+    typer.echo(str(path))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except BrokenPipeError:  # `reflow plugins | head`
+        sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

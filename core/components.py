@@ -1,0 +1,268 @@
+"""Component contracts: the small base classes every plugin component derives from.
+
+Each component has a nested pydantic ``Params`` model; the params a study gives with the component's
+name are validated against it before anything runs. Keep the contracts small (scikit-learn style):
+
+- :class:`DataSource`: ``load(ctx) -> Dataset``
+- :class:`Model`: ``fit(data, ctx) -> self``, ``predict(data, ctx) -> Dataset``, ``save(dir)``,
+  classmethod ``load(dir)``; fitted state ends in ``_``
+- :class:`Evaluator`: declares ``inputs``/``outputs``; ``evaluate_one(inputs) -> dict`` per trial, or
+  ``evaluate(designs, ctx) -> Dataset`` for a whole batch
+- :class:`Design`: ``generate(space, rng) -> Dataset`` (a design of experiments)
+- :class:`Optimizer`: ``ask(n, ctx) -> Dataset``, ``tell(trials)``, ``state()``/``restore(state)``
+- :class:`Task`: what a stage does: ``run(ctx) -> StageResult``
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+from reflow.errors import PluginError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import xarray as xr
+    from reflow.context import RunContext
+    from reflow.space import Space
+
+KINDS = ("data_source", "model", "evaluator", "optimizer", "task")
+"""The component kinds, one per registration hook."""
+
+
+class Params(BaseModel):
+    """Base for every component's ``Params``: unknown keys are errors, values are checked on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class Component:
+    """Base of all components: holds validated params."""
+
+    kind: ClassVar[str] = ""
+    Params: ClassVar[type[Params]] = Params
+
+    def __init__(self, params: Params | dict[str, Any] | None = None, **kwargs: Any):
+        if params is None:
+            params = self.Params(**kwargs)
+        elif isinstance(params, dict):
+            params = self.Params(**{**params, **kwargs})
+        elif kwargs:
+            params = params.model_copy(update=kwargs)
+        self.params = params
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.params.model_dump().items())
+        return f"{type(self).__name__}({args})"
+
+
+@dataclass(frozen=True)
+class Variable:
+    """An evaluator input or output: its name, units and, for inputs, its range and default."""
+
+    name: str
+    units: str = ""
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] | None = None
+    default: Any = None
+    description: str = ""
+
+
+class DataSource(Component):
+    """Produces a dataset: ``load(ctx) -> xarray.Dataset`` (tabular data on dim ``sample``)."""
+
+    kind = "data_source"
+
+    def load(self, ctx: RunContext) -> xr.Dataset:
+        raise NotImplementedError(f"{type(self).__name__} must implement load(ctx)")
+
+
+class Model(Component):
+    """A trainable model. ``family`` is one of :data:`MODEL_FAMILIES`.
+
+    Saved models are a ``params.json`` plus state files (state dicts, safetensors, npz): never a pickled
+    object. The default :meth:`save` and :meth:`load` handle the params; subclasses add their state with
+    :meth:`save_state` and :meth:`load_state`.
+    """
+
+    kind = "model"
+    family: ClassVar[str] = ""
+
+    def __init__(self, params: Params | dict[str, Any] | None = None, **kwargs: Any):
+        super().__init__(params, **kwargs)
+        self.features: list[str] = []
+        self.targets: list[str] = []
+
+    def configure(self, features: list[str], targets: list[str]) -> Model:
+        """Say which variables are inputs and which are predicted; the ``train`` task calls this."""
+        self.features = list(features)
+        self.targets = list(targets)
+        return self
+
+    def fit(self, data: xr.Dataset, ctx: RunContext) -> Model:
+        raise NotImplementedError(f"{type(self).__name__} must implement fit(data, ctx)")
+
+    def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
+        raise NotImplementedError(f"{type(self).__name__} must implement predict(data, ctx)")
+
+    def save(self, directory: str | Path) -> None:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        meta = {"class": f"{type(self).__module__}.{type(self).__qualname__}",
+                "params": self.params.model_dump(mode="json"),
+                "features": self.features, "targets": self.targets}
+        (directory / "params.json").write_text(json.dumps(meta, indent=2))
+        self.save_state(directory)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Model:
+        directory = Path(directory)
+        meta = json.loads((directory / "params.json").read_text())
+        model = cls(cls.Params(**meta["params"]))
+        model.configure(meta.get("features", []), meta.get("targets", []))
+        model.load_state(directory)
+        return model
+
+    def save_state(self, directory: Path) -> None:
+        """Write the fitted state into ``directory`` (no pickles)."""
+        raise NotImplementedError(f"{type(self).__name__} must implement save_state(directory)")
+
+    def load_state(self, directory: Path) -> None:
+        """Read the fitted state written by :meth:`save_state`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement load_state(directory)")
+
+
+MODEL_FAMILIES = ("classifier", "regressor", "detector", "generator", "surrogate", "life-model")
+
+
+class Evaluator(Component):
+    """Maps a design (named inputs) to named outputs: a simulator, an analytic model, a program, a lab.
+
+    Declare ``inputs`` and ``outputs`` as tuples of :class:`Variable`. Inputs a design does not set take
+    their ``default``. Implement :meth:`evaluate_one` for per-trial work (reflow runs trials through the
+    study's executor, in parallel, each with a timeout, and marks an exception, NaN or timeout as that
+    trial's failure), or override :meth:`evaluate` for a vectorized batch.
+    """
+
+    kind = "evaluator"
+    inputs: ClassVar[tuple[Variable, ...]] = ()
+    outputs: ClassVar[tuple[Variable, ...]] = ()
+    accepts_any_inputs: ClassVar[bool] = False
+    """True for evaluators whose inputs are only known at run time (user functions, commands)."""
+
+    def input_variables(self) -> tuple[Variable, ...]:
+        return type(self).inputs
+
+    def output_variables(self) -> tuple[Variable, ...]:
+        return type(self).outputs
+
+    def setup(self, ctx: RunContext) -> None:
+        """Prepare to run in ``ctx`` (resolve paths, load models). Called once per stage, in the main process."""
+
+    def evaluate_one(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} must implement evaluate_one(inputs) or evaluate()")
+
+    @property
+    def is_batch(self) -> bool:
+        """True when this evaluator overrides :meth:`evaluate` to work on a whole batch at once."""
+        return type(self).evaluate is not Evaluator.evaluate
+
+    def evaluate(self, designs: xr.Dataset, ctx: RunContext) -> xr.Dataset:
+        """Evaluate every trial of ``designs`` (dim ``trial``); one row per trial with status and error."""
+        from reflow.evaluation import evaluate_trials
+
+        return evaluate_trials(self, designs, ctx)
+
+
+class Design(Component):
+    """A design of experiments: ``generate(space, rng)`` returns every design point on dim ``trial``."""
+
+    kind = "optimizer"
+    supports_categorical: ClassVar[bool] = True
+
+    def generate(self, space: Space, rng: np.random.Generator) -> xr.Dataset:
+        raise NotImplementedError(f"{type(self).__name__} must implement generate(space, rng)")
+
+    def space_problems(self, space: Space) -> list[str]:
+        """Reasons this design cannot be built over ``space`` (checked at validation time)."""
+        return []
+
+
+class Optimizer(Component):
+    """An ask/tell optimizer; ``state()`` returns JSON-able data from which ``restore`` resumes."""
+
+    kind = "optimizer"
+
+    def ask(self, n: int, ctx: RunContext) -> xr.Dataset:
+        raise NotImplementedError(f"{type(self).__name__} must implement ask(n, ctx)")
+
+    def tell(self, trials: xr.Dataset) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement tell(trials)")
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError(f"{type(self).__name__} does not support state() (needed for --resume)")
+
+    def restore(self, state: dict[str, Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not support restore() (needed for --resume)")
+
+
+@dataclass
+class StageResult:
+    """What a task returns: named output datasets (the first is the stage's main output) and metrics."""
+
+    outputs: dict[str, xr.Dataset] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Component):
+    """What a stage of kind ``task: NAME`` does. ``Params`` validates the stage's other keys.
+
+    ``outputs`` names the datasets the task produces, main output first; other stages refer to them as
+    ``stage`` (main) or ``stage.name``.
+    """
+
+    kind = "task"
+    outputs: ClassVar[tuple[str, ...]] = ("data",)
+
+    def run(self, ctx: RunContext) -> StageResult:
+        raise NotImplementedError(f"{type(self).__name__} must implement run(ctx)")
+
+    def check(self, check: Any) -> None:
+        """Cross-field checks needing the registry (space names vs evaluator inputs, ...).
+
+        ``check`` is a :class:`reflow.study.StageChecker`; report problems with ``check.problem(...)``.
+        """
+
+    def plot(self, result: StageResult, folder: Path) -> list[Path]:
+        """Draw this stage's figures from its stored outputs into ``folder``; return the PNG paths.
+
+        Called after the stage runs and again by ``reflow report``, so it must rely on ``result`` only.
+        """
+        return []
+
+
+BASES: dict[str, tuple[type, ...]] = {
+    "data_source": (DataSource,),
+    "model": (Model,),
+    "evaluator": (Evaluator,),
+    "optimizer": (Optimizer, Design),
+    "task": (Task,),
+}
+
+
+def check_component_class(kind: str, cls: Any, where: str) -> None:
+    """Raise :class:`PluginError` unless ``cls`` is a valid component class of ``kind``."""
+    bases = BASES[kind]
+    if not isinstance(cls, type) or not issubclass(cls, bases):
+        names = " or ".join(f"reflow.{b.__name__}" for b in bases)
+        raise PluginError(f"{where}: {cls!r} is not a subclass of {names}")
+    if not (isinstance(cls.Params, type) and issubclass(cls.Params, BaseModel)):
+        raise PluginError(f"{where}: {cls.__name__}.Params must be a pydantic model")
+    if kind == "model" and cls.family not in MODEL_FAMILIES:
+        raise PluginError(
+            f"{where}: {cls.__name__}.family is {cls.family!r}; allowed: {', '.join(MODEL_FAMILIES)}"
+        )

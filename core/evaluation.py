@@ -1,0 +1,366 @@
+"""Running evaluators over trials: pipelines, input defaults, output checks and failure capture.
+
+A trial fails, and the study goes on, when its evaluator raises, times out, returns a non-number or NaN,
+or leaves out a declared output. The failure is kept as the trial's ``status``/``error``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from reflow.components import Evaluator, Variable
+from reflow.errors import EvaluationError
+from reflow.executors import call_safely
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
+
+
+class Pipeline:
+    """Evaluators in a row: each step's outputs join the namespace the next step's inputs come from."""
+
+    def __init__(self, steps: list[Evaluator], labels: list[str] | None = None):
+        if not steps:
+            raise ValueError("a pipeline needs at least one evaluator")
+        self.steps = list(steps)
+        self.labels = labels or [type(s).__name__ for s in steps]
+
+    def input_variables(self) -> tuple[Variable, ...]:
+        """Inputs a design may set: every step's inputs not produced by an earlier step."""
+        produced: set[str] = set()
+        out: dict[str, Variable] = {}
+        for step in self.steps:
+            for v in step.input_variables():
+                if v.name not in produced and v.name not in out:
+                    out[v.name] = v
+            produced.update(v.name for v in step.output_variables())
+        return tuple(out.values())
+
+    def output_variables(self) -> tuple[Variable, ...]:
+        out: dict[str, Variable] = {}
+        for step in self.steps:
+            for v in step.output_variables():
+                out[v.name] = v
+        return tuple(out.values())
+
+    @property
+    def accepts_any_inputs(self) -> bool:
+        return any(s.accepts_any_inputs for s in self.steps)
+
+    @property
+    def is_batch(self) -> bool:
+        return any(s.is_batch for s in self.steps)
+
+    def setup(self, ctx: RunContext) -> None:
+        for step in self.steps:
+            step.setup(ctx)
+
+    def evaluate_one(self, namespace: Mapping[str, Any]) -> dict[str, Any]:
+        """Run every step on one trial (per-trial steps only)."""
+        ns = dict(namespace)
+        outputs: dict[str, Any] = {}
+        for label, step in zip(self.labels, self.steps, strict=True):
+            try:
+                out = run_step(step, ns)
+            except Exception as exc:
+                raise EvaluationError(f"step {label!r}: {type(exc).__name__}: {exc}") from exc
+            ns.update(out)
+            outputs.update(out)
+        return outputs
+
+
+def step_inputs(step: Evaluator, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    """The inputs ``step`` takes from ``namespace``, with its declared defaults for the rest."""
+    if step.accepts_any_inputs:
+        return dict(namespace)
+    args: dict[str, Any] = {}
+    missing = []
+    for v in step.input_variables():
+        if v.name in namespace:
+            args[v.name] = namespace[v.name]
+        elif v.default is not None:
+            args[v.name] = v.default
+        else:
+            missing.append(v.name)
+    if missing:
+        raise EvaluationError(f"missing inputs {', '.join(missing)} (no default; add them to the space)")
+    return args
+
+
+def check_outputs(step: Any, out: Any) -> dict[str, Any]:
+    """Outputs as a dict of floats (or strings); declared outputs present; NaN and inf rejected."""
+    if not isinstance(out, Mapping):
+        raise EvaluationError(f"an evaluator must return a mapping of outputs, got {type(out).__name__}")
+    declared = [v.name for v in step.output_variables()]
+    missing = [n for n in declared if n not in out]
+    if missing:
+        raise EvaluationError(f"missing outputs: {', '.join(missing)}")
+    clean: dict[str, Any] = {}
+    for name, value in out.items():
+        if isinstance(value, str):
+            clean[str(name)] = value
+            continue
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise EvaluationError(f"output {name!r} is not a number: {value!r}") from None
+        if not math.isfinite(number):
+            raise EvaluationError(f"output {name!r} is {number}")
+        clean[str(name)] = number
+    return clean
+
+
+def run_step(step: Evaluator, namespace: Mapping[str, Any]) -> dict[str, Any]:
+    return check_outputs(step, step.evaluate_one(step_inputs(step, namespace)))
+
+
+def _run_trial(evaluator: Any, row: dict[str, Any]) -> dict[str, Any]:
+    """What a worker runs for one trial (module-level so it pickles)."""
+    if isinstance(evaluator, Pipeline):
+        return evaluator.evaluate_one(row)
+    return run_step(evaluator, row)
+
+
+def design_rows(designs: xr.Dataset) -> list[tuple[int, dict[str, Any]]]:
+    """(trial id, {input: python scalar}) for every trial of a design dataset."""
+    dim = "trial" if "trial" in designs.dims else next(iter(designs.dims))
+    ids = designs[dim].values if dim in designs.coords else np.arange(designs.sizes[dim])
+    names = [n for n in designs.data_vars if designs[n].dims == (dim,)]
+    columns = {n: designs[n].values for n in names}
+    rows = []
+    for i, tid in enumerate(ids):
+        rows.append((int(tid), {n: _scalar(columns[n][i]) for n in names}))
+    return rows
+
+
+def _scalar(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    return v
+
+
+TrialRecord = dict[str, Any]
+
+
+def evaluate_trials(evaluator: Any, designs: xr.Dataset | list[tuple[int, dict[str, Any]]], ctx: RunContext,
+                    *, on_done: Callable[[list[TrialRecord]], None] | None = None,
+                    timeout: float | None = None, batch: int = 0, bar: Any = None) -> list[TrialRecord]:
+    """Evaluate trials through ``ctx.executor``; return one record per trial, failures included.
+
+    Per-trial evaluators and pipelines run trial by trial and ``on_done`` sees each finished trial at
+    once; a pipeline with a batch step runs step by step and ``on_done`` sees the batch at its end.
+    """
+    rows = design_rows(designs) if not isinstance(designs, list) else designs
+    if not rows:
+        return []
+    if timeout is None:
+        timeout = ctx.timeout
+    records: list[TrialRecord] = []
+
+    def finish(recs: list[TrialRecord]) -> None:
+        records.extend(recs)
+        if on_done is not None:
+            on_done(recs)
+
+    if not _has_batch_step(evaluator):
+        items = [(evaluator, row) for _, row in rows]
+        with contextlib.ExitStack() as stack:
+            if bar is None:
+                bar = stack.enter_context(ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating"))
+            for i, outcome in ctx.executor.map(_run_trial, items, timeout):
+                tid, row = rows[i]
+                finish([_record(tid, row, outcome.value, outcome.error, outcome.started, outcome.finished,
+                                batch)])
+                bar.advance()
+        return records
+    finish(_evaluate_stepwise(evaluator, rows, ctx, timeout, batch))
+    if bar is not None:
+        bar.advance(len(rows))
+    return records
+
+
+def _has_batch_step(evaluator: Any) -> bool:
+    return evaluator.is_batch
+
+
+def _evaluate_stepwise(evaluator: Any, rows: list[tuple[int, dict[str, Any]]], ctx: RunContext,
+                       timeout: float | None, batch: int) -> list[TrialRecord]:
+    steps = evaluator.steps if isinstance(evaluator, Pipeline) else [evaluator]
+    labels = evaluator.labels if isinstance(evaluator, Pipeline) else [type(evaluator).__name__]
+    started = time.time()
+    alive = {tid: dict(row) for tid, row in rows}
+    outputs: dict[int, dict[str, Any]] = {tid: {} for tid, _ in rows}
+    errors: dict[int, str] = {}
+    prefix = len(steps) > 1
+    for label, step in zip(labels, steps, strict=True):
+        ids = list(alive)
+        if not ids:
+            break
+        tag = f"step {label!r}: " if prefix else ""
+        if step.is_batch:
+            results = _batch_step(step, ids, alive, ctx, timeout)
+        else:
+            items = [(step, alive[t]) for t in ids]
+            results = {}
+            for i, outcome in ctx.executor.map(run_step, items, timeout):
+                results[ids[i]] = (outcome.value, outcome.error)
+        for tid, (value, error) in results.items():
+            if error is not None:
+                errors[tid] = tag + error
+                alive.pop(tid)
+            else:
+                alive[tid].update(value)
+                outputs[tid].update(value)
+    finished = time.time()
+    return [_record(tid, row, outputs[tid] if tid not in errors else None, errors.get(tid), started,
+                    finished, batch) for tid, row in rows]
+
+
+def _batch_step(step: Evaluator, ids: list[int], alive: dict[int, dict[str, Any]], ctx: RunContext,
+                timeout: float | None) -> dict[int, tuple[Any, str | None]]:
+    import xarray as xr
+
+    try:
+        table = {n: [step_inputs(step, alive[t])[n] for t in ids] for n in step_inputs(step, alive[ids[0]])}
+    except Exception as exc:
+        return {t: (None, str(exc)) for t in ids}
+    ds = xr.Dataset({n: ("trial", np.asarray(v)) for n, v in table.items()}, coords={"trial": ids})
+    outcome = call_safely(step.evaluate, (ds, ctx), timeout)
+    if not outcome.ok:
+        return {t: (None, f"batch failed: {outcome.error}") for t in ids}
+    result = outcome.value
+    declared = [v.name for v in step.output_variables()]
+    names = declared or [n for n in result.data_vars if n not in ("status", "error")]
+    out: dict[int, tuple[Any, str | None]] = {}
+    for t in ids:
+        try:
+            sel = result.sel(trial=t)
+            row_status = str(sel["status"].values) if "status" in result else "ok"
+            if row_status == "failed":
+                out[t] = (None, str(sel["error"].values) if "error" in result else "failed")
+                continue
+            values = {n: _scalar(sel[n].values) for n in names if n in result}
+            out[t] = (check_outputs(step, values), None)
+        except Exception as exc:
+            out[t] = (None, f"{type(exc).__name__}: {exc}")
+    return out
+
+
+def _record(tid: int, row: dict[str, Any], outputs: dict[str, Any] | None, error: str | None,
+            started: float, finished: float, batch: int) -> TrialRecord:
+    return {
+        "trial": tid, "inputs": row, "outputs": outputs or {},
+        "status": "ok" if error is None else "failed", "error": error or "",
+        "batch": batch, "started": started, "finished": finished,
+    }
+
+
+def records_to_dataset(records: list[TrialRecord], input_names: list[str] | None = None,
+                       output_names: list[str] | None = None, units: dict[str, str] | None = None):
+    """Trial records -> the trials dataset of DESIGN.md (dim ``trial``; params, metrics, status, ...)."""
+    import xarray as xr
+
+    records = sorted(records, key=lambda r: r["trial"])
+    units = units or {}
+    if input_names is None:
+        input_names = list(dict.fromkeys(k for r in records for k in r["inputs"]))
+    if output_names is None:
+        output_names = list(dict.fromkeys(k for r in records for k in r["outputs"]))
+    ids = np.array([r["trial"] for r in records], dtype=int)
+    data: dict[str, Any] = {}
+    for name in input_names:
+        vals = [r["inputs"].get(name) for r in records]
+        data[name] = ("trial", _column(vals), {"units": units.get(name, ""), "role": "parameter"})
+    for name in output_names:
+        vals = [r["outputs"].get(name, np.nan) for r in records]
+        data[name] = ("trial", _column(vals), {"units": units.get(name, ""), "role": "metric"})
+    data["status"] = ("trial", np.array([r["status"] for r in records], dtype=str))
+    data["error"] = ("trial", np.array([r["error"] for r in records], dtype=str))
+    data["batch"] = ("trial", np.array([r.get("batch", 0) for r in records], dtype=int))
+    for key in ("started", "finished"):
+        stamps = np.array([int(r[key] * 1e9) for r in records], dtype="int64").astype("datetime64[ns]")
+        data[key] = ("trial", stamps)
+    return xr.Dataset(data, coords={"trial": ids})
+
+
+def _column(values: list[Any]) -> np.ndarray:
+    if any(isinstance(v, str) for v in values):
+        return np.array(["" if v is None else str(v) for v in values], dtype=str)
+    return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+class ModelEvaluator(Evaluator):
+    """A trained model used as an evaluator (``{stage: name}``): features in, predicted targets out."""
+
+    def __init__(self, model: Any, ctx: RunContext | None = None):
+        super().__init__()
+        self.model = model
+        self._ctx = ctx
+
+    def input_variables(self) -> tuple[Variable, ...]:
+        return tuple(Variable(f) for f in self.model.features)
+
+    def output_variables(self) -> tuple[Variable, ...]:
+        out = []
+        for t in self.model.targets:
+            out.append(Variable(t))
+        return tuple(out)
+
+    def evaluate(self, designs: xr.Dataset, ctx: RunContext) -> xr.Dataset:
+        pred = self.model.predict(designs, ctx)
+        out = designs.copy()
+        for t in self.model.targets:
+            name = f"{t}_mean" if f"{t}_mean" in pred else t
+            out[t] = ("trial", np.asarray(pred[name].values, dtype=float))
+            if f"{t}_std" in pred:
+                out[f"{t}_std"] = ("trial", np.asarray(pred[f"{t}_std"].values, dtype=float))
+        return out
+
+
+def build_evaluator(specs: list[Any], ctx: RunContext) -> Pipeline:
+    """Instantiate an ``evaluate:`` pipeline; ``{stage: s}`` steps become that stage's trained model."""
+    steps: list[Evaluator] = []
+    labels: list[str] = []
+    for spec in specs:
+        if spec.stage is not None:
+            steps.append(ModelEvaluator(ctx.model(spec.stage), ctx))
+        else:
+            steps.append(spec.create())
+        labels.append(spec.label)
+    pipeline = Pipeline(steps, labels)
+    pipeline.setup(ctx)
+    return pipeline
+
+
+def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, batch_size: int,
+                  units: dict[str, str] | None = None) -> xr.Dataset:
+    """Evaluate every trial of ``designs`` not already in the stage's journal; return all trials.
+
+    Each finished trial is appended to ``<stage>/trials.jsonl`` at once, so a run killed part-way
+    resumes without repeating a finished evaluation. Batches of ``batch_size`` trials are reported to
+    the ``on_trial_batch`` hook.
+    """
+    from reflow.store import JOURNAL, TrialJournal
+
+    journal = TrialJournal(ctx.folder / JOURNAL)
+    done = {r["trial"] for r in journal.read()}
+    rows = [(tid, row) for tid, row in design_rows(designs) if tid not in done]
+    if done:
+        ctx.logger.info("stage %s: %d trials finished earlier, %d to go", ctx.stage, len(done), len(rows))
+    first_batch = max((r.get("batch", 0) for r in journal.read()), default=-1) + 1
+    input_names = [n for n in designs.data_vars if designs[n].dims == ("trial",)]
+    with ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating") as bar:
+        for k, start in enumerate(range(0, len(rows), max(1, batch_size))):
+            chunk = rows[start:start + batch_size]
+            recs = evaluate_trials(pipeline, chunk, ctx, on_done=journal.append, batch=first_batch + k, bar=bar)
+            ctx.trial_batch(records_to_dataset(recs, input_names))
+    output_names = [v.name for v in pipeline.output_variables()] or None
+    all_units = {v.name: v.units for v in (*pipeline.input_variables(), *pipeline.output_variables())}
+    all_units.update(units or {})
+    return records_to_dataset(journal.read(), input_names, output_names, all_units)

@@ -1,0 +1,293 @@
+"""The runner: creates (or reopens) a run folder and runs the study's stages in dependency order."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import subprocess
+import sys
+import time
+import traceback
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from reflow.components import StageResult
+from reflow.context import RunContext, stage_seed
+from reflow.device import resolve_device
+from reflow.errors import ReflowError, RunError, StudyError
+from reflow.specs import ComponentSpec, DataRef
+from reflow.store import MANIFEST, RESOLVED, new_run_dir, read_dataset, read_manifest, write_dataset, write_json
+from reflow.study import Study, _walk, validate_study
+from reflow.yamlio import dump, load_with_lines
+
+log = logging.getLogger("reflow")
+
+KEY_PACKAGES = ("numpy", "scipy", "xarray", "pydantic", "pluggy", "torch", "botorch", "scikit-learn",
+                "pymoo", "dask", "distributed", "h5netcdf")
+
+
+class StageFailed(ReflowError):
+    """A stage raised; the run stops there and keeps everything finished before it."""
+
+
+class Run:
+    """A run folder and the state of one study running in it."""
+
+    def __init__(self, directory: Path, study: Study, manifest: dict[str, Any], quiet: bool = False):
+        self.dir = Path(directory)
+        self.study = study
+        self.manifest = manifest
+        self.quiet = quiet
+        self._executor = None
+        self._results: dict[str, StageResult] = {}
+        self._pm = None
+
+    # ---- helpers used by RunContext ------------------------------------------------------------
+    @property
+    def executor(self):
+        if self._executor is None:
+            from reflow.executors import make_executor
+
+            self._executor = make_executor(self.study.executor)
+        return self._executor
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.dir / stage
+
+    def result(self, stage: str) -> StageResult:
+        """A finished stage's outputs and metrics (read from the run folder once, then cached)."""
+        if stage not in self._results:
+            self._results[stage] = load_result(self.dir, stage, self.study)
+        return self._results[stage]
+
+    def output(self, ref: DataRef | str) -> Any:
+        if isinstance(ref, str):
+            stage, _, out = ref.partition(".")
+            ref = DataRef(stage, out or None)
+        result = self.result(ref.stage)
+        name = ref.output or next(iter(result.outputs), None)
+        if name is None or name not in result.outputs:
+            raise RunError(f"stage {ref.stage!r} has no output {name!r}")
+        return result.outputs[name]
+
+    def model(self, stage: str) -> Any:
+        from reflow.registry import get_registry
+
+        info = json.loads((self.stage_dir(stage) / "model" / "component.json").read_text())
+        cls = get_registry().get(info["name"], "model").cls
+        return cls.load(self.stage_dir(stage) / "model")
+
+    def hook(self, name: str, **kwargs: Any) -> None:
+        """Call a lifecycle hook; a plugin's exception is logged, never fatal."""
+        from reflow.registry import get_plugin_manager
+
+        caller = getattr(get_plugin_manager().hook, name)
+        for impl in caller.get_hookimpls():
+            try:
+                impl.function(run=self, **kwargs)
+            except Exception:
+                log.warning("plugin %s failed in %s:\n%s", impl.plugin_name, name, traceback.format_exc())
+
+    def save_manifest(self) -> None:
+        write_json(self.dir / MANIFEST, self.manifest)
+
+    def set_stage(self, stage: str, **info: Any) -> None:
+        self.manifest["stages"].setdefault(stage, {}).update(info)
+        self.save_manifest()
+
+
+def load_result(run_dir: Path, stage: str, study: Study | None = None) -> StageResult:
+    """Read a stage's stored outputs (in the order the task declares them) and metrics."""
+    folder = Path(run_dir) / stage
+    outputs: dict[str, Any] = {}
+    names: list[str] = []
+    if study is not None and stage in study.stages:
+        names = list(study.stages[stage].task_cls.outputs)
+    for name in names:
+        if (folder / f"{name}.nc").exists():
+            outputs[name] = read_dataset(folder / f"{name}.nc")
+    for path in sorted(folder.glob("*.nc")):
+        if path.stem not in outputs:
+            outputs[path.stem] = read_dataset(path)
+    metrics_path = folder / "metrics.json"
+    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
+    return StageResult(outputs, metrics)
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for pkg in ("reflow",) + KEY_PACKAGES:
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def _git_sha(folder: Path) -> str | None:
+    try:
+        res = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True,
+                             timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return res.stdout.strip() or None if res.returncode == 0 else None
+
+
+def _plugins_used(study: Study) -> dict[str, dict[str, str]]:
+    from reflow.registry import get_registry
+
+    registry = get_registry()
+    used: dict[str, dict[str, str]] = {}
+    for stage in study.stages.values():
+        names = [stage.task] + [item.name for _, item in _walk(stage.params, ())
+                                if isinstance(item, ComponentSpec) and item.name]
+        for name in names:
+            entry = registry.get(name)
+            used[name] = {"plugin": entry.plugin, "kind": entry.kind,
+                          "class": f"{entry.cls.__module__}.{entry.cls.__qualname__}"}
+    return used
+
+
+def start_run(study: Study, out: Path | str = "runs", quiet: bool = False) -> Run:
+    """Create a new run folder for ``study`` with its resolved study and manifest."""
+    device = resolve_device(study.device)
+    directory = new_run_dir(Path(out), study.name)
+    dump(study.resolved(), directory / RESOLVED)
+    manifest = {
+        "study": study.name,
+        "study_file": str(study.path) if study.path else None,
+        "study_dir": str(study.directory),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "seed": study.seed,
+        "device": device,
+        "device_requested": study.device,
+        "executor": study.executor.to_yaml(),
+        "versions": _versions(),
+        "platform": platform.platform(),
+        "argv": sys.argv,
+        "git_sha": _git_sha(study.directory),
+        "plugins": _plugins_used(study),
+        "status": "created",
+        "stages": {name: {"task": st.task, "status": "pending", "seed": stage_seed(study.seed, name)}
+                   for name, st in study.stages.items()},
+    }
+    run = Run(directory, study, manifest, quiet)
+    run.save_manifest()
+    return run
+
+
+def open_run(run_dir: Path | str, quiet: bool = False) -> Run:
+    """Reopen an existing run folder (for ``--resume``, ``show`` and ``report``)."""
+    run_dir = Path(run_dir)
+    manifest = read_manifest(run_dir)
+    path = run_dir / RESOLVED
+    if not path.exists():
+        raise RunError(f"{path} is missing: cannot resume or report this run")
+    raw, lines = load_with_lines(path.read_text(), str(path))
+    study_file = manifest.get("study_file")
+    anchor = Path(study_file) if study_file else Path(manifest.get("study_dir", run_dir)) / "study.yaml"
+    try:
+        study = validate_study(raw, lines=lines, source=str(path), path=anchor)
+    except StudyError as exc:
+        raise RunError(f"the stored study no longer validates (a plugin changed?):\n{exc}") from None
+    return Run(run_dir, study, manifest, quiet)
+
+
+def execute(run: Run, resume: bool = False) -> Run:
+    """Run every stage not yet done, in order; stop at the first failure, keeping what finished."""
+    study = run.study
+    run.manifest["status"] = "running"
+    run.manifest.setdefault("history", []).append(
+        {"action": "resume" if resume else "start", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+    run.save_manifest()
+    handler = _log_to(run.dir / "run.log")
+    try:
+        run.hook("on_study_start")
+        for name, stage in study.stages.items():
+            info = run.manifest["stages"].get(name, {})
+            if info.get("status") == "done":
+                log.info("stage %s: done earlier, skipped", name)
+                continue
+            _run_stage(run, name, stage, resuming=resume and info.get("status") in ("running", "failed"))
+        run.manifest["status"] = "done"
+        run.save_manifest()
+        from reflow.report import write_report
+
+        write_report(run.dir)
+    except BaseException as exc:
+        run.manifest["status"] = "failed" if isinstance(exc, Exception) else "interrupted"
+        run.save_manifest()
+        raise
+    finally:
+        run.close()
+        logging.getLogger("reflow").removeHandler(handler)
+        handler.close()
+    return run
+
+
+def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
+    study = run.study
+    folder = run.stage_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    ctx = RunContext(
+        run=run, stage=name, seed=stage_seed(study.seed, name), device=run.manifest["device"],
+        folder=folder, study_dir=study.directory, quiet=run.quiet, timeout=study.executor.timeout,
+        resuming=resuming,
+    )
+    task = stage.create_task()
+    t0 = time.time()
+    run.set_stage(name, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), error=None)
+    log.info("stage %s (%s): started", name, stage.task)
+    try:
+        result = task.run(ctx)
+        if not isinstance(result, StageResult):
+            raise TypeError(f"task {stage.task!r} returned {type(result).__name__}, not a StageResult")
+        for out_name, ds in result.outputs.items():
+            ds.attrs.setdefault("stage", name)
+            ds.attrs.setdefault("task", stage.task)
+            write_dataset(ds, folder / f"{out_name}.nc")
+        write_json(folder / "metrics.json", result.metrics)
+        run._results[name] = result
+        plots = task.plot(result, folder)
+    except Exception as exc:
+        seconds = time.time() - t0
+        run.set_stage(name, status="failed", seconds=round(seconds, 3), error=f"{type(exc).__name__}: {exc}")
+        log.error("stage %s failed:\n%s", name, traceback.format_exc())
+        run.hook("on_stage_end", stage=name, result=exc)
+        if isinstance(exc, ReflowError):
+            raise
+        raise StageFailed(f"stage {name!r} failed: {type(exc).__name__}: {exc} (see {run.dir / 'run.log'})"
+                          ) from exc
+    seconds = time.time() - t0
+    run.set_stage(name, status="done", seconds=round(seconds, 3),
+                  finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  outputs=list(result.outputs), plots=[p.name for p in plots],
+                  metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))})
+    log.info("stage %s: done in %.2f s", name, seconds)
+    run.hook("on_stage_end", stage=name, result=result)
+
+
+def _log_to(path: Path) -> logging.Handler:
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger = logging.getLogger("reflow")
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return handler
+
+
+def run_study(study: Study, out: Path | str = "runs", quiet: bool = False) -> Run:
+    """Validate-free entry point for a validated study: create the run folder and run it."""
+    return execute(start_run(study, out, quiet))
+
+
+def resume_run(run_dir: Path | str, quiet: bool = False) -> Run:
+    """Continue a run: finished stages are skipped, an unfinished DOE continues from its journal."""
+    return execute(open_run(run_dir, quiet), resume=True)

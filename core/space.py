@@ -1,0 +1,195 @@
+"""Design spaces: continuous, integer, categorical and fixed parameters.
+
+In a study::
+
+    space:
+      die_thickness_mm: {low: 0.1, high: 0.8}              # continuous
+      bumps: {low: 4, high: 12, type: int}                  # integer
+      pitch_um: {low: 50, high: 400, log: true, units: um}  # continuous, log-scaled
+      underfill: {choices: [UF-A, UF-B, UF-C]}              # categorical
+      delta_t_k: {value: -200}                              # fixed
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, model_validator
+
+
+class ParameterSpec(BaseModel):
+    """One factor of a design space, as written in YAML."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    low: float | None = None
+    high: float | None = None
+    type: Literal["float", "int"] | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+    value: Any = None
+    units: str = ""
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ParameterSpec:
+        ranged = self.low is not None or self.high is not None
+        given = [k for k, on in (("low/high", ranged), ("choices", self.choices is not None),
+                                 ("value", self.value is not None)) if on]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of {low: .., high: ..} (a range), {choices: [..]} or {value: ..} (fixed); "
+                f"got {', '.join(given) if given else 'none'}"
+            )
+        if ranged:
+            if self.low is None or self.high is None:
+                raise ValueError("a range needs both low and high")
+            if not (math.isfinite(self.low) and math.isfinite(self.high)):
+                raise ValueError(f"bounds must be finite numbers, got low={self.low}, high={self.high}")
+            if self.low >= self.high:
+                raise ValueError(f"low must be below high, got low={self.low:g} >= high={self.high:g}")
+            if self.log and self.low <= 0:
+                raise ValueError(f"a log-scaled range needs low > 0, got low={self.low:g}")
+            if self.type == "int" and (self.low != int(self.low) or self.high != int(self.high)):
+                raise ValueError(f"an integer range needs whole bounds, got {self.low:g}..{self.high:g}")
+        elif self.type is not None or self.log:
+            raise ValueError("'type' and 'log' apply to ranges (low/high) only")
+        if self.choices is not None:
+            if len(self.choices) < 2:
+                raise ValueError(f"choices needs at least two values, got {self.choices!r}")
+            if len({repr(c) for c in self.choices}) != len(self.choices):
+                raise ValueError(f"choices has duplicates: {self.choices!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A validated factor; ``kind`` is continuous, integer, categorical or fixed."""
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+    units: str = ""
+
+    @classmethod
+    def from_spec(cls, name: str, spec: ParameterSpec) -> Parameter:
+        if spec.choices is not None:
+            return cls(name, "categorical", choices=tuple(spec.choices), units=spec.units)
+        if spec.value is not None:
+            return cls(name, "fixed", value=spec.value, units=spec.units)
+        kind = "integer" if spec.type == "int" else "continuous"
+        return cls(name, kind, low=spec.low, high=spec.high, log=spec.log, units=spec.units)
+
+    @property
+    def levels(self) -> int | None:
+        """Number of distinct values for discrete factors (None for continuous)."""
+        if self.kind == "categorical":
+            return len(self.choices)
+        if self.kind == "integer":
+            return int(self.high) - int(self.low) + 1
+        if self.kind == "fixed":
+            return 1
+        return None
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Map points of [0, 1] onto this factor's values."""
+        u = np.clip(np.asarray(u, dtype=float), 0.0, 1.0)
+        if self.kind == "continuous":
+            if self.log:
+                lo, hi = math.log(self.low), math.log(self.high)
+                return np.exp(lo + u * (hi - lo))
+            return self.low + u * (self.high - self.low)
+        if self.kind == "integer":
+            n = self.levels
+            return (int(self.low) + np.minimum(np.floor(u * n), n - 1)).astype(int)
+        if self.kind == "categorical":
+            idx = np.minimum(np.floor(u * len(self.choices)), len(self.choices) - 1).astype(int)
+            return np.array([self.choices[i] for i in idx], dtype=object)
+        return np.array([self.value] * u.shape[0], dtype=object if isinstance(self.value, str) else float)
+
+    def from_level(self, index: np.ndarray, n_levels: int) -> np.ndarray:
+        """Map level indices 0..n_levels-1 (factorial designs) onto values spread over the factor."""
+        index = np.asarray(index, dtype=float)
+        if self.kind == "categorical" or self.kind == "integer":
+            n = self.levels
+            if n_levels != n:
+                pos = np.round(index * (n - 1) / max(n_levels - 1, 1)).astype(int)
+            else:
+                pos = index.astype(int)
+            if self.kind == "categorical":
+                return np.array([self.choices[i] for i in pos], dtype=object)
+            return int(self.low) + pos
+        return self.from_unit(index / max(n_levels - 1, 1))
+
+    def contains(self, value: Any) -> bool:
+        if self.kind == "categorical":
+            return value in self.choices
+        if self.kind == "fixed":
+            return value == self.value
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            return False
+        if self.kind == "integer" and v != int(v):
+            return False
+        return self.low - 1e-12 <= v <= self.high + 1e-12
+
+
+class Space:
+    """An ordered set of parameters."""
+
+    def __init__(self, parameters: list[Parameter]):
+        self.parameters = list(parameters)
+        self.by_name = {p.name: p for p in self.parameters}
+
+    @classmethod
+    def from_specs(cls, specs: dict[str, ParameterSpec]) -> Space:
+        return cls([Parameter.from_spec(n, s) for n, s in specs.items()])
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.parameters]
+
+    @property
+    def free(self) -> list[Parameter]:
+        """Parameters a design varies (everything but fixed ones)."""
+        return [p for p in self.parameters if p.kind != "fixed"]
+
+    def __len__(self) -> int:
+        return len(self.parameters)
+
+    def from_unit(self, u: np.ndarray) -> dict[str, np.ndarray]:
+        """Points in the unit cube of the free parameters (n, d) -> values of every parameter."""
+        u = np.atleast_2d(np.asarray(u, dtype=float))
+        free = self.free
+        if u.shape[1] != len(free):
+            raise ValueError(f"expected {len(free)} columns, got {u.shape[1]}")
+        out: dict[str, np.ndarray] = {}
+        j = 0
+        for p in self.parameters:
+            if p.kind == "fixed":
+                out[p.name] = p.from_unit(np.zeros(u.shape[0]))
+            else:
+                out[p.name] = p.from_unit(u[:, j])
+                j += 1
+        return out
+
+    def to_dataset(self, values: dict[str, np.ndarray], dim: str = "trial"):
+        """Design values -> Dataset on ``dim`` with each parameter's units in attrs."""
+        import xarray as xr
+
+        data_vars = {}
+        for p in self.parameters:
+            arr = np.asarray(values[p.name])
+            if arr.dtype == object:
+                arr = arr.astype(str) if all(isinstance(v, str) for v in arr) else arr.astype(float)
+            data_vars[p.name] = xr.Variable((dim,), arr, attrs={"units": p.units, "kind": p.kind})
+        n = len(next(iter(values.values()))) if values else 0
+        return xr.Dataset(data_vars, coords={dim: np.arange(n)})

@@ -1,0 +1,94 @@
+"""YAML in and out: ``safe_load`` semantics, plus the line of every key so errors can point at it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from reflow.errors import Problem, StudyError
+
+Path_ = tuple[Any, ...]
+
+
+def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_, int]]:
+    """Parse YAML safely; return the data and a map from key path (tuple) to 1-based line number.
+
+    Duplicate keys are errors (plain ``safe_load`` silently keeps the last one).
+    """
+    lines: dict[Path_, int] = {}
+    problems: list[Problem] = []
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            node = loader.get_single_node()
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise StudyError([Problem("", f"invalid YAML: {reason}", line)], source) from None
+        if node is None:
+            return None, lines
+        lines[()] = node.start_mark.line + 1
+
+        def build(n: yaml.Node, path: Path_) -> Any:
+            if isinstance(n, yaml.MappingNode):
+                out: dict[Any, Any] = {}
+                for key_node, value_node in n.value:
+                    key = loader.construct_object(key_node, deep=True)
+                    if isinstance(key, (list, dict)):
+                        problems.append(Problem(_dotted(path), "keys must be plain names",
+                                                key_node.start_mark.line + 1))
+                        continue
+                    if key in out:
+                        problems.append(Problem(_dotted(path + (key,)), "duplicate key",
+                                                key_node.start_mark.line + 1))
+                    lines[path + (key,)] = key_node.start_mark.line + 1
+                    out[key] = build(value_node, path + (key,))
+                return out
+            if isinstance(n, yaml.SequenceNode):
+                items = []
+                for i, item in enumerate(n.value):
+                    lines[path + (i,)] = item.start_mark.line + 1
+                    items.append(build(item, path + (i,)))
+                return items
+            return loader.construct_object(n, deep=True)
+
+        data = build(node, ())
+    finally:
+        loader.dispose()
+    if problems:
+        raise StudyError(problems, source)
+    return data, lines
+
+
+def _dotted(path: Path_) -> str:
+    return dotted(path)
+
+
+def dotted(path: Path_) -> str:
+    """``('stages', 'doe', 'space', 0)`` -> ``stages.doe.space[0]``."""
+    out = ""
+    for part in path:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def line_of(lines: dict[Path_, int], path: Path_) -> int | None:
+    """The line of ``path`` or of its nearest ancestor that has one."""
+    path = tuple(path)
+    while path:
+        if path in lines:
+            return lines[path]
+        path = path[:-1]
+    return lines.get(())
+
+
+def dump(data: Any, path: Path) -> None:
+    """Write YAML atomically (via a temporary name)."""
+    from reflow.store import atomic_write_text
+
+    atomic_write_text(path, yaml.safe_dump(data, sort_keys=False, allow_unicode=True))

@@ -1,0 +1,232 @@
+"""Designs of experiments: space-filling (scipy.stats.qmc) and classical (pyDOE3).
+
+Space-filling designs draw points in the unit cube of the varying factors and map them onto each factor
+(continuous, log, integer, categorical). Classical designs work in coded levels (-1, 0, +1, axial
+points) and map the extreme coded levels onto each factor's bounds.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Literal
+
+import numpy as np
+import reflow
+from pydantic import Field
+from reflow.space import Space
+
+
+def _seed(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+class _SpaceFilling(reflow.Design):
+    class Params(reflow.Params):
+        samples: int = Field(16, ge=1, description="number of design points")
+
+    def unit(self, d: int, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def generate(self, space: Space, rng: np.random.Generator):
+        d = len(space.free)
+        u = self.unit(d, rng) if d else np.zeros((self.params.samples, 0))
+        ds = space.to_dataset(space.from_unit(u))
+        ds.attrs["design"] = type(self).__name__
+        return ds
+
+
+class LatinHypercube(_SpaceFilling):
+    """Latin hypercube sample (scipy.stats.qmc): each factor's range cut into ``samples`` strata."""
+
+    class Params(_SpaceFilling.Params):
+        optimization: Literal["random-cd", "lloyd"] | None = Field(
+            "random-cd", description="improve space filling (scipy's LatinHypercube optimization)")
+        scramble: bool = Field(True, description="random positions inside strata (else centred)")
+
+    def unit(self, d, rng):
+        from scipy.stats import qmc
+
+        sampler = qmc.LatinHypercube(d, scramble=self.params.scramble, optimization=self.params.optimization,
+                                     seed=_seed(rng))
+        return sampler.random(self.params.samples)
+
+
+class Sobol(_SpaceFilling):
+    """Scrambled Sobol sequence (scipy.stats.qmc); a power of two of samples keeps its balance."""
+
+    class Params(_SpaceFilling.Params):
+        scramble: bool = Field(True, description="Owen scrambling")
+
+    def unit(self, d, rng):
+        import warnings
+
+        from scipy.stats import qmc
+
+        sampler = qmc.Sobol(d, scramble=self.params.scramble, seed=_seed(rng))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # non-power-of-two sizes are allowed
+            return sampler.random(self.params.samples)
+
+
+class Halton(_SpaceFilling):
+    """Scrambled Halton sequence (scipy.stats.qmc)."""
+
+    class Params(_SpaceFilling.Params):
+        scramble: bool = Field(True, description="scramble the sequence")
+
+    def unit(self, d, rng):
+        from scipy.stats import qmc
+
+        return qmc.Halton(d, scramble=self.params.scramble, seed=_seed(rng)).random(self.params.samples)
+
+
+class RandomDesign(_SpaceFilling):
+    """Independent uniform random points."""
+
+    def unit(self, d, rng):
+        return rng.random((self.params.samples, d))
+
+
+class _Coded(reflow.Design):
+    """Designs in coded levels; ``coded()`` returns an (n, d) array in [-a, a]."""
+
+    def coded(self, space: Space) -> np.ndarray:
+        raise NotImplementedError
+
+    def generate(self, space: Space, rng: np.random.Generator):
+        coded = np.atleast_2d(self.coded(space))
+        scale = np.max(np.abs(coded), axis=0)
+        scale[scale == 0] = 1.0
+        u = (coded / scale + 1.0) / 2.0  # extreme coded levels -> bounds
+        values = {}
+        j = 0
+        for p in space.parameters:
+            if p.kind == "fixed":
+                values[p.name] = p.from_unit(np.zeros(len(u)))
+                continue
+            col = u[:, j]
+            j += 1
+            if p.kind == "continuous":
+                values[p.name] = p.from_unit(col)
+            else:  # integer/categorical: spread the coded levels over the available values
+                levels = np.unique(np.round(col, 12))
+                index = np.searchsorted(levels, np.round(col, 12))
+                values[p.name] = p.from_level(index, len(levels))
+        ds = space.to_dataset(values)
+        ds.attrs["design"] = type(self).__name__
+        return ds
+
+    def space_problems(self, space: Space) -> list[str]:
+        if not space.free:
+            return ["the space has no varying factor"]
+        return []
+
+
+class FullFactorial(_Coded):
+    """Every combination of levels; categorical factors use all their choices."""
+
+    class Params(reflow.Params):
+        levels: int = Field(3, ge=2, le=20, description="levels per continuous factor")
+
+    def _levels(self, space: Space) -> list[int]:
+        out = []
+        for p in space.free:
+            if p.kind in ("categorical", "integer"):
+                out.append(min(p.levels, self.params.levels) if p.kind == "integer" else p.levels)
+            else:
+                out.append(self.params.levels)
+        return out
+
+    def space_problems(self, space):
+        problems = super().space_problems(space)
+        n = math.prod(self._levels(space)) if space.free else 0
+        if n > 100_000:
+            problems.append(f"a full factorial of this space has {n} points; lower 'levels' or use lhs")
+        return problems
+
+    def coded(self, space):
+        levels = self._levels(space)
+        grid = np.array(list(itertools.product(*[range(k) for k in levels])), dtype=float)
+        return grid - (np.array(levels) - 1) / 2.0
+
+    def generate(self, space, rng):
+        levels = self._levels(space)
+        grid = np.array(list(itertools.product(*[range(k) for k in levels])), dtype=int)
+        values = {}
+        j = 0
+        for p in space.parameters:
+            if p.kind == "fixed":
+                values[p.name] = p.from_unit(np.zeros(len(grid)))
+                continue
+            values[p.name] = p.from_level(grid[:, j], levels[j])
+            j += 1
+        ds = space.to_dataset(values)
+        ds.attrs["design"] = "FullFactorial"
+        return ds
+
+
+class FractionalFactorial(_Coded):
+    """Two-level fractional factorial of a given resolution (pyDOE3 ``fracfact_by_res``)."""
+
+    class Params(reflow.Params):
+        resolution: int = Field(3, ge=3, le=6, description="design resolution (III to VI)")
+
+    def space_problems(self, space):
+        problems = super().space_problems(space)
+        for p in space.free:
+            if p.kind == "categorical" and len(p.choices) != 2:
+                problems.append(f"factor {p.name!r} has {len(p.choices)} choices; two-level designs need 2")
+        if len(space.free) < self.params.resolution:
+            problems.append(f"resolution {self.params.resolution} needs at least that many factors "
+                            f"(the space varies {len(space.free)}); use full-factorial")
+        return problems
+
+    def coded(self, space):
+        from pyDOE3 import fracfact_by_res
+
+        return fracfact_by_res(len(space.free), self.params.resolution)
+
+
+class CentralComposite(_Coded):
+    """Central composite design (pyDOE3 ``ccdesign``) for response surfaces; continuous factors only."""
+
+    class Params(reflow.Params):
+        face: Literal["circumscribed", "inscribed", "faced"] = Field(
+            "faced", description="where the axial points go; 'faced' keeps three levels per factor")
+        alpha: Literal["orthogonal", "rotatable"] = Field("orthogonal", description="axial distance rule")
+        center: tuple[int, int] = Field((1, 1), description="centre points in the factorial and axial blocks")
+
+    def space_problems(self, space):
+        problems = super().space_problems(space)
+        problems += [f"factor {p.name!r} is categorical; central composite designs need numeric factors"
+                     for p in space.free if p.kind == "categorical"]
+        if len(space.free) < 2:
+            problems.append("a central composite design needs at least 2 varying factors")
+        return problems
+
+    def coded(self, space):
+        from pyDOE3 import ccdesign
+
+        face = {"circumscribed": "ccc", "inscribed": "cci", "faced": "ccf"}[self.params.face]
+        return ccdesign(len(space.free), center=self.params.center, alpha=self.params.alpha, face=face)
+
+
+class BoxBehnken(_Coded):
+    """Box-Behnken design (pyDOE3 ``bbdesign``): three levels, no corner points; 3+ numeric factors."""
+
+    class Params(reflow.Params):
+        center: int | None = Field(None, ge=1, description="centre points (default: pyDOE3's choice)")
+
+    def space_problems(self, space):
+        problems = super().space_problems(space)
+        problems += [f"factor {p.name!r} is categorical; Box-Behnken designs need numeric factors"
+                     for p in space.free if p.kind == "categorical"]
+        if len(space.free) < 3:
+            problems.append("a Box-Behnken design needs at least 3 varying factors")
+        return problems
+
+    def coded(self, space):
+        from pyDOE3 import bbdesign
+
+        return bbdesign(len(space.free), center=self.params.center)

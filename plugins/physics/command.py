@@ -1,0 +1,100 @@
+"""Evaluator ``command``: run an external program per trial, the way Abaqus, Ansys or CalculiX scripts plug in.
+
+reflow writes the trial's inputs to ``inputs.json`` in a fresh folder for the trial, runs ``argv`` (a list;
+never through a shell) in that folder, and reads the outputs from ``outputs.json``. The tokens
+``{inputs}``, ``{outputs}`` and ``{workdir}`` in ``argv`` are replaced by those paths. A non-zero exit code,
+a missing or malformed outputs file, or a run past ``timeout`` seconds fails the trial; the program is
+killed at the timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import reflow
+from pydantic import Field, field_validator
+from reflow.components import Variable
+from reflow.errors import EvaluationError
+
+
+class CommandEvaluator(reflow.Evaluator):
+    """Run an external program per trial: inputs.json in, outputs.json out, argv without a shell."""
+
+    accepts_any_inputs = True
+
+    class Params(reflow.Params):
+        argv: list[str] = Field(description="program and arguments; {inputs} {outputs} {workdir} are replaced")
+        timeout: float = Field(600.0, gt=0, description="seconds before the program is killed")
+        outputs: list[str] = Field(default_factory=list, description="output names the program must write")
+        units: dict[str, str] = Field(default_factory=dict, description="units of the outputs")
+        keep: bool = Field(False, description="keep each trial's folder under the stage folder")
+        env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
+
+        @field_validator("argv")
+        @classmethod
+        def _argv(cls, v: list[str]) -> list[str]:
+            if not v or not v[0].strip():
+                raise ValueError("argv needs at least the program, like ['python3', 'sim.py', '{inputs}']")
+            return v
+
+    def __init__(self, params=None, **kwargs):
+        super().__init__(params, **kwargs)
+        self._cwd: str | None = None
+        self._keep_dir: str | None = None
+
+    def output_variables(self):
+        return tuple(Variable(n, self.params.units.get(n, "")) for n in self.params.outputs)
+
+    def setup(self, ctx):
+        self._cwd = str(ctx.study_dir)
+        program = self.params.argv[0]
+        if "/" in program:
+            resolved = ctx.resolve_path(program)
+            if not resolved.exists():
+                raise reflow.UserInputError(f"command: program not found: {resolved}")
+        elif shutil.which(program) is None:
+            raise reflow.UserInputError(f"command: program {program!r} is not on PATH")
+        if self.params.keep:
+            self._keep_dir = str(ctx.folder / "evaluations")
+
+    def evaluate_one(self, inputs):
+        import os
+
+        base = self._keep_dir
+        if base:
+            Path(base).mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="trial-", dir=base))
+        try:
+            in_path, out_path = work / "inputs.json", work / "outputs.json"
+            in_path.write_text(json.dumps(inputs, indent=2, default=str))
+            subst = {"{inputs}": str(in_path), "{outputs}": str(out_path), "{workdir}": str(work)}
+            argv = [subst.get(a, a) for a in self.params.argv]
+            if "/" in argv[0] and self._cwd and not Path(argv[0]).is_absolute():
+                argv[0] = str(Path(self._cwd) / argv[0])
+            try:
+                proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=self.params.timeout,
+                                      env={**os.environ, **self.params.env,
+                                           "REFLOW_STUDY_DIR": self._cwd or ""}, check=False)
+            except subprocess.TimeoutExpired:
+                raise EvaluationError(f"command timed out after {self.params.timeout:g} s and was killed") from None
+            except OSError as exc:
+                raise EvaluationError(f"command could not start: {exc}") from None
+            if proc.returncode != 0:
+                tail = (proc.stderr or proc.stdout).strip()[-500:]
+                raise EvaluationError(f"command exited with code {proc.returncode}: {tail}")
+            if not out_path.exists():
+                raise EvaluationError(f"command wrote no {out_path.name} (argv: {argv})")
+            try:
+                outputs = json.loads(out_path.read_text())
+            except json.JSONDecodeError as exc:
+                raise EvaluationError(f"{out_path.name} is not valid JSON: {exc}") from None
+            if not isinstance(outputs, dict):
+                raise EvaluationError(f"{out_path.name} must hold a JSON object of outputs")
+            return outputs
+        finally:
+            if not self.params.keep:
+                shutil.rmtree(work, ignore_errors=True)

@@ -1,0 +1,132 @@
+"""What the trial-running tasks share: pipeline checks against a space, and the trials figures."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+
+import numpy as np
+from reflow.evaluation import Pipeline
+
+
+def pipeline_for_check(checker, specs) -> Pipeline | None:
+    """Instantiate the evaluators of a pipeline for validation; None if a step is a trained stage."""
+    steps = []
+    for spec in specs:
+        cls = checker.component_class(spec)
+        if cls is None:
+            return None
+        steps.append(cls(spec.validated))
+    return Pipeline(steps, [s.label for s in specs])
+
+
+def check_space_inputs(checker, space_names, specs, path=("space",)) -> None:
+    """Every space factor must be an input of the pipeline (unless a step takes any input)."""
+    pipeline = pipeline_for_check(checker, specs)
+    if pipeline is None or pipeline.accepts_any_inputs:
+        return
+    inputs = [v.name for v in pipeline.input_variables()]
+    for name in space_names:
+        if name not in inputs:
+            close = difflib.get_close_matches(name, inputs, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            checker.problem(path + (name,), f"{name!r} is not an input of the evaluator{hint} "
+                                           f"(inputs: {', '.join(inputs)})")
+
+
+def influence_ranking(trials, inputs: list[str], output: str) -> list[tuple[str, float]]:
+    """Inputs ordered by |Spearman rank correlation| with ``output`` over the successful trials."""
+    from scipy.stats import spearmanr
+
+    ok = trials["status"].values == "ok"
+    y = np.asarray(trials[output].values, dtype=float)[ok]
+    scores = []
+    for name in inputs:
+        x = trials[name].values[ok]
+        if x.dtype.kind in "US":
+            _, x = np.unique(x, return_inverse=True)
+        x = np.asarray(x, dtype=float)
+        if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
+            scores.append((name, 0.0))
+            continue
+        rho = spearmanr(x, y).statistic
+        scores.append((name, float(abs(rho)) if np.isfinite(rho) else 0.0))
+    return sorted(scores, key=lambda t: -t[1])
+
+
+def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, prefix: str = "") -> list[Path]:
+    """For each output: a map over its two most influential inputs, and its main effects."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    ok = trials["status"].values == "ok"
+    if ok.sum() < 2:
+        return paths
+    numeric_inputs = [n for n in inputs if n in trials and np.ptp(_numeric(trials[n].values[ok])) > 0]
+    for out in outputs:
+        if out not in trials or not numeric_inputs:
+            continue
+        ranking = influence_ranking(trials, numeric_inputs, out)
+        y = np.asarray(trials[out].values, dtype=float)[ok]
+        units = trials[out].attrs.get("units", "")
+        label = f"{out} [{units}]" if units else out
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.2, 1]})
+        ax = axes[0]
+        if len(ranking) >= 2:
+            a, b = ranking[0][0], ranking[1][0]
+            xa, xb = _numeric(trials[a].values[ok]), _numeric(trials[b].values[ok])
+            sc = ax.scatter(xa, xb, c=y, cmap="viridis", s=46, edgecolor="k", linewidth=0.4)
+            if len(y) >= 6:
+                try:
+                    ax.tricontourf(xa, xb, y, levels=12, cmap="viridis", alpha=0.35)
+                except (ValueError, RuntimeError):
+                    pass
+            fig.colorbar(sc, ax=ax, label=label)
+            ax.set_xlabel(_axis(trials, a))
+            ax.set_ylabel(_axis(trials, b))
+            ax.set_title(f"{out} over its two most influential factors")
+        else:
+            a = ranking[0][0]
+            ax.scatter(_numeric(trials[a].values[ok]), y, s=30)
+            ax.set_xlabel(_axis(trials, a))
+            ax.set_ylabel(label)
+        ax = axes[1]
+        names = [n for n, _ in ranking][::-1]
+        ax.barh(names, [s for _, s in ranking][::-1], color="#4c72b0")
+        ax.set_xlabel("|Spearman rank correlation|")
+        ax.set_xlim(0, 1)
+        ax.set_title(f"influence on {out}")
+        fig.tight_layout()
+        path = folder / f"{prefix}{out}_factors.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        paths.append(path)
+    return paths
+
+
+def _numeric(values) -> np.ndarray:
+    values = np.asarray(values)
+    if values.dtype.kind in "US":
+        _, values = np.unique(values, return_inverse=True)
+    return values.astype(float)
+
+
+def _axis(trials, name: str) -> str:
+    units = trials[name].attrs.get("units", "")
+    return f"{name} [{units}]" if units else name
+
+
+def trial_metrics(trials, outputs: list[str]) -> dict:
+    status = trials["status"].values
+    metrics = {"trials": int(status.size), "ok": int((status == "ok").sum()),
+               "failed": int((status == "failed").sum())}
+    ok = status == "ok"
+    for out in outputs:
+        if out in trials and ok.any() and trials[out].dtype.kind == "f":
+            vals = trials[out].values[ok]
+            metrics[f"{out}_min"] = float(np.min(vals))
+            metrics[f"{out}_max"] = float(np.max(vals))
+    return metrics
