@@ -16,23 +16,46 @@ Submodules import lazily, so ``import reflow`` stays cheap.
 
 from __future__ import annotations
 
-from reflow.components import DataSource, Design, Evaluator, Model, Optimizer, Params, StageResult, Task, Variable
-from reflow.errors import (
-                               DataError,
-                               EvaluationError,
-                               PluginError,
-                               Problem,
-                               ReflowError,
-                               RunError,
-                               StudyError,
-                               UserInputError,
-)
-from reflow.registry import hookimpl
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "DataSource": "reflow.components", "Design": "reflow.components", "Evaluator": "reflow.components",
+    "Model": "reflow.components", "Optimizer": "reflow.components", "Params": "reflow.components",
+    "StageResult": "reflow.components", "Task": "reflow.components", "Variable": "reflow.components",
+    "DataError": "reflow.errors", "EvaluationError": "reflow.errors", "PluginError": "reflow.errors",
+    "Problem": "reflow.errors", "ReflowError": "reflow.errors", "RunError": "reflow.errors",
+    "StudyError": "reflow.errors", "UserInputError": "reflow.errors",
+    "hookimpl": "reflow.registry",
+}
 __all__ = [
     "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Model", "Optimizer", "Params",
-    "PluginError", "Problem", "ReflowError", "RunError", "StageResult", "StudyError", "Task",
-    "UserInputError", "Variable", "hookimpl", "__version__",
+    "PluginError", "Problem", "ReflowError", "RunError", "StageResult", "StudyError", "Task", "UserInputError",
+    "Variable", "__version__", "hookimpl",
 ]
+
+if TYPE_CHECKING:
+    from reflow.components import DataSource, Design, Evaluator, Model, Optimizer, Params, StageResult, Task, Variable
+    from reflow.errors import (
+        DataError,
+        EvaluationError,
+        PluginError,
+        Problem,
+        ReflowError,
+        RunError,
+        StudyError,
+        UserInputError,
+    )
+    from reflow.registry import hookimpl
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use, so that ``reflow --help`` does not pay for pydantic."""
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'reflow' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

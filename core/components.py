@@ -173,9 +173,13 @@ class Evaluator(Component):
 
     def evaluate(self, designs: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         """Evaluate every trial of ``designs`` (dim ``trial``); one row per trial with status and error."""
-        from reflow.evaluation import evaluate_trials
+        from reflow.evaluation import evaluate_trials, records_to_dataset
 
-        return evaluate_trials(self, designs, ctx)
+        dim = "trial" if "trial" in designs.dims else next(iter(designs.dims))
+        names = [n for n in designs.data_vars if designs[n].dims == (dim,)]
+        outputs = [v.name for v in self.output_variables()] or None
+        units = {v.name: v.units for v in (*self.input_variables(), *self.output_variables())}
+        return records_to_dataset(evaluate_trials(self, designs, ctx), names, outputs, units)
 
 
 class Design(Component):

@@ -94,16 +94,23 @@ def step_inputs(step: Evaluator, namespace: Mapping[str, Any]) -> dict[str, Any]
 
 
 def check_outputs(step: Any, out: Any) -> dict[str, Any]:
-    """Outputs as a dict of floats (or strings); declared outputs present; NaN and inf rejected."""
+    """Outputs as a dict of floats; declared outputs present; NaN, inf and non-numbers rejected.
+
+    A string is kept only for an output declared categorical (a :class:`Variable` with ``choices``);
+    anywhere else it would turn the whole output column of the trials into text.
+    """
     if not isinstance(out, Mapping):
         raise EvaluationError(f"an evaluator must return a mapping of outputs, got {type(out).__name__}")
-    declared = [v.name for v in step.output_variables()]
-    missing = [n for n in declared if n not in out]
+    variables = {v.name: v for v in step.output_variables()}
+    missing = [n for n in variables if n not in out]
     if missing:
         raise EvaluationError(f"missing outputs: {', '.join(missing)}")
     clean: dict[str, Any] = {}
     for name, value in out.items():
-        if isinstance(value, str):
+        var = variables.get(name)
+        if isinstance(value, str) and var is not None and var.choices:
+            if value not in var.choices:
+                raise EvaluationError(f"output {name!r} is {value!r}, not one of {list(var.choices)}")
             clean[str(name)] = value
             continue
         try:

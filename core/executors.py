@@ -38,7 +38,10 @@ class Outcome:
 
 
 def _describe(exc: BaseException) -> str:
-    tb = traceback.extract_tb(exc.__traceback__)
+    root = exc  # where the original error was raised, not where reflow wrapped it
+    while root.__cause__ is not None and root.__cause__.__traceback__ is not None:
+        root = root.__cause__
+    tb = traceback.extract_tb(root.__traceback__)
     where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
     return f"{type(exc).__name__}: {exc}{where}"
 

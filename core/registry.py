@@ -115,8 +115,7 @@ class Registry:
         valid = self.names(kind)
         msg = f"unknown {label} {name!r}"
         close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
-        if close:
-            msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+        msg += f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else "."
         msg += f" Available: {', '.join(valid) if valid else '(none)'}."
         if self.broken:
             msg += " Plugins that failed to load and may provide it: " + "; ".join(

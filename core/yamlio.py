@@ -31,8 +31,20 @@ def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_
             return None, lines
         lines[()] = node.start_mark.line + 1
 
+        built: dict[int, Any] = {}  # aliases reuse what their anchor built (as safe_load shares objects)
+        active: set[int] = set()
+
         def build(n: yaml.Node, path: Path_) -> Any:
-            if isinstance(n, yaml.MappingNode):
+            if id(n) in built:
+                return built[id(n)]
+            if id(n) in active:
+                problems.append(Problem(_dotted(path), "an alias refers to a node that contains it",
+                                        n.start_mark.line + 1))
+                return None
+            if isinstance(n, yaml.MappingNode) and n.tag == "tag:yaml.org,2002:map":
+                active.add(id(n))
+                explicit = {id(k) for k, _ in n.value}
+                loader.flatten_mapping(n)  # merge keys (<<: *base), as safe_load does
                 out: dict[Any, Any] = {}
                 for key_node, value_node in n.value:
                     key = loader.construct_object(key_node, deep=True)
@@ -40,21 +52,32 @@ def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_
                         problems.append(Problem(_dotted(path), "keys must be plain names",
                                                 key_node.start_mark.line + 1))
                         continue
-                    if key in out:
+                    if key in out and id(key_node) in explicit:
                         problems.append(Problem(_dotted(path + (key,)), "duplicate key",
                                                 key_node.start_mark.line + 1))
                     lines[path + (key,)] = key_node.start_mark.line + 1
                     out[key] = build(value_node, path + (key,))
+                active.discard(id(n))
+                built[id(n)] = out
                 return out
-            if isinstance(n, yaml.SequenceNode):
+            if isinstance(n, yaml.SequenceNode) and n.tag == "tag:yaml.org,2002:seq":
+                active.add(id(n))
                 items = []
                 for i, item in enumerate(n.value):
                     lines[path + (i,)] = item.start_mark.line + 1
                     items.append(build(item, path + (i,)))
+                active.discard(id(n))
+                built[id(n)] = items
                 return items
-            return loader.construct_object(n, deep=True)
+            return loader.construct_object(n, deep=True)  # scalars and other tags, by safe_load's rules
 
-        data = build(node, ())
+        try:
+            data = build(node, ())
+        except yaml.YAMLError as exc:  # e.g. a tag safe_load refuses (!!python/object): no traceback
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            reason = getattr(exc, "problem", None) or str(exc)
+            raise StudyError([Problem("", f"invalid YAML: {reason}", line)], source) from None
     finally:
         loader.dispose()
     if problems:

@@ -177,9 +177,15 @@ class FractionalFactorial(_Coded):
         for p in space.free:
             if p.kind == "categorical" and len(p.choices) != 2:
                 problems.append(f"factor {p.name!r} has {len(p.choices)} choices; two-level designs need 2")
-        if len(space.free) < self.params.resolution:
-            problems.append(f"resolution {self.params.resolution} needs at least that many factors "
-                            f"(the space varies {len(space.free)}); use full-factorial")
+        if space.free and not problems:
+            from pyDOE3 import fracfact_by_res
+
+            try:
+                fracfact_by_res(len(space.free), self.params.resolution)
+            except ValueError:
+                problems.append(
+                    f"no two-level fraction of resolution {self.params.resolution} exists for "
+                    f"{len(space.free)} factors; lower the resolution or use full-factorial with levels: 2")
         return problems
 
     def coded(self, space):

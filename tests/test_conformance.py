@@ -1,0 +1,72 @@
+"""Every built-in component passes reflow.testing.check_component (the suite plugin authors run too)."""
+
+from __future__ import annotations
+
+import pytest
+
+from reflow.registry import get_registry
+from reflow.testing import check_component
+
+REGISTRY = get_registry()
+PARAMS = {
+    "python": {"function": "mod:fn"},
+    "command": {"argv": ["true"]},
+    "csv": {"path": "x.csv"},
+    "netcdf": {"path": "x.nc"},
+    "data": {"source": {"csv": {"path": "x.csv"}}},
+    "doe": {"design": "lhs", "space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage"},
+    "evaluate": {"data": "doe", "evaluate": "bilayer-warpage"},
+    "train": {"model": "some-model", "data": "doe.trials", "target": "warpage_um"},
+}
+SKIP_RUN = {"csv", "netcdf"}  # need files; covered by tests/plugins/test_tabular.py
+
+
+@pytest.mark.parametrize("name", REGISTRY.names())
+def test_builtin_component_contract(name, tmp_path):
+    entry = REGISTRY.get(name)
+    if not entry.plugin.startswith("reflow."):
+        pytest.skip("not a built-in component")
+    if entry.kind == "data_source" and name in SKIP_RUN:
+        from reflow.testing import check_params
+
+        check_params(entry.cls, PARAMS[name])
+        return
+    check_component(entry.cls, PARAMS.get(name), tmp_path=tmp_path)
+
+
+def test_check_component_catches_a_broken_evaluator(tmp_path):
+    import reflow
+
+    class Broken(reflow.Evaluator):
+        """Returns NaN."""
+
+        inputs = (reflow.Variable("x", default=1.0),)
+        outputs = (reflow.Variable("y"),)
+
+        class Params(reflow.Params):
+            pass
+
+        def evaluate_one(self, inputs):
+            return {"y": float("nan")}
+
+    with pytest.raises(AssertionError, match="failed at its default inputs"):
+        check_component(Broken, tmp_path=tmp_path)
+
+
+def test_check_component_catches_undocumented_params(tmp_path):
+    import reflow
+
+    class Undocumented(reflow.Evaluator):
+        """No description on its param."""
+
+        inputs = (reflow.Variable("x", default=1.0),)
+        outputs = (reflow.Variable("y"),)
+
+        class Params(reflow.Params):
+            scale: float = 1.0
+
+        def evaluate_one(self, inputs):
+            return {"y": inputs["x"] * self.params.scale}
+
+    with pytest.raises(AssertionError, match="no description"):
+        check_component(Undocumented, tmp_path=tmp_path)
