@@ -121,14 +121,17 @@ def plugins(ctx: typer.Context) -> None:
 @plugins_app.command("show")
 def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) -> None:
     """Show a component's documentation and params (type, default, description)."""
-    from reflow.errors import ReflowError
+    from reflow.errors import ReflowError, UserInputError
     from reflow.registry import KIND_LABELS, get_registry
     from reflow.schema import param_rows
     from rich.console import Console
     from rich.table import Table
 
     try:
-        entry = get_registry().get(name)
+        registry = get_registry()
+        entry = registry.find(name)
+        if entry is None:  # a name the user mistyped: exit code 2, with "did you mean"
+            raise UserInputError(registry.unknown_message(name))
     except ReflowError as exc:
         _fail(exc)
     console = Console()

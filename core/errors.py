@@ -39,7 +39,7 @@ class StudyError(UserInputError):
     """A study failed validation; carries every problem found, not just the first."""
 
     def __init__(self, problems: list[Problem], source: str | None = None):
-        self.problems = list(problems)
+        self.problems = sorted(problems, key=lambda p: (p.line is None, p.line or 0))
         self.source = source
         head = f"{source}: " if source else ""
         n = len(self.problems)

@@ -242,6 +242,14 @@ def _batch_step(step: Evaluator, ids: list[int], alive: dict[int, dict[str, Any]
     if not outcome.ok:
         return {t: (None, f"batch failed: {outcome.error}") for t in ids}
     result = outcome.value
+    if not isinstance(result, xr.Dataset):
+        return {t: (None, f"a batch evaluator must return an xarray.Dataset, got {type(result).__name__}")
+                for t in ids}
+    if "trial" not in result.indexes:  # rows in the order given: label them, never match by position later
+        if result.sizes.get("trial") != len(ids):
+            return {t: (None, f"the batch result has {result.sizes.get('trial', 0)} rows on dim 'trial' "
+                              f"for {len(ids)} trials") for t in ids}
+        result = result.assign_coords(trial=ids)
     declared = [v.name for v in step.output_variables()]
     names = declared or [n for n in result.data_vars if n not in ("status", "error")]
     out: dict[int, tuple[Any, str | None]] = {}

@@ -94,6 +94,8 @@ def parse_constraint(text: str) -> LinearConstraint:
     coefs = {n: c for n, c in coefs.items() if c != 0.0}
     if not coefs:
         raise ExpressionError(f"{text!r}: the constraint names no variable")
+    if not all(np.isfinite(c) for c in [*coefs.values(), right_const - left_const]):
+        raise ExpressionError(f"{text!r}: numbers must be finite (one overflows a float)")
     return LinearConstraint(coefs, tokens[i][1], right_const - left_const, text.strip())
 
 
@@ -104,6 +106,7 @@ def _tokenize(text: str) -> list[tuple[str, str]]:
     while pos < len(stripped):
         m = _TOKEN.match(stripped, pos)
         if not m or m.end() == pos:
+            pos += len(stripped[pos:]) - len(stripped[pos:].lstrip())  # point at the character, not a space
             raise ExpressionError(
                 f"{text!r}: unexpected {stripped[pos:].strip()[:10]!r} at position {pos}; allowed are names, "
                 "numbers, + - * and one comparison"

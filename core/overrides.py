@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 from reflow.errors import Problem, StudyError
+from reflow.yamlio import SafeLoader
 
 COMPONENT_KEYS = ("model", "source", "design", "optimizer", "evaluate")
 
@@ -25,10 +26,19 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not key.strip() or any(not p for p in parts):
         raise ValueError(f"--set: bad key path {key!r}")
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = _load_scalar(value) if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return parts, parsed
+
+
+def _load_scalar(value: str) -> Any:
+    """A value as YAML, read like the study file (safe_load rules, ``1e-3`` is a number)."""
+    loader = SafeLoader(value)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str = "<study>") -> Any:

@@ -111,7 +111,7 @@ class Registry:
             return self.clashes[name]
         entry = self.entries.get(name)
         if entry is not None:
-            return f"{name!r} is a {KIND_LABELS[entry.kind]}, not a {label}"
+            return f"{name!r} is {_a(KIND_LABELS[entry.kind])}, not {_a(label)}"
         valid = self.names(kind)
         msg = f"unknown {label} {name!r}"
         close = difflib.get_close_matches(name, valid, n=3, cutoff=0.6)
@@ -122,6 +122,11 @@ class Registry:
                 f"{p}: {err.strip().splitlines()[-1]}" for p, err in self.broken.items()
             )
         return msg
+
+
+def _a(noun: str) -> str:
+    """``optimizer`` -> ``an optimizer``; ``data source`` -> ``a data source``."""
+    return ("an " if noun[:1] in "aeiou" else "a ") + noun
 
 
 class _PluginLoader:

@@ -107,6 +107,9 @@ class Parameter:
                 return np.exp(lo + u * (hi - lo))
             return self.low + u * (self.high - self.low)
         if self.kind == "integer":
+            if self.log:  # every integer k in [low, high] gets the log-width log((k+1)/k)
+                lo, hi = math.log(self.low), math.log(self.high + 1)
+                return np.clip(np.floor(np.exp(lo + u * (hi - lo))), self.low, self.high).astype(int)
             n = self.levels
             return (int(self.low) + np.minimum(np.floor(u * n), n - 1)).astype(int)
         if self.kind == "categorical":
@@ -119,6 +122,10 @@ class Parameter:
         index = np.asarray(index, dtype=float)
         if self.kind == "categorical" or self.kind == "integer":
             n = self.levels
+            if n_levels != n and self.kind == "integer" and self.log:  # geometric levels
+                t = index / max(n_levels - 1, 1)
+                value = np.exp(math.log(self.low) + t * (math.log(self.high) - math.log(self.low)))
+                return np.clip(np.round(value), self.low, self.high).astype(int)
             if n_levels != n:
                 pos = np.round(index * (n - 1) / max(n_levels - 1, 1)).astype(int)
             else:

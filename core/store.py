@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from reflow.errors import RunError
+from reflow.errors import RunError, UserInputError
 
 MANIFEST = "manifest.json"
 RESOLVED = "study.resolved.yaml"
@@ -130,9 +130,24 @@ class TrialJournal:
         if not records:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._drop_torn_tail()
         with open(self.path, "a", encoding="utf-8") as fh:
             for rec in records:
                 fh.write(json.dumps(rec, default=_json_default) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def _drop_torn_tail(self) -> None:
+        """Cut a torn final line (a crash mid-write) so the next record starts on a line of its own."""
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return
+        with open(self.path, "rb+") as fh:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) == b"\n":
+                return
+            fh.seek(0)
+            data = fh.read()
+            fh.truncate(data.rfind(b"\n") + 1)
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -164,9 +179,9 @@ def new_run_dir(out: Path, study: str) -> Path:
 def read_manifest(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / MANIFEST
     if not Path(run_dir).is_dir():
-        raise RunError(f"not a run folder: {run_dir} does not exist")
+        raise UserInputError(f"not a run folder: {run_dir} does not exist")
     if not path.exists():
-        raise RunError(f"not a run folder: {path} is missing")
+        raise UserInputError(f"not a run folder: {path} is missing")
     try:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:

@@ -14,9 +14,9 @@ import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from reflow.errors import PluginError, Problem, StudyError
 from reflow.overrides import apply_overrides
 from reflow.specs import ComponentSpec, DataRef
@@ -248,6 +248,7 @@ class _Validator:
                 params = cls.Params(**fields)
             except ValidationError as exc:
                 self.add_pydantic(path, exc, cls.Params)
+                self._check_valid_fields(path, cls.Params, fields, exc)
                 continue
             except TypeError:
                 self.add(path, "stage keys must be strings")
@@ -259,7 +260,7 @@ class _Validator:
         for name, (task, cls, params) in parsed.items():
             before = len(self.problems)
             deps: set[str] = set()
-            for loc, item in _walk(params, ()):
+            for loc, item in _walk(params, (), stages_raw[name]):
                 path = ("stages", name) + loc
                 if isinstance(item, ComponentSpec):
                     self._component(path, item, deps)
@@ -273,15 +274,34 @@ class _Validator:
             if len(self.problems) == before:
                 cls(params).check(StageChecker(self, name, params))
             stages[name] = Stage(name, task, cls, params, sorted(deps))
-        if self.problems:
-            return stages
-        try:
+        try:  # cycles are reported alongside any other problem
             graphlib.TopologicalSorter(graph).prepare()
         except graphlib.CycleError as exc:
             cycle = list(reversed(exc.args[1]))
             self.add(("stages", cycle[0]), "stages depend on each other in a cycle: " + " -> ".join(cycle))
             return stages
+        if self.problems:
+            return stages
         return {s: stages[s] for s in _stable_topo(graph, list(stages))}
+
+    def _check_valid_fields(self, path: tuple[Any, ...], model: type[BaseModel], fields: dict[str, Any],
+                            exc: ValidationError) -> None:
+        """When a stage fails validation, still check the components and references of its valid fields,
+        so that one run of ``reflow validate`` reports every problem."""
+        failed = {err["loc"][0] for err in exc.errors() if err["loc"]}
+        for name, info in model.model_fields.items():
+            if name not in fields or name in failed:
+                continue
+            try:
+                annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+                value = TypeAdapter(annotation).validate_python(fields[name])
+            except ValidationError:
+                continue
+            for loc, item in _walk(value, (name,), fields[name]):
+                if isinstance(item, ComponentSpec):
+                    self._component(path + loc, item, set())
+                elif isinstance(item, DataRef):
+                    self._data_ref(path + loc, item, path[-1])
 
     def _component(self, path: tuple[Any, ...], spec: ComponentSpec, deps: set[str]) -> None:
         if spec.stage is not None:
@@ -291,7 +311,7 @@ class _Validator:
             cls = self.stage_tasks.get(spec.stage)
             if cls is not None and not getattr(cls, "produces_model", False):
                 self.add(path + ("stage",), f"stage {spec.stage!r} trains no model (its task is not a "
-                                            f"training task), so it cannot be used as a {spec.kind}")
+                                            f"training task), so it cannot be used as {_a_kind(spec.kind)}")
             deps.add(spec.stage)
             return
         entry = self.registry.find(spec.name, spec.kind)
@@ -333,26 +353,36 @@ def _stable_topo(graph: dict[str, set[str]], declared: list[str]) -> list[str]:
     return done
 
 
+def _a_kind(kind: str) -> str:
+    label = kind.replace("_", " ")
+    return ("an " if label[:1] in "aeiou" else "a ") + label
+
+
 def _missing_stage(name: str, stages: dict[str, Any]) -> str:
     close = difflib.get_close_matches(name, [str(s) for s in stages], n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"no stage named {name!r}{hint} (stages: {', '.join(map(str, stages))})"
 
 
-def _walk(obj: Any, loc: tuple[Any, ...]):
-    """Yield (path, item) for every ComponentSpec and DataRef inside a params model."""
+def _walk(obj: Any, loc: tuple[Any, ...], raw: Any = None):
+    """Yield (path, item) for every ComponentSpec and DataRef inside a params model.
+
+    ``raw`` is the YAML data the model came from: a one-item list gets an index in the path only where
+    the YAML has a list there (``evaluate: [x]``), not where one value was wrapped (``evaluate: x``).
+    """
     if isinstance(obj, (ComponentSpec, DataRef)):
         yield loc, obj
     elif isinstance(obj, BaseModel):
         for name in type(obj).model_fields:
-            yield from _walk(getattr(obj, name), loc + (name,))
+            yield from _walk(getattr(obj, name), loc + (name,), raw.get(name) if isinstance(raw, dict) else None)
     elif isinstance(obj, dict):
         for k, v in obj.items():
-            yield from _walk(v, loc + (k,))
+            yield from _walk(v, loc + (k,), raw.get(k) if isinstance(raw, dict) else None)
     elif isinstance(obj, (list, tuple)):
-        single = len(obj) == 1
+        single = len(obj) == 1 and not isinstance(raw, list)
         for i, v in enumerate(obj):
-            yield from _walk(v, loc if single else loc + (i,))
+            sub = raw if single else (raw[i] if isinstance(raw, list) and i < len(raw) else None)
+            yield from _walk(v, loc if single else loc + (i,), sub)
 
 
 def _message(err: dict[str, Any], model: type, loc: tuple[Any, ...]) -> str:

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ValidationError
-
-from reflow.components import (MODEL_FAMILIES, DataSource, Design, Evaluator, Model, Optimizer, Task, Variable)
+from reflow.components import MODEL_FAMILIES, DataSource, Design, Evaluator, Model, Optimizer, Task, Variable
 from reflow.context import RunContext
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,16 @@ from reflow.errors import Problem, StudyError
 Path_ = tuple[Any, ...]
 
 
+class SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` plus YAML 1.2 floats without a dot (``1e-3``), which YAML 1.1 reads as text."""
+
+
+SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_, int]]:
     """Parse YAML safely; return the data and a map from key path (tuple) to 1-based line number.
 
@@ -18,7 +29,7 @@ def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_
     """
     lines: dict[Path_, int] = {}
     problems: list[Problem] = []
-    loader = yaml.SafeLoader(text)
+    loader = SafeLoader(text)
     try:
         try:
             node = loader.get_single_node()
@@ -39,22 +50,25 @@ def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_
                 return built[id(n)]
             if id(n) in active:
                 problems.append(Problem(_dotted(path), "an alias refers to a node that contains it",
-                                        n.start_mark.line + 1))
+                                        lines.get(path, n.start_mark.line + 1)))
                 return None
             if isinstance(n, yaml.MappingNode) and n.tag == "tag:yaml.org,2002:map":
                 active.add(id(n))
                 explicit = {id(k) for k, _ in n.value}
                 loader.flatten_mapping(n)  # merge keys (<<: *base), as safe_load does
                 out: dict[Any, Any] = {}
+                written: set[Any] = set()  # keys written here; merged ones may be overridden
                 for key_node, value_node in n.value:
                     key = loader.construct_object(key_node, deep=True)
-                    if isinstance(key, (list, dict)):
+                    if isinstance(key, (list, dict, set)):
                         problems.append(Problem(_dotted(path), "keys must be plain names",
                                                 key_node.start_mark.line + 1))
                         continue
-                    if key in out and id(key_node) in explicit:
-                        problems.append(Problem(_dotted(path + (key,)), "duplicate key",
-                                                key_node.start_mark.line + 1))
+                    if id(key_node) in explicit:
+                        if key in written:
+                            problems.append(Problem(_dotted(path + (key,)), "duplicate key",
+                                                    key_node.start_mark.line + 1))
+                        written.add(key)
                     lines[path + (key,)] = key_node.start_mark.line + 1
                     out[key] = build(value_node, path + (key,))
                 active.discard(id(n))

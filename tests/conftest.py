@@ -9,7 +9,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from reflow.registry import add_plugin, remove_plugin, reset_plugins
 
 REPO = Path(__file__).resolve().parents[1]

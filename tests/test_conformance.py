@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-
 from reflow.registry import get_registry
 from reflow.testing import check_component
 

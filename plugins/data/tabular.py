@@ -95,7 +95,7 @@ class NetcdfSource(reflow.DataSource):
             ds = xr.open_zarr(path, **kwargs).load()
         else:
             try:
-                ds = xr.load_dataset(path, engine="h5netcdf", **kwargs)
+                ds = xr.load_dataset(path, **kwargs)  # xarray picks the engine: netCDF-4/HDF5 or netCDF-3
             except (OSError, ValueError) as exc:
                 raise DataError(f"netcdf: cannot read {path}: {exc}") from None
         if self.params.variables:

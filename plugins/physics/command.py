@@ -2,7 +2,9 @@
 
 reflow writes the trial's inputs to ``inputs.json`` in a fresh folder for the trial, runs ``argv`` (a list;
 never through a shell) in that folder, and reads the outputs from ``outputs.json``. The tokens
-``{inputs}``, ``{outputs}`` and ``{workdir}`` in ``argv`` are replaced by those paths. A non-zero exit code,
+``{inputs}``, ``{outputs}`` and ``{workdir}`` in ``argv`` are replaced by those paths. A relative argument
+that names a file or folder next to the study (``[python3, sim.py, "{inputs}"]``) is passed as its absolute
+path, since the program runs in the trial's folder. A non-zero exit code,
 a missing or malformed outputs file, or a run past ``timeout`` seconds fails the trial; the program is
 killed at the timeout.
 """
@@ -73,18 +75,27 @@ class CommandEvaluator(reflow.Evaluator):
             in_path.write_text(json.dumps(inputs, indent=2, default=str))
             subst = {"{inputs}": str(in_path), "{outputs}": str(out_path), "{workdir}": str(work)}
             argv = [subst.get(a, a) for a in self.params.argv]
+            if self._cwd:  # files next to the study (sim.py, a template) as absolute paths
+                argv[1:] = [str(Path(self._cwd) / a) if a not in subst and a and not Path(a).is_absolute()
+                            and (Path(self._cwd) / a).exists() else a for a in argv[1:]]
             if "/" in argv[0] and self._cwd and not Path(argv[0]).is_absolute():
                 argv[0] = str(Path(self._cwd) / argv[0])
-            try:
-                proc = subprocess.run(argv, cwd=work, capture_output=True, text=True, timeout=self.params.timeout,
-                                      env={**os.environ, **self.params.env,
-                                           "REFLOW_STUDY_DIR": self._cwd or ""}, check=False)
-            except subprocess.TimeoutExpired:
-                raise EvaluationError(f"command timed out after {self.params.timeout:g} s and was killed") from None
+            try:  # its own process group, so a timeout kills the solvers a wrapper script started too
+                proc = subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                        env={**os.environ, **self.params.env, "REFLOW_STUDY_DIR": self._cwd or ""},
+                                        start_new_session=os.name == "posix")
             except OSError as exc:
                 raise EvaluationError(f"command could not start: {exc}") from None
+            try:
+                stdout, stderr = proc.communicate(timeout=self.params.timeout)
+            except subprocess.TimeoutExpired:
+                _kill_tree(proc)
+                raise EvaluationError(f"command timed out after {self.params.timeout:g} s and was killed") from None
+            except BaseException:
+                _kill_tree(proc)
+                raise
             if proc.returncode != 0:
-                tail = (proc.stderr or proc.stdout).strip()[-500:]
+                tail = (stderr or stdout).strip()[-500:]
                 raise EvaluationError(f"command exited with code {proc.returncode}: {tail}")
             if not out_path.exists():
                 raise EvaluationError(f"command wrote no {out_path.name} (argv: {argv})")
@@ -98,3 +109,21 @@ class CommandEvaluator(reflow.Evaluator):
         finally:
             if not self.params.keep:
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the program and every process it started (its process group on POSIX), then reap it."""
+    import os
+    import signal
+
+    try:
+        if os.name == "posix":
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+    except (ProcessLookupError, PermissionError):
+        proc.kill()
+    proc.wait()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()

@@ -20,17 +20,20 @@ def pipeline_for_check(checker, specs) -> Pipeline | None:
     return Pipeline(steps, [s.label for s in specs])
 
 
-def check_space_inputs(checker, space_names, specs, path=("space",)) -> None:
-    """Every space factor must be an input of the pipeline (unless a step takes any input)."""
+def check_space_inputs(checker, space_names, specs, path=("space",), by_index: bool = False) -> None:
+    """Every space factor must be an input of the pipeline (unless a step takes any input).
+
+    ``by_index``: the names come from a YAML list, so a problem points at the item's index (and line).
+    """
     pipeline = pipeline_for_check(checker, specs)
     if pipeline is None or pipeline.accepts_any_inputs:
         return
     inputs = [v.name for v in pipeline.input_variables()]
-    for name in space_names:
+    for i, name in enumerate(space_names):
         if name not in inputs:
             close = difflib.get_close_matches(name, inputs, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            checker.problem(path + (name,), f"{name!r} is not an input of the evaluator{hint} "
+            checker.problem(path + (i if by_index else name,), f"{name!r} is not an input of the evaluator{hint} "
                                            f"(inputs: {', '.join(inputs)})")
 
 

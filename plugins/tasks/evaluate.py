@@ -29,7 +29,8 @@ class EvaluateTask(reflow.Task):
 
     def check(self, check):
         if self.params.inputs:
-            check_space_inputs(check, self.params.inputs, self.params.evaluate, path=("inputs",))
+            check_space_inputs(check, self.params.inputs, self.params.evaluate, path=("inputs",),
+                               by_index=True)
 
     def run(self, ctx):
         data = ctx.data(self.params.data)

@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from reflow import executors
 from reflow.executors import (
     DaskExecutor,
@@ -49,7 +48,8 @@ def sleep_and_mark(x: int, delay: float, folder: str) -> int:
 ITEMS = [(i, 0.05 * (5 - i)) for i in range(6)]
 
 
-def collect(pairs) -> dict[int, Outcome]:
+def collect_in_order(pairs) -> tuple[dict[int, Outcome], list[int]]:
+    """The outcomes by index, and the order the indices came back in; no index twice."""
     out: dict[int, Outcome] = {}
     order = []
     for i, outcome in pairs:
@@ -57,9 +57,11 @@ def collect(pairs) -> dict[int, Outcome]:
         assert i not in out, f"index {i} reported twice"
         out[i] = outcome
         order.append(i)
-    out_order = order
-    collect.last_order = out_order  # type: ignore[attr-defined]
-    return out
+    return out, order
+
+
+def collect(pairs) -> dict[int, Outcome]:
+    return collect_in_order(pairs)[0]
 
 
 def check_squares(results: dict[int, Outcome], items=ITEMS) -> None:
@@ -118,8 +120,7 @@ def test_in_process_timeout_marks_failed_and_goes_on():
 def test_process_pool_any_order_correct_indices():
     with ProcessPoolExecutor(2) as ex:
         assert ex.workers == 2
-        results = collect(ex.map(slow_square, ITEMS))
-        order = collect.last_order  # type: ignore[attr-defined]
+        results, order = collect_in_order(ex.map(slow_square, ITEMS))
     check_squares(results)
     assert order != sorted(order), "the slow first items should finish after the fast later ones"
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from typer.testing import CliRunner
-
 import reflow
 from reflow import registry as registry_module
 from reflow.cli import app
@@ -14,6 +12,7 @@ from reflow.errors import PluginError, StudyError
 from reflow.registry import get_registry, reset_plugins
 from reflow.runner import run_study
 from reflow.study import load_study
+from typer.testing import CliRunner
 
 
 class Doubler(reflow.Evaluator):
@@ -62,7 +61,7 @@ def test_unknown_name_lists_valid_ones_and_suggests():
 
 
 def test_wrong_kind_is_named():
-    with pytest.raises(PluginError, match="'lhs' is a optimizer, not a evaluator|'lhs' is a optimizer"):
+    with pytest.raises(PluginError, match="'lhs' is an optimizer, not an evaluator"):
         get_registry().get("lhs", "evaluator")
 
 

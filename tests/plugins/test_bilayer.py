@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 
 import pytest
-
 from reflow.evaluation import run_step
 from reflow.plugins.physics.bilayer import BilayerWarpage, bilayer
 
@@ -204,7 +203,6 @@ def test_non_positive_inputs_raise(name, value):
 def test_zero_thickness_fails_the_trial_not_the_batch(tmp_path):
     """Through the evaluator contract a bad point becomes a failed trial with its reason."""
     import xarray as xr
-
     from reflow.context import RunContext
     from reflow.executors import InProcessExecutor
 
