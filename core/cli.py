@@ -104,8 +104,9 @@ def plugins(ctx: typer.Context) -> None:
 
     reg = get_registry()
     table = Table(title="reflow components")
-    for col in ("name", "kind", "family", "plugin", "summary"):
-        table.add_column(col)
+    for col in ("name", "kind", "family", "plugin"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("summary", ratio=1)
     for name in sorted(reg.entries, key=lambda n: (reg.entries[n].kind, n)):
         e = reg.entries[name]
         doc = (e.cls.__doc__ or "").strip().splitlines()
