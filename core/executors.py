@@ -77,7 +77,7 @@ class Executor:
 
     def map(self, fn: Callable[..., Any], items: list[tuple], timeout: float | None = None
             ) -> Iterator[tuple[int, Outcome]]:
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement map(fn, items, timeout)")
 
     @property
     def workers(self) -> int:

@@ -85,8 +85,8 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
             if len(y) >= 6:
                 try:
                     ax.tricontourf(xa, xb, y, levels=12, cmap="viridis", alpha=0.35)
-                except (ValueError, RuntimeError):
-                    pass
+                except (ValueError, RuntimeError):  # collinear points cannot be triangulated
+                    pass  # the scatter alone still shows the trials
             fig.colorbar(sc, ax=ax, label=label)
             ax.set_xlabel(_axis(trials, a))
             ax.set_ylabel(_axis(trials, b))
