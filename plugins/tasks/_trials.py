@@ -90,7 +90,7 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
             fig.colorbar(sc, ax=ax, label=label)
             ax.set_xlabel(_axis(trials, a))
             ax.set_ylabel(_axis(trials, b))
-            ax.set_title(f"{out} over its two most influential factors")
+            ax.set_title(f"{out}: its two most influential factors", fontsize=10)
         else:
             a = ranking[0][0]
             ax.scatter(_numeric(trials[a].values[ok]), y, s=30)
