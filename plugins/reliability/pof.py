@@ -1,0 +1,212 @@
+"""Physics-of-failure closed forms: acceleration factors and cycles to failure.
+
+Each is an evaluator, so a pipeline can feed it a strain from a simulation or a void fraction from an
+inspection stage. Temperatures are in degrees Celsius (converted to kelvin inside), energies in eV.
+
+Sources:
+- Arrhenius acceleration: AF = exp(Ea/k (1/T_use - 1/T_test)), k = 8.617333262e-5 eV/K (CODATA 2018).
+- Black, "Electromigration failure modes in aluminum metallization", IEEE Trans. Electron Devices 16 (1969):
+  MTTF = A j^-n exp(Ea / k T).
+- Norris and Landzberg, IBM J. Res. Dev. 13 (1969) 266: AF = (dT_t/dT_f)^n (f_f/f_t)^m exp(Ea/k (1/Tmax_f -
+  1/Tmax_t)); SnPb n = 1.9, m = 1/3, Ea/k = 1414 K. SAC305: Pan et al., "An acceleration model for Sn-Ag-Cu
+  solder joint reliability under various thermal cycle conditions", SMTA International 2005: n = 2.65,
+  m = 0.136, Ea/k = 2185 K.
+- Coffin (1954), Manson (1953): N_f = 1/2 (d_eps_p / (2 eps_f'))^(1/c).
+- Engelmaier, "Fatigue life of leadless chip carrier solder joints during power cycling", IEEE Trans. CHMT 6
+  (1983) 232: N_f = 1/2 (d_gamma / (2 eps_f'))^(1/c), eps_f' = 0.325, c = -0.442 - 6e-4 T_s + 1.74e-2 ln(1 + f),
+  T_s the mean cyclic solder temperature in deg C, f the cycling frequency in cycles per day (1 <= f <= 1000).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import reflow
+from pydantic import Field, model_validator
+from reflow.components import Variable
+
+BOLTZMANN_EV = 8.617333262e-5
+"""Boltzmann constant in eV/K (CODATA 2018)."""
+
+NORRIS_LANDZBERG_CONSTANTS = {
+    # alloy: (n, m, Ea/k in K), with the source in the module docstring
+    "snpb": (1.9, 1.0 / 3.0, 1414.0),
+    "sac": (2.65, 0.136, 2185.0),
+}
+
+
+def kelvin(celsius: float) -> float:
+    value = celsius + 273.15
+    if value <= 0:
+        raise ValueError(f"temperature {celsius} degC is below absolute zero")
+    return value
+
+
+def arrhenius_af(ea_ev: float, use_c: float, test_c: float) -> float:
+    """How many times faster a thermally activated failure runs at ``test_c`` than at ``use_c``."""
+    return math.exp(ea_ev / BOLTZMANN_EV * (1.0 / kelvin(use_c) - 1.0 / kelvin(test_c)))
+
+
+def norris_landzberg_af(dt_test: float, dt_field: float, f_test: float, f_field: float, tmax_test_c: float,
+                        tmax_field_c: float, n: float, m: float, ea_over_k: float) -> float:
+    """Cycles in the field per cycle in the test (the acceleration factor of the test)."""
+    if min(dt_test, dt_field, f_test, f_field) <= 0:
+        raise ValueError("temperature ranges and frequencies must be positive")
+    return ((dt_test / dt_field) ** n * (f_field / f_test) ** m
+            * math.exp(ea_over_k * (1.0 / kelvin(tmax_field_c) - 1.0 / kelvin(tmax_test_c))))
+
+
+def strain_life_cycles(strain_range: float, ductility: float, exponent: float) -> float:
+    """Coffin-Manson / Engelmaier: N_f = 1/2 (strain_range / (2 ductility))^(1/exponent)."""
+    if strain_range <= 0:
+        raise ValueError(f"the strain range must be positive, got {strain_range}")
+    return 0.5 * (strain_range / (2.0 * ductility)) ** (1.0 / exponent)
+
+
+def engelmaier_exponent(mean_temp_c: float, cycles_per_day: float) -> float:
+    """Engelmaier's fatigue ductility exponent c (negative)."""
+    return -0.442 - 6e-4 * mean_temp_c + 1.74e-2 * math.log(1.0 + cycles_per_day)
+
+
+class Arrhenius(reflow.Evaluator):
+    """Arrhenius acceleration factor between a use and a test temperature."""
+
+    inputs = (
+        Variable("use_temp_c", "degC", -55, 200, default=55.0, description="use temperature"),
+        Variable("test_temp_c", "degC", -55, 300, default=125.0, description="test temperature"),
+    )
+    outputs = (Variable("acceleration_factor", "", description="use life / test life"),)
+
+    class Params(reflow.Params):
+        activation_energy_ev: float = Field(0.7, gt=0, lt=5, description="activation energy Ea in eV")
+
+    def evaluate_one(self, inputs):
+        af = arrhenius_af(self.params.activation_energy_ev, inputs["use_temp_c"], inputs["test_temp_c"])
+        return {"acceleration_factor": af}
+
+
+class Black(reflow.Evaluator):
+    """Black's equation for electromigration: median time to failure and the acceleration of a test."""
+
+    inputs = (
+        Variable("current_density_a_per_cm2", "A/cm^2", 1e3, 1e8, default=1e6, description="use current density"),
+        Variable("temp_c", "degC", -55, 300, default=105.0, description="use (metal) temperature"),
+        Variable("test_current_density_a_per_cm2", "A/cm^2", 1e3, 1e8, default=2e6, description="test density"),
+        Variable("test_temp_c", "degC", -55, 400, default=250.0, description="test temperature"),
+    )
+    outputs = (
+        Variable("mttf_h", "h", description="median time to failure at use conditions, A j^-n exp(Ea/kT)"),
+        Variable("acceleration_factor", "", description="use MTTF / test MTTF"),
+    )
+
+    class Params(reflow.Params):
+        activation_energy_ev: float = Field(0.7, gt=0, lt=5, description="Ea in eV (about 0.5-0.9 for Al, Cu)")
+        current_exponent: float = Field(2.0, gt=0, le=5, description="current density exponent n (Black: 2)")
+        prefactor_h: float = Field(1e10, gt=0, description="A in h (A/cm^2)^n, fitted to test data")
+
+    def evaluate_one(self, inputs):
+        ea, n = self.params.activation_energy_ev, self.params.current_exponent
+        j, t = inputs["current_density_a_per_cm2"], kelvin(inputs["temp_c"])
+        jt, tt = inputs["test_current_density_a_per_cm2"], kelvin(inputs["test_temp_c"])
+        if min(j, jt) <= 0:
+            raise ValueError("current densities must be positive")
+        mttf = self.params.prefactor_h * j ** (-n) * math.exp(ea / (BOLTZMANN_EV * t))
+        af = (jt / j) ** n * math.exp(ea / BOLTZMANN_EV * (1.0 / t - 1.0 / tt))
+        return {"mttf_h": mttf, "acceleration_factor": af}
+
+
+class NorrisLandzberg(reflow.Evaluator):
+    """Norris-Landzberg acceleration factor of a thermal-cycling test over a field profile; field cycles."""
+
+    inputs = (
+        Variable("test_delta_t_k", "K", 1, 300, default=165.0, description="test temperature range"),
+        Variable("field_delta_t_k", "K", 1, 300, default=60.0, description="field temperature range"),
+        Variable("test_cycles_per_day", "1/day", 0.1, 1000, default=48.0, description="test frequency"),
+        Variable("field_cycles_per_day", "1/day", 0.1, 1000, default=2.0, description="field frequency"),
+        Variable("test_tmax_c", "degC", -55, 300, default=125.0, description="test peak temperature"),
+        Variable("field_tmax_c", "degC", -55, 300, default=85.0, description="field peak temperature"),
+        Variable("test_cycles", "cycles", 0, 1e7, default=1000.0, description="cycles survived in test (e.g. B10)"),
+    )
+    outputs = (
+        Variable("acceleration_factor", "", description="field cycles per test cycle"),
+        Variable("field_cycles", "cycles", description="test_cycles x acceleration factor"),
+    )
+
+    class Params(reflow.Params):
+        alloy: Literal["snpb", "sac", "custom"] = Field("sac", description="published constants (see module doc)")
+        n: float | None = Field(None, gt=0, description="temperature-range exponent (alloy: custom)")
+        m: float | None = Field(None, ge=0, description="frequency exponent (alloy: custom)")
+        ea_over_k: float | None = Field(None, ge=0, description="Ea/k in K (alloy: custom)")
+
+        @model_validator(mode="after")
+        def _custom(self):
+            given = [v is not None for v in (self.n, self.m, self.ea_over_k)]
+            if self.alloy == "custom" and not all(given):
+                raise ValueError("alloy: custom needs n, m and ea_over_k")
+            if self.alloy != "custom" and any(given):
+                raise ValueError(f"n, m and ea_over_k come from alloy {self.alloy!r}; set alloy: custom to give them")
+            return self
+
+    def constants(self) -> tuple[float, float, float]:
+        if self.params.alloy == "custom":
+            return self.params.n, self.params.m, self.params.ea_over_k
+        return NORRIS_LANDZBERG_CONSTANTS[self.params.alloy]
+
+    def evaluate_one(self, inputs):
+        n, m, ea_over_k = self.constants()
+        af = norris_landzberg_af(inputs["test_delta_t_k"], inputs["field_delta_t_k"], inputs["test_cycles_per_day"],
+                                 inputs["field_cycles_per_day"], inputs["test_tmax_c"], inputs["field_tmax_c"],
+                                 n, m, ea_over_k)
+        return {"acceleration_factor": af, "field_cycles": inputs["test_cycles"] * af}
+
+
+class CoffinManson(reflow.Evaluator):
+    """Coffin-Manson low-cycle fatigue: cycles to failure from the plastic strain range."""
+
+    inputs = (Variable("plastic_strain_range", "", 1e-5, 1.0, default=0.01, description="plastic strain range"),)
+    outputs = (Variable("cycles_to_failure", "cycles", description="N_f = 1/2 (d_eps / (2 eps_f'))^(1/c)"),)
+
+    class Params(reflow.Params):
+        fatigue_ductility: float = Field(0.325, gt=0, description="fatigue ductility coefficient eps_f'")
+        exponent: float = Field(-0.5, lt=0, gt=-2, description="fatigue ductility exponent c (about -0.5 to -0.7)")
+
+    def evaluate_one(self, inputs):
+        n = strain_life_cycles(inputs["plastic_strain_range"], self.params.fatigue_ductility, self.params.exponent)
+        return {"cycles_to_failure": n}
+
+
+class Engelmaier(reflow.Evaluator):
+    """Engelmaier solder-joint fatigue life from the cyclic shear strain range, with void derating.
+
+    Voids take load-bearing area away: with a void fraction v the same shear force acts on (1 - v) of the
+    joint, so the effective shear strain range is d_gamma / (1 - v) (linear, force-controlled). This is the
+    hook through which inspection results (a void fraction from SAM images) enter life predictions.
+    """
+
+    inputs = (
+        Variable("shear_strain_range", "", 1e-5, 1.0, default=0.01, description="cyclic shear strain range"),
+        Variable("mean_solder_temp_c", "degC", -55, 200, default=25.0, description="mean cyclic solder temperature"),
+        Variable("cycles_per_day", "1/day", 1, 1000, default=24.0, description="cycling frequency"),
+        Variable("void_fraction", "", 0.0, 0.95, default=0.0, description="voided fraction of the joint area"),
+    )
+    outputs = (
+        Variable("cycles_to_failure", "cycles", description="mean cycles to failure N_f"),
+        Variable("fatigue_exponent", "", description="Engelmaier's c"),
+        Variable("effective_strain_range", "", description="d_gamma / (1 - void_fraction)"),
+    )
+
+    class Params(reflow.Params):
+        fatigue_ductility: float = Field(0.325, gt=0, description="eps_f' (0.325 for eutectic SnPb, Engelmaier)")
+
+    def evaluate_one(self, inputs):
+        void = inputs["void_fraction"]
+        if not 0.0 <= void < 1.0:
+            raise ValueError(f"void_fraction must be in [0, 1), got {void}")
+        f = inputs["cycles_per_day"]
+        if not 1.0 <= f <= 1000.0:
+            raise ValueError(f"Engelmaier's model holds for 1 to 1000 cycles per day, got {f}")
+        c = engelmaier_exponent(inputs["mean_solder_temp_c"], f)
+        strain = inputs["shear_strain_range"] / (1.0 - void)
+        n = strain_life_cycles(strain, self.params.fatigue_ductility, c)
+        return {"cycles_to_failure": n, "fatigue_exponent": c, "effective_strain_range": strain}
