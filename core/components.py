@@ -109,6 +109,10 @@ class Model(Component):
     def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement predict(data, ctx)")
 
+    def summary(self) -> dict[str, Any]:
+        """Fitted constants worth reporting (numbers by name); the ``train`` task adds them to its metrics."""
+        return {}
+
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)

@@ -20,6 +20,18 @@ PARAMS = {
 SKIP_RUN = {"csv", "netcdf"}  # need files; covered by tests/plugins/test_tabular.py
 
 
+def _aging_data():
+    import numpy as np
+    import xarray as xr
+
+    t = np.linspace(0.0, 1000.0, 12)
+    return xr.Dataset({"t_h": ("sample", t), "x_um": ("sample", 1.0 + 0.1 * t**0.5 + 0.01 * np.sin(t))})
+
+
+# Models need data to check fit/predict/save/load: (data, features, targets) by name.
+MODEL_DATA = {"imc-growth": lambda: (_aging_data(), ["t_h"], ["x_um"])}
+
+
 @pytest.mark.parametrize("name", REGISTRY.names())
 def test_builtin_component_contract(name, tmp_path):
     entry = REGISTRY.get(name)
@@ -29,6 +41,12 @@ def test_builtin_component_contract(name, tmp_path):
         from reflow.testing import check_params
 
         check_params(entry.cls, PARAMS[name])
+        return
+    if entry.kind == "model":
+        assert name in MODEL_DATA, f"add check data for the built-in model {name!r} to MODEL_DATA"
+        data, features, targets = MODEL_DATA[name]()
+        check_component(entry.cls, PARAMS.get(name), tmp_path=tmp_path, data=data, features=features,
+                        targets=targets)
         return
     check_component(entry.cls, PARAMS.get(name), tmp_path=tmp_path)
 

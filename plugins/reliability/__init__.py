@@ -2,6 +2,7 @@
 
 import reflow
 
+from .imc import ImcGrowth
 from .pof import Arrhenius, Black, CoffinManson, Engelmaier, NorrisLandzberg
 
 
@@ -12,3 +13,8 @@ def register_evaluators(register):
     register("coffin-manson", CoffinManson)
     register("engelmaier", Engelmaier)
     register("norris-landzberg", NorrisLandzberg)
+
+
+@reflow.hookimpl
+def register_models(register):
+    register("imc-growth", ImcGrowth)

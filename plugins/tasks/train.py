@@ -64,6 +64,7 @@ class TrainTask(reflow.Task):
         write_json(ctx.folder / "model" / "component.json", {"name": self.params.model.name})
         metrics: dict = {"train_samples": int(parts["train"].size), "val_samples": int(parts["val"].size),
                          "test_samples": int(parts["test"].size)}
+        metrics.update(model.summary())
         outputs = {}
         if parts["test"].size:
             pred = model.predict(test, ctx)
