@@ -251,7 +251,7 @@ def _batch_step(step: Evaluator, ids: list[int], alive: dict[int, dict[str, Any]
                               f"for {len(ids)} trials") for t in ids}
         result = result.assign_coords(trial=ids)
     declared = [v.name for v in step.output_variables()]
-    names = declared or [n for n in result.data_vars if n not in ("status", "error")]
+    names = declared or [n for n in result.data_vars if n not in ("status", "error") and n not in ds.data_vars]
     out: dict[int, tuple[Any, str | None]] = {}
     for t in ids:
         try:

@@ -496,3 +496,29 @@ def test_command_in_a_study_failures_do_not_stop_it(write_study, tmp_path):
     np.testing.assert_allclose(trials["y"].values[:4], [2.0, 4.5, 7.0, 9.5])
     assert "a too large: 1.0" in str(trials["error"].values[4])
     assert run.manifest["stages"]["doe"]["metrics"]["failed"] == 1
+
+
+def test_python_batch_without_declared_outputs_keeps_inputs_as_parameters(write_study, tmp_path):
+    from reflow.runner import run_study
+    from reflow.study import load_study
+
+    (tmp_path / "echo.py").write_text(
+        "def batch(ds):\n"
+        "    out = ds.copy()\n"
+        "    out['y'] = ds['x'] * 3.0\n"
+        "    return out\n"
+    )
+    study = write_study("""
+        study: echo
+        stages:
+          d:
+            task: doe
+            design: {lhs: {samples: 4}}
+            space: {x: {low: 0, high: 1}}
+            evaluate: {python: {function: "echo:batch", batch: true}}
+    """)
+    run = run_study(load_study(study), out=tmp_path / "runs", quiet=True)
+    trials = run.result("d").outputs["trials"]
+    assert trials["x"].attrs["role"] == "parameter"  # the echoed input is not taken for an output
+    assert trials["y"].attrs["role"] == "metric"
+    assert (trials["y"].values == 3.0 * trials["x"].values).all()
