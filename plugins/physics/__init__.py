@@ -1,10 +1,11 @@
-"""Built-in evaluators: bilayer-warpage (closed form), python (a user's function), command (a program)."""
+"""Built-in evaluators: bilayer-warpage, junction-temperature, python (a user's function), command (a program)."""
 
 import reflow
 
 from .bilayer import BilayerWarpage
 from .command import CommandEvaluator
 from .python_function import PythonEvaluator
+from .thermal import JunctionTemperature
 
 
 @reflow.hookimpl
@@ -12,3 +13,4 @@ def register_evaluators(register):
     register("bilayer-warpage", BilayerWarpage)
     register("python", PythonEvaluator)
     register("command", CommandEvaluator)
+    register("junction-temperature", JunctionTemperature)
