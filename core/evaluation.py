@@ -364,11 +364,12 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     from reflow.store import JOURNAL, TrialJournal
 
     journal = TrialJournal(ctx.folder / JOURNAL)
-    done = {r["trial"] for r in journal.read()}
+    earlier = journal.read()
+    done = {r["trial"] for r in earlier}
     rows = [(tid, row) for tid, row in design_rows(designs) if tid not in done]
     if done:
         ctx.logger.info("stage %s: %d trials finished earlier, %d to go", ctx.stage, len(done), len(rows))
-    first_batch = max((r.get("batch", 0) for r in journal.read()), default=-1) + 1
+    first_batch = max((r.get("batch", 0) for r in earlier), default=-1) + 1
     input_names = [n for n in designs.data_vars if designs[n].dims == ("trial",)]
     with ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating") as bar:
         for k, start in enumerate(range(0, len(rows), max(1, batch_size))):

@@ -194,6 +194,15 @@ class FractionalFactorial(_Coded):
         return fracfact_by_res(len(space.free), self.params.resolution)
 
 
+def _response_surface_problems(space: Space, design: str, min_factors: int) -> list[str]:
+    """Response-surface designs need numeric factors, and enough of them."""
+    problems = [f"factor {p.name!r} is categorical; {design} designs need numeric factors"
+                for p in space.free if p.kind == "categorical"]
+    if len(space.free) < min_factors:
+        problems.append(f"a {design} design needs at least {min_factors} varying factors")
+    return problems
+
+
 class CentralComposite(_Coded):
     """Central composite design (pyDOE3 ``ccdesign``) for response surfaces; continuous factors only."""
 
@@ -204,12 +213,7 @@ class CentralComposite(_Coded):
         center: tuple[int, int] = Field((1, 1), description="centre points in the factorial and axial blocks")
 
     def space_problems(self, space):
-        problems = super().space_problems(space)
-        problems += [f"factor {p.name!r} is categorical; central composite designs need numeric factors"
-                     for p in space.free if p.kind == "categorical"]
-        if len(space.free) < 2:
-            problems.append("a central composite design needs at least 2 varying factors")
-        return problems
+        return super().space_problems(space) + _response_surface_problems(space, "central composite", 2)
 
     def coded(self, space):
         from pyDOE3 import ccdesign
@@ -225,12 +229,7 @@ class BoxBehnken(_Coded):
         center: int | None = Field(None, ge=1, description="centre points (default: pyDOE3's choice)")
 
     def space_problems(self, space):
-        problems = super().space_problems(space)
-        problems += [f"factor {p.name!r} is categorical; Box-Behnken designs need numeric factors"
-                     for p in space.free if p.kind == "categorical"]
-        if len(space.free) < 3:
-            problems.append("a Box-Behnken design needs at least 3 varying factors")
-        return problems
+        return super().space_problems(space) + _response_surface_problems(space, "Box-Behnken", 3)
 
     def coded(self, space):
         from pyDOE3 import bbdesign
