@@ -29,9 +29,10 @@ _EXPORTS = {
     "Problem": "reflow.errors", "ReflowError": "reflow.errors", "RunError": "reflow.errors",
     "StudyError": "reflow.errors", "UserInputError": "reflow.errors",
     "hookimpl": "reflow.registry",
+    "Objective": "reflow.problem", "OptimizationProblem": "reflow.problem",
 }
 __all__ = [
-    "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Model", "Optimizer", "Params",
+    "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Model", "Objective", "OptimizationProblem", "Optimizer", "Params",
     "PluginError", "Problem", "ReflowError", "RunError", "StageResult", "StudyError", "Task", "UserInputError",
     "Variable", "__version__", "hookimpl",
 ]
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
         StudyError,
         UserInputError,
     )
+    from reflow.problem import Objective, OptimizationProblem
     from reflow.registry import hookimpl
 
 

@@ -22,7 +22,8 @@ def _fail(exc: Exception) -> None:
     from rich.console import Console
 
     code = exc.exit_code if isinstance(exc, ReflowError) else 1
-    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {exc}", markup=True)
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold red]error:[/] {_escape(str(exc))}",
+                                                                markup=True)
     raise typer.Exit(code)
 
 
@@ -48,7 +49,7 @@ def run(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bars")] = False,
 ) -> None:
     """Validate and run a study; or continue one with --resume RUN_DIR."""
-    from reflow.errors import ReflowError, UserInputError
+    from reflow.errors import ReflowError, UserInputError, WaitingForResults
     from rich.console import Console
 
     console = Console(stderr=True, quiet=quiet)
@@ -72,6 +73,9 @@ def run(
             r = start_run(s, out, quiet=quiet)
             console.print(f"run folder: {_escape(str(r.dir))}", highlight=False)
             execute(r)
+    except WaitingForResults as exc:
+        console.print(f"[yellow]waiting[/]: {_escape(str(exc))}")
+        raise typer.Exit(0) from None
     except ReflowError as exc:
         _fail(exc)
     except KeyboardInterrupt:
@@ -197,6 +201,55 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> Non
     except ReflowError as exc:
         _fail(exc)
     typer.echo(str(path))
+
+
+RunDirArg = Annotated[Path, typer.Argument(help="a run folder", show_default=False)]
+StageOpt = Annotated[str, typer.Option("--stage", help="the lab stage (an optimize stage with evaluate: lab)")]
+
+
+@app.command()
+def ask(
+    run_dir: RunDirArg,
+    stage: StageOpt,
+    n: Annotated[int, typer.Option("-n", help="how many experiments")] = 1,
+    out: Annotated[Optional[Path], typer.Option("--out", help="write the CSV here (default: print it)")] = None,  # noqa: UP045
+) -> None:
+    """Next lab experiments to run, as a CSV with units; fill in the outputs and give it to reflow tell."""
+    from reflow import labcsv
+    from reflow.errors import ReflowError, UserInputError
+
+    try:
+        if out is not None and out.exists():
+            raise UserInputError(f"--out {out}: the file exists; give a new name (it may hold results not told)")
+        text = labcsv.ask(run_dir, stage, n)
+        if out is None:
+            typer.echo(text, nl=False)
+        else:
+            out.write_text(text, encoding="utf-8")
+            typer.echo(f"{n} experiment(s) written to {out}: fill in the outputs, then "
+                       f"reflow tell {run_dir} --stage {stage} {out}", err=True)
+    except ReflowError as exc:
+        _fail(exc)
+
+
+@app.command()
+def tell(
+    run_dir: RunDirArg,
+    results: Annotated[Path, typer.Argument(help="the CSV from reflow ask with the outputs filled in")],
+    stage: StageOpt,
+) -> None:
+    """Measured lab results back in; nothing is stored unless the whole file checks out."""
+    from reflow import labcsv
+    from reflow.errors import ReflowError
+
+    try:
+        stored, skipped, told, budget = labcsv.tell(run_dir, stage, results)
+    except ReflowError as exc:
+        _fail(exc)
+    note = f"; {skipped} row(s) without results skipped" if skipped else ""
+    nxt = (f"ask for more with reflow ask {run_dir} --stage {stage}" if told < budget
+           else f"the budget is measured: reflow run --resume {run_dir}")
+    typer.echo(f"stored {stored} result(s){note}; {told} of {budget} evaluations measured; {nxt}")
 
 
 def main() -> None:

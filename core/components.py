@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import numpy as np
     import xarray as xr
     from reflow.context import RunContext
+    from reflow.problem import OptimizationProblem
     from reflow.space import Space
 
 KINDS = ("data_source", "model", "evaluator", "optimizer", "task")
@@ -157,6 +158,9 @@ class Evaluator(Component):
     outputs: ClassVar[tuple[Variable, ...]] = ()
     accepts_any_inputs: ClassVar[bool] = False
     """True for evaluators whose inputs are only known at run time (user functions, commands)."""
+    manual: ClassVar[bool] = False
+    """True for evaluators whose results come from people (a lab): the ``optimize`` task then works by
+    ``reflow ask``/``reflow tell`` instead of calling :meth:`evaluate`."""
 
     def input_variables(self) -> tuple[Variable, ...]:
         return type(self).inputs
@@ -201,21 +205,34 @@ class Design(Component):
 
 
 class Optimizer(Component):
-    """An ask/tell optimizer; ``state()`` returns JSON-able data from which ``restore`` resumes."""
+    """An ask/tell optimizer (pymoo's template): ``setup``, then ``ask``/``tell`` until the budget is spent.
+
+    The ``optimize`` task calls :meth:`setup` with the :class:`reflow.problem.OptimizationProblem`, then
+    :meth:`tell` with every trial finished so far (all of them at once when resuming), then alternates
+    :meth:`ask` (``n`` new points: a Dataset of parameter values on dim ``trial``; ``pending`` holds points
+    asked but not yet measured) and :meth:`tell` (the finished trials of that batch, failures included with
+    ``status == "failed"``: leave them out of model fitting). ``state()`` returns JSON-able data that
+    :meth:`restore` takes back; optimizers whose state is a function of the told trials return ``{}``.
+    """
 
     kind = "optimizer"
 
-    def ask(self, n: int, ctx: RunContext) -> xr.Dataset:
+    def setup(self, problem: OptimizationProblem, seed: int) -> None:
+        """Take the problem to solve and the seed to draw from (the stage's seed)."""
+        self.problem = problem
+        self.seed = seed
+
+    def ask(self, n: int, ctx: RunContext, pending: xr.Dataset | None = None) -> xr.Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement ask(n, ctx)")
 
     def tell(self, trials: xr.Dataset) -> None:
         raise NotImplementedError(f"{type(self).__name__} must implement tell(trials)")
 
     def state(self) -> dict[str, Any]:
-        raise NotImplementedError(f"{type(self).__name__} does not support state() (needed for --resume)")
+        return {}
 
     def restore(self, state: dict[str, Any]) -> None:
-        raise NotImplementedError(f"{type(self).__name__} does not support restore() (needed for --resume)")
+        """Resume from :meth:`state`; the default has nothing to restore (the told trials are the state)."""
 
 
 @dataclass

@@ -43,3 +43,16 @@ def resolve_device(spec: str) -> str:
             raise UserInputError("device: 'mps' was asked for but is not available; use 'auto' or 'cpu'")
         return spec
     raise UserInputError(f"device: unknown device {spec!r}; allowed: auto, cpu, cuda, cuda:N")
+
+
+def quiet_torch_imports() -> None:
+    """Silence import-time noise of torch add-ons that says nothing to a reflow user.
+
+    (torch.jit.script deprecation warnings from GPyTorch/BoTorch, and torch's "No CUDA runtime is found"
+    log line on machines without a GPU.)
+    """
+    import logging
+    import warnings
+
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message=r".*torch\.jit\.script.*", category=FutureWarning)

@@ -61,3 +61,13 @@ class EvaluationError(ReflowError):
 
 class RunError(ReflowError):
     """A run folder is missing, corrupt, or cannot be resumed."""
+
+
+class WaitingForResults(ReflowError):
+    """A stage needs results from people (a lab) before it can go on: the run stops cleanly, exit code 0.
+
+    ``reflow ask`` hands out the experiments, ``reflow tell`` takes the measurements back and
+    ``reflow run --resume RUN_DIR`` continues.
+    """
+
+    exit_code = 0

@@ -16,7 +16,7 @@ from typing import Any
 from reflow.components import StageResult
 from reflow.context import RunContext, stage_seed
 from reflow.device import resolve_device
-from reflow.errors import ReflowError, RunError, StudyError
+from reflow.errors import ReflowError, RunError, StudyError, WaitingForResults
 from reflow.specs import ComponentSpec, DataRef
 from reflow.store import MANIFEST, RESOLVED, new_run_dir, read_dataset, read_manifest, write_dataset, write_json
 from reflow.study import Study, _walk, validate_study
@@ -215,12 +215,19 @@ def execute(run: Run, resume: bool = False) -> Run:
             if info.get("status") == "done":
                 log.info("stage %s: done earlier, skipped", name)
                 continue
-            _run_stage(run, name, stage, resuming=resume and info.get("status") in ("running", "failed"))
+            _run_stage(run, name, stage, resuming=resume and info.get("status") in ("running", "failed", "waiting"))
         run.manifest["status"] = "done"
         run.save_manifest()
         from reflow.report import write_report
 
         write_report(run.dir)
+    except WaitingForResults:
+        run.manifest["status"] = "waiting"
+        run.save_manifest()
+        from reflow.report import write_report
+
+        write_report(run.dir)
+        raise
     except BaseException as exc:
         run.manifest["status"] = "failed" if isinstance(exc, Exception) else "interrupted"
         run.save_manifest()
@@ -232,15 +239,21 @@ def execute(run: Run, resume: bool = False) -> Run:
     return run
 
 
-def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
+def stage_context(run: Run, name: str, resuming: bool = False) -> RunContext:
+    """The RunContext of stage ``name`` of ``run`` (also used by ``reflow ask``/``tell`` between runs)."""
     study = run.study
     folder = run.stage_dir(name)
     folder.mkdir(parents=True, exist_ok=True)
-    ctx = RunContext(
+    return RunContext(
         run=run, stage=name, seed=stage_seed(study.seed, name), device=run.manifest["device"],
         folder=folder, study_dir=study.directory, quiet=run.quiet, timeout=study.executor.timeout,
         resuming=resuming,
     )
+
+
+def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
+    ctx = stage_context(run, name, resuming)
+    folder = ctx.folder
     task = stage.create_task()
     t0 = time.time()
     run.set_stage(name, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), error=None)
@@ -256,6 +269,10 @@ def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
         write_json(folder / "metrics.json", result.metrics)
         run._results[name] = result
         plots = task.plot(result, folder)
+    except WaitingForResults as exc:
+        run.set_stage(name, status="waiting", seconds=round(time.time() - t0, 3), error=None, waiting=str(exc))
+        log.info("stage %s: waiting for results: %s", name, exc)
+        raise
     except Exception as exc:
         seconds = time.time() - t0
         run.set_stage(name, status="failed", seconds=round(seconds, 3), error=f"{type(exc).__name__}: {exc}")

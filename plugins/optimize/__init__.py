@@ -1,7 +1,8 @@
-"""Built-in designs of experiments (and, later, optimizers)."""
+"""Built-in designs of experiments, optimizers (BoTorch, pymoo, active learning) and the ``lab`` evaluator."""
 
 import reflow
 
+from .bayes import QNEHVI, ActiveLearning, QLogNEI, QParEGO
 from .designs import (
     BoxBehnken,
     CentralComposite,
@@ -12,6 +13,8 @@ from .designs import (
     RandomDesign,
     Sobol,
 )
+from .genetic import NSGA2, NSGA3
+from .lab import Lab
 
 
 @reflow.hookimpl
@@ -24,3 +27,14 @@ def register_optimizers(register):
     register("fractional-factorial", FractionalFactorial)
     register("central-composite", CentralComposite)
     register("box-behnken", BoxBehnken)
+    register("qlognei", QLogNEI)
+    register("qnehvi", QNEHVI)
+    register("qparego", QParEGO)
+    register("active-learning", ActiveLearning)
+    register("nsga2", NSGA2)
+    register("nsga3", NSGA3)
+
+
+@reflow.hookimpl
+def register_evaluators(register):
+    register("lab", Lab)

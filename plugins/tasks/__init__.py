@@ -1,10 +1,11 @@
-"""Built-in tasks: data, doe, evaluate, train."""
+"""Built-in tasks: data, doe, evaluate, optimize, train."""
 
 import reflow
 
 from .data import DataTask
 from .doe import DoeTask
 from .evaluate import EvaluateTask
+from .optimize import OptimizeTask
 from .train import TrainTask
 
 
@@ -13,4 +14,5 @@ def register_tasks(register):
     register("data", DataTask)
     register("doe", DoeTask)
     register("evaluate", EvaluateTask)
+    register("optimize", OptimizeTask)
     register("train", TrainTask)

@@ -1,0 +1,227 @@
+"""Lab ask/tell: experiments out to a CSV, measurements back in, checked before anything is stored.
+
+The CSV that ``reflow ask`` writes has one row per experiment: ``trial``, every parameter of the space
+with its units in the header (``cure_temperature_c [degC]``), an empty column per measured output (with
+its units) and an empty ``error`` column (write why an experiment failed there). ``reflow tell`` reads it
+back; every problem (missing or extra columns, other units, values outside the space or unlike the
+asked ones, non-numbers, duplicates, trials never asked or already told) is reported at once, and nothing
+is stored unless the whole file is clean. Rows whose outputs are all still empty are skipped, so a CSV can
+come back part-filled.
+"""
+
+from __future__ import annotations
+
+import csv
+import difflib
+import io
+import math
+import re
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from reflow.errors import UserInputError
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.space import Space
+
+_HEADER = re.compile(r"^\s*([^\[\]]*?)\s*(?:\[\s*([^\]]*?)\s*\])?\s*$")
+MAX_PROBLEMS = 25
+
+
+def column(name: str, units: str) -> str:
+    """``name [units]``, or ``name`` for a quantity without units."""
+    return f"{name} [{units}]" if units and units != "1" else name
+
+
+def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, str]) -> str:
+    """The CSV text for the asked ``experiments`` (dim ``trial``)."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(["trial", *(column(p.name, p.units) for p in space.parameters),
+                     *(column(n, u) for n, u in outputs.items()), "error"])
+    for i, trial in enumerate(experiments["trial"].values):
+        row = [int(trial)]
+        for p in space.parameters:
+            v = experiments[p.name].values[i]
+            row.append(repr(float(v)) if p.kind in ("continuous",) else str(v.item() if hasattr(v, "item") else v))
+        writer.writerow(row + [""] * len(outputs) + [""])
+    return buf.getvalue()
+
+
+def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[int, dict[str, Any]],
+                 told: set[int]) -> tuple[list[dict[str, Any]], int]:
+    """Check a results CSV against the asked experiments; return (trial records to store, rows skipped)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserInputError(f"cannot read the results file {path}: {exc}") from None
+    rows = list(csv.reader(io.StringIO(text)))
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise UserInputError(f"{path}: the file is empty (expected the CSV that reflow ask wrote, filled in)")
+    problems: list[str] = []
+    index = _check_header(rows[0], space, outputs, problems)
+    if problems:
+        raise UserInputError(_message(path, problems))
+    records: list[dict[str, Any]] = []
+    seen: dict[int, int] = {}
+    skipped = 0
+    for line, row in enumerate(rows[1:], start=2):
+        where = f"line {line}"
+        if len(row) != len(rows[0]):
+            problems.append(f"{where}: {len(row)} cells for {len(rows[0])} columns")
+            continue
+        cell = {key: row[i].strip() for key, i in index.items()}
+        try:
+            trial = int(cell["trial"])
+        except ValueError:
+            problems.append(f"{where}: trial {cell['trial']!r} is not a whole number")
+            continue
+        where = f"line {line} (trial {trial})"
+        if trial in seen:
+            problems.append(f"{where}: trial {trial} appears twice (also on line {seen[trial]})")
+            continue
+        seen[trial] = line
+        if trial not in asked:
+            problems.append(f"{where}: trial {trial} was never asked (asked: {_ids(asked)})")
+            continue
+        if trial in told:
+            problems.append(f"{where}: trial {trial} was told already; its results are stored")
+            continue
+        measured = {n: cell[n] for n in outputs}
+        error = cell.get("error", "")
+        if not any(measured.values()) and not error:
+            skipped += 1  # not measured yet
+            continue
+        _check_inputs(where, cell, space, asked[trial]["inputs"], problems)
+        values: dict[str, float] = {}
+        if not error:
+            for name, raw in measured.items():
+                if not raw:
+                    problems.append(f"{where}: {name} is empty (fill in every output, or write why the experiment "
+                                    "failed in the error column)")
+                    continue
+                try:
+                    number = float(raw)
+                except ValueError:
+                    problems.append(f"{where}: {name} = {raw!r} is not a number")
+                    continue
+                if not math.isfinite(number):
+                    problems.append(f"{where}: {name} = {raw!r} is not a finite number")
+                    continue
+                values[name] = number
+        now = time.time()
+        records.append({"trial": trial, "inputs": asked[trial]["inputs"], "outputs": values if not error else {},
+                        "status": "failed" if error else "ok", "error": error, "batch": asked[trial]["batch"],
+                        "started": asked[trial].get("asked", now), "finished": now})
+    if problems:
+        raise UserInputError(_message(path, problems))
+    return records, skipped
+
+
+def _check_header(header: list[str], space: Space, outputs: dict[str, str], problems: list[str]) -> dict[str, int]:
+    expected = {"trial": "", **{p.name: p.units for p in space.parameters}, **outputs, "error": ""}
+    index: dict[str, int] = {}
+    for i, raw in enumerate(header):
+        m = _HEADER.match(raw)
+        name, units = (m.group(1), m.group(2) or "") if m else (raw.strip(), "")
+        if name not in expected:
+            close = difflib.get_close_matches(name, list(expected), n=1)
+            problems.append(f"column {raw!r} is not part of this stage" + (f"; did you mean {close[0]!r}?" if close
+                                                                             else ""))
+            continue
+        if name in index:
+            problems.append(f"column {name!r} appears twice")
+            continue
+        want = expected[name]
+        if (want or units) and units != want and not (want == "1" and not units):
+            problems.append(f"column {raw!r}: the units must be {want or 'none'}, not {units or 'none'} "
+                            f"(reflow never converts units: convert the values and write {column(name, want)!r})")
+        index[name] = i
+    missing = [column(n, u) for n, u in expected.items() if n not in index and n != "error"]
+    if missing:
+        problems.append(f"missing columns: {', '.join(repr(m) for m in missing)}")
+    return index
+
+
+def _check_inputs(where: str, cell: dict[str, str], space: Space, asked: dict[str, Any],
+                  problems: list[str]) -> None:
+    for p in space.parameters:
+        raw = cell[p.name]
+        value: Any = raw
+        if p.kind != "categorical":
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append(f"{where}: {p.name} = {raw!r} is not a number")
+                continue
+        elif p.kind == "categorical":
+            value = next((c for c in p.choices if str(c) == raw), raw)
+        if not p.contains(value):
+            allowed = (f"one of {list(p.choices)}" if p.kind == "categorical" else
+                       f"{p.value}" if p.kind == "fixed" else f"{p.low:g} to {p.high:g}")
+            problems.append(f"{where}: {p.name} = {raw!r} is outside the space (allowed: {allowed})")
+            continue
+        want = asked.get(p.name)
+        same = (str(value) == str(want)) if p.kind == "categorical" else math.isclose(
+            float(value), float(want), rel_tol=1e-9, abs_tol=1e-12)
+        if not same:
+            problems.append(f"{where}: {p.name} = {raw!r} but the experiment asked for {want!r} (run the asked "
+                            "experiment, or ask for a new one)")
+
+
+def _ids(asked: dict[int, Any]) -> str:
+    ids = sorted(asked)
+    return ", ".join(map(str, ids)) if len(ids) <= 12 else f"{ids[0]} to {ids[-1]}"
+
+
+def _message(path: Path, problems: list[str]) -> str:
+    shown = problems[:MAX_PROBLEMS]
+    more = f"\n  ... and {len(problems) - MAX_PROBLEMS} more" if len(problems) > MAX_PROBLEMS else ""
+    return (f"{path}: {len(problems)} problem(s); nothing was stored:\n  " + "\n  ".join(shown) + more)
+
+
+def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Any]:
+    """(run, task, ctx) of a lab stage of a run folder; a clear error for anything else."""
+    from reflow.runner import open_run, stage_context
+
+    run = open_run(run_dir, quiet=True)
+    stages = run.study.stages
+    if stage not in stages:
+        close = difflib.get_close_matches(stage, list(stages), n=1)
+        raise UserInputError(f"--stage {stage!r}: the study has no such stage"
+                             + (f"; did you mean {close[0]!r}?" if close else f" (stages: {', '.join(stages)})"))
+    task = stages[stage].create_task()
+    if not hasattr(task, "lab_ask"):
+        raise UserInputError(f"--stage {stage!r} is a {stages[stage].task!r} stage; ask and tell work on an "
+                             "optimize stage whose evaluator is a lab")
+    status = run.manifest.get("stages", {}).get(stage, {}).get("status")
+    if status == "done":
+        raise UserInputError(f"stage {stage!r} is finished; there is nothing left to ask or tell")
+    ctx = stage_context(run, stage)
+    space, outputs = task.lab_columns(ctx)
+    if not task.is_lab(ctx):
+        raise UserInputError(f"stage {stage!r} evaluates with code, not a lab: reflow run --resume runs it")
+    return run, task, ctx
+
+
+def ask(run_dir: Path, stage: str, n: int) -> str:
+    """Record ``n`` new experiments of a lab stage as asked; return them as CSV text."""
+    _, task, ctx = open_lab_stage(run_dir, stage)
+    space, outputs = task.lab_columns(ctx)
+    return experiments_csv(task.lab_ask(ctx, n), space, outputs)
+
+
+def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int]:
+    """Store the measurements of ``results``; return (stored, skipped, told in all, budget)."""
+    _, task, ctx = open_lab_stage(run_dir, stage)
+    space, outputs = task.lab_columns(ctx)
+    asked, told = task.lab_journals(ctx)
+    records, skipped = read_results(results, space, outputs, {r["trial"]: r for r in asked},
+                                    {r["trial"] for r in told})
+    if records:
+        task.lab_tell(ctx, records)
+    return len(records), skipped, len(told) + len(records), task.params.budget.evaluations

@@ -1,0 +1,341 @@
+"""Bayesian optimization on BoTorch: ``qlognei``, ``qnehvi``, ``qparego`` and ``active-learning``.
+
+Each ask fits a Gaussian process to the trials that finished (failed ones are left out of the fit but
+still count against the budget), builds the acquisition function and maximizes it with
+``optimize_acqf``, keeping the study's linear parameter constraints. The model:
+
+- inputs are the problem's unit encoding (every free parameter mapped onto [0, 1], so inputs are already
+  normalized); outputs are standardized (``Standardize``);
+- ``SingleTaskGP`` (one multi-output GP over every objective and every output an outcome constraint reads)
+  or, when the space has categorical parameters, ``MixedSingleTaskGP`` (a categorical kernel on those
+  dimensions) with the acquisition maximized over each category combination (``optimize_acqf_mixed``);
+- hyperparameters by ``fit_gpytorch_mll``, warm-started from the previous ask's values;
+- tensors in double precision on the study's device (a GPU when there is one).
+
+Outcome constraints (``max_stress_mpa <= 120``) enter the acquisition as feasibility weights; objectives
+to minimize are negated for BoTorch, which maximizes. Every random draw (Sobol MC samples, the raw
+samples of the acquisition optimizer) is seeded from the stage seed and the number of told trials, so a
+resumed run asks the points the interrupted one would have asked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+import reflow
+from pydantic import Field
+
+from reflow.device import quiet_torch_imports
+from reflow.sampling import botorch_constraints, space_filling
+
+quiet_torch_imports()
+
+MAX_CATEGORY_COMBINATIONS = 32
+"""Category combinations the mixed acquisition optimizer tries at most per ask (a random subset beyond)."""
+
+
+class _Bayes(reflow.Optimizer):
+    class Params(reflow.Params):
+        num_restarts: int = Field(8, ge=1, description="starting points of the acquisition optimizer")
+        raw_samples: int = Field(256, ge=8, description="random points scored to pick the starting points")
+        mc_samples: int = Field(128, ge=16, description="quasi-Monte-Carlo samples of the posterior")
+        maxiter: int = Field(100, ge=5, description="L-BFGS-B iterations per start")
+        warm_start: bool = Field(True, description="start the GP fit from the previous hyperparameters")
+        cpu_threads: int = Field(1, ge=1, description="torch threads on the CPU: small GPs run fastest on one, "
+                                                      "and more oversubscribe the cores the evaluations use")
+
+    def setup(self, problem, seed):
+        super().setup(problem, seed)
+        self._trials: list[Any] = []
+        self._hyper: dict[str, Any] | None = None
+        self.device = "cpu"
+
+    def tell(self, trials):
+        if trials.sizes.get("trial", 0):
+            self._trials.append(trials)
+
+    # ---- data and model ------------------------------------------------------------------------
+    def _told(self):
+        import xarray as xr
+
+        if not self._trials:
+            return None
+        return xr.concat(self._trials, dim="trial", data_vars="all", coords="minimal", compat="override",
+                         join="outer") if len(self._trials) > 1 else self._trials[0]
+
+    def _training(self):
+        """(X unit, Y raw metric columns) of the trials that finished ok, as numpy arrays."""
+        told = self._told()
+        p = self.problem
+        if told is None:
+            return np.zeros((0, p.dim)), np.zeros((0, len(p.metric_names))), 0
+        ok = np.asarray(told["status"].values == "ok")
+        y = np.column_stack([np.asarray(told[n].values, dtype=float) for n in p.metric_names])
+        ok &= np.all(np.isfinite(y), axis=1)
+        x = p.encode({n: told[n].values for n in p.space.names})
+        return x[ok], y[ok], told.sizes["trial"]
+
+    def fit(self, x, y):
+        """The GP over the metric columns (warm-started from the previous fit)."""
+        import torch
+        from botorch.fit import fit_gpytorch_mll
+        from botorch.models import MixedSingleTaskGP, SingleTaskGP
+        from botorch.models.transforms import Standardize
+        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        tx = torch.as_tensor(x, dtype=torch.double, device=self.device)
+        ty = torch.as_tensor(y, dtype=torch.double, device=self.device)
+        cat = self.problem.categorical_dims
+        if cat and len(cat) < self.problem.dim:
+            model = MixedSingleTaskGP(tx, ty, cat_dims=cat, outcome_transform=Standardize(ty.shape[-1]))
+        else:
+            model = SingleTaskGP(tx, ty, outcome_transform=Standardize(ty.shape[-1]))
+        if self.params.warm_start and self._hyper is not None:
+            with warnings.catch_warnings(), _suppress():
+                warnings.simplefilter("ignore")
+                model.load_state_dict(self._hyper, strict=False)
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                fit_gpytorch_mll(mll)
+            except Exception:  # keep the starting values: a rough GP still beats a failed ask
+                pass
+        self._hyper = {k: v.detach().clone() for k, v in model.state_dict().items()
+                       if k.startswith(("likelihood", "mean_module", "covar_module"))}
+        return model.eval()
+
+    # ---- acquisition -----------------------------------------------------------------------------
+    def objective(self):
+        """The MC objective: signed objective columns (BoTorch maximizes)."""
+        import torch
+        from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+        from botorch.acquisition.objective import GenericMCObjective
+
+        objs = self.problem.objectives
+        if len(objs) == 1:
+            sign = objs[0].sign
+            return GenericMCObjective(lambda z, X=None: sign * z[..., 0])
+        weights = torch.tensor([o.sign for o in objs], dtype=torch.double, device=self.device)
+        return WeightedMCMultiOutputObjective(weights=weights, outcomes=list(range(len(objs))))
+
+    def constraints(self) -> list:
+        """Outcome constraints as callables on posterior samples, feasible where <= 0."""
+        names = self.problem.metric_names
+        out = []
+        for c in self.problem.outcome_constraints:
+            idx = [names.index(n) for n in c.coefficients]
+            coef = list(c.coefficients.values())
+            sign = 1.0 if c.op in ("<=", "<") else -1.0
+
+            def g(z, idx=idx, coef=coef, rhs=c.rhs, sign=sign):
+                total = sum(a * z[..., j] for a, j in zip(coef, idx, strict=True))
+                return sign * (total - rhs)
+
+            out.append(g)
+        return out
+
+    def sampler(self):
+        import torch
+        from botorch.sampling import SobolQMCNormalSampler
+
+        return SobolQMCNormalSampler(sample_shape=torch.Size([self.params.mc_samples]), seed=self._draw_seed)
+
+    def acquisition(self, model, x, y, pending):
+        raise NotImplementedError
+
+    def ask(self, n, ctx, pending=None):
+        import torch
+
+        self.device = torch.device(getattr(ctx, "device", "cpu") or "cpu")
+        p = self.problem
+        x, y, told = self._training()
+        self._draw_seed = int(np.random.default_rng([self.seed, told]).integers(2**31))
+        if len(x) < 2:  # nothing to model yet (every trial so far failed): keep exploring
+            unit = space_filling(p, n, self._draw_seed)
+            ds = p.space.to_dataset(p.decode(unit))
+            ds.attrs["acquisition"] = "space-filling (too few successful trials for a model)"
+            return ds
+        threads = torch.get_num_threads()
+        if self.device.type == "cpu":
+            torch.set_num_threads(self.params.cpu_threads)
+        try:
+            return self._model_ask(n, x, y, pending)
+        finally:
+            torch.set_num_threads(threads)
+
+    def _model_ask(self, n, x, y, pending):
+        import torch
+
+        p = self.problem
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self._draw_seed)
+            model = self.fit(x, y)
+            xp = None
+            if pending is not None and pending.sizes.get("trial", 0):
+                xp = torch.as_tensor(p.encode({k: pending[k].values for k in p.space.names}), dtype=torch.double,
+                                     device=self.device)
+            acqf, label = self.acquisition(model, torch.as_tensor(x, dtype=torch.double, device=self.device),
+                                           torch.as_tensor(y, dtype=torch.double, device=self.device), xp)
+            unit = self.optimize(acqf, n)
+        ds = p.space.to_dataset(p.decode(unit))
+        ds.attrs["acquisition"] = label
+        return ds
+
+    def optimize(self, acqf, q: int) -> np.ndarray:
+        """Maximize ``acqf`` over the unit box under the linear constraints; (q, d) unit points."""
+        import torch
+        from botorch.optim import optimize_acqf, optimize_acqf_mixed
+
+        p = self.problem
+        bounds = torch.stack([torch.zeros(p.dim), torch.ones(p.dim)]).to(dtype=torch.double, device=self.device)
+        ineq, eq = botorch_constraints(p, self.device)
+        kwargs = dict(q=q, num_restarts=self.params.num_restarts, raw_samples=self.params.raw_samples,
+                      options={"maxiter": self.params.maxiter, "batch_limit": 8},
+                      inequality_constraints=ineq or None, equality_constraints=eq or None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if p.categorical_dims:
+                combos = self._category_combinations()
+                candidates, _ = optimize_acqf_mixed(acqf, bounds, fixed_features_list=combos, **kwargs)
+            else:
+                candidates, _ = optimize_acqf(acqf, bounds, sequential=q > 1, **kwargs)
+        return candidates.detach().cpu().numpy().reshape(q, p.dim)
+
+    def _category_combinations(self) -> list[dict[int, float]]:
+        p = self.problem
+        dims = p.categorical_dims
+        levels = [[k / max(len(p.free[j].choices) - 1, 1) for k in range(len(p.free[j].choices))] for j in dims]
+        total = math.prod(len(v) for v in levels)
+        if total <= MAX_CATEGORY_COMBINATIONS:
+            combos = itertools.product(*levels)
+        else:
+            rng = np.random.default_rng(self._draw_seed)
+            combos = {tuple(v[rng.integers(len(v))] for v in levels) for _ in range(4 * MAX_CATEGORY_COMBINATIONS)}
+            combos = sorted(combos)[:MAX_CATEGORY_COMBINATIONS]
+        return [dict(zip(dims, c, strict=True)) for c in combos]
+
+
+class _suppress:
+    """Ignore a hyperparameter warm start that does not fit the new model (shapes changed)."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        return exc_type is not None and issubclass(exc_type, RuntimeError)
+
+
+def log_nei(opt: _Bayes, model, x, y, pending):
+    """qLogNEI: the noisy expected improvement of the single objective (log form, Ament et al. 2023)."""
+    from botorch.acquisition.logei import qLogNoisyExpectedImprovement
+
+    acqf = qLogNoisyExpectedImprovement(model, X_baseline=x, sampler=opt.sampler(), objective=opt.objective(),
+                                        constraints=opt.constraints() or None, X_pending=pending,
+                                        prune_baseline=True, cache_root=True)
+    return acqf, "qLogNEI"
+
+
+def reference_point(opt: _Bayes, y):
+    """The hypervolume reference in the signed (maximized) objective space: the study's or inferred."""
+    import torch
+    from botorch.utils.multi_objective.hypervolume import infer_reference_point
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    objs = opt.problem.objectives
+    signed = y[:, :len(objs)] * torch.tensor([o.sign for o in objs], dtype=y.dtype, device=y.device)
+    inferred = infer_reference_point(signed[is_non_dominated(signed)])
+    given = [o.sign * o.reference if o.reference is not None else None for o in objs]
+    return [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
+
+
+def log_nehvi(opt: _Bayes, model, x, y, pending):
+    """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021)."""
+    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+
+    acqf = qLogNoisyExpectedHypervolumeImprovement(
+        model, ref_point=reference_point(opt, y), X_baseline=x, sampler=opt.sampler(), objective=opt.objective(),
+        constraints=opt.constraints() or None, X_pending=pending, prune_baseline=True, cache_root=True)
+    return acqf, "qLogNEHVI"
+
+
+class QLogNEI(_Bayes):
+    """Single-objective Bayesian optimization with batch log noisy expected improvement (BoTorch qLogNEI)."""
+
+    def acquisition(self, model, x, y, pending):
+        if len(self.problem.objectives) != 1:
+            raise reflow.UserInputError("qlognei optimizes one objective; use qnehvi or qparego for several")
+        return log_nei(self, model, x, y, pending)
+
+
+class QNEHVI(_Bayes):
+    """Multi-objective Bayesian optimization with batch log noisy expected hypervolume improvement."""
+
+    def acquisition(self, model, x, y, pending):
+        if len(self.problem.objectives) == 1:
+            return log_nei(self, model, x, y, pending)
+        return log_nehvi(self, model, x, y, pending)
+
+
+class QParEGO(_Bayes):
+    """ParEGO: random Chebyshev scalarizations of the objectives, each optimized by qLogNEI (qLogNParEGO)."""
+
+    def acquisition(self, model, x, y, pending):
+        from botorch.acquisition.multi_objective.parego import qLogNParEGO
+
+        if len(self.problem.objectives) == 1:
+            return log_nei(self, model, x, y, pending)
+        acqf = qLogNParEGO(model, X_baseline=x, sampler=self.sampler(), objective=self.objective(),
+                           constraints=self.constraints() or None, X_pending=pending, prune_baseline=True)
+        return acqf, "qLogNParEGO"
+
+
+class ActiveLearning(_Bayes):
+    """Active learning then optimization (Pruksawan et al.): first shrink the model's uncertainty, then optimize.
+
+    Exploration asks the points that most reduce the integrated posterior variance over the space
+    (BoTorch's qNegIntegratedPosteriorVariance over a space-filling set of points). It switches to
+    Bayesian optimization (qLogNEI for one objective, qLogNEHVI for several) after ``explore`` exploration
+    evaluations, or earlier once the mean posterior standard deviation over the space, in units of the
+    outputs' spread, falls below ``std_target``.
+    """
+
+    class Params(_Bayes.Params):
+        explore: int = Field(10, ge=0, description="evaluations spent reducing uncertainty before optimizing")
+        std_target: float | None = Field(None, gt=0, description="switch early below this mean posterior std "
+                                                                 "(in standard deviations of the outputs)")
+        integration_points: int = Field(256, ge=16, description="points the posterior variance is integrated on")
+
+    def _explored(self) -> int:
+        told = self._told()
+        if told is None or "acquisition" not in told:
+            return 0
+        return int(sum(str(a).startswith("qNIPV") for a in told["acquisition"].values))
+
+    def acquisition(self, model, x, y, pending):
+        import torch
+        from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
+        from botorch.acquisition.objective import ScalarizedPosteriorTransform
+
+        m = len(self.problem.objectives)
+        if self._explored() < self.params.explore:
+            points = torch.as_tensor(space_filling(self.problem, self.params.integration_points, self.seed),
+                                     dtype=torch.double, device=self.device)
+            spread = y.std(dim=0).clamp_min(1e-12)
+            weights = torch.zeros(y.shape[-1], dtype=torch.double, device=self.device)
+            weights[:m] = 1.0 / spread[:m]
+            with torch.no_grad():
+                std = model.posterior(points).variance.clamp_min(0).sqrt()[..., :m] / spread[:m]
+            mean_std = float(std.mean())
+            if self.params.std_target is None or mean_std >= self.params.std_target:
+                acqf = qNegIntegratedPosteriorVariance(
+                    model, mc_points=points, sampler=self.sampler(), X_pending=pending,
+                    posterior_transform=ScalarizedPosteriorTransform(weights=weights))
+                return acqf, f"qNIPV (mean posterior std {mean_std:.3g})"
+        if m == 1:
+            return log_nei(self, model, x, y, pending)
+        return log_nehvi(self, model, x, y, pending)

@@ -1,0 +1,483 @@
+"""Task ``optimize``: design optimization against a simulation, a trained surrogate or a lab.
+
+The loop (pymoo's ask/tell template): evaluate an initial space-filling design, then ask the optimizer
+for ``batch_size`` points at a time, evaluate them through the study's executor (in parallel), tell the
+optimizer, until ``budget.evaluations`` points have been evaluated. Failed evaluations keep their error,
+are left out of model fitting and count against the budget.
+
+Crash safety: every asked point is appended to ``asked.jsonl`` before it is evaluated and every finished
+trial to ``trials.jsonl`` as soon as it finishes; ``reflow run --resume`` evaluates the points that were
+asked but never finished, tells the optimizer what finished, and goes on: no point is evaluated twice and
+none is lost. Lab mode (``evaluate: {lab: ...}``): the stage waits; ``reflow ask`` and ``reflow tell``
+move experiments and measurements in and out of the same two journals.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import reflow
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from reflow.components import Design
+from reflow.errors import UserInputError, WaitingForResults
+from reflow.evaluation import build_evaluator, evaluate_trials, records_to_dataset
+from reflow.expressions import ExpressionError, parse_constraint
+from reflow.problem import Objective, OptimizationProblem
+from reflow.space import ParameterSpec, Space
+from reflow.specs import EvaluatorPipeline, OptimizerSpec
+from reflow.store import TrialJournal, atomic_write_text
+
+from ._pareto import best_history, hypervolume_history, pareto_mask, reference_point
+from ._trials import check_space_inputs, pipeline_for_check, plot_trials
+
+ASKED = "asked.jsonl"
+TOLD = "trials.jsonl"
+
+
+class ObjectiveSpec(BaseModel):
+    """``{goal: min, reference: 100}``: the reference is the worst acceptable value (hypervolume reference)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: Literal["min", "max"]
+    reference: float | None = None
+
+
+class Budget(BaseModel):
+    """How many evaluations, and how they are spent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    initial: int = Field(8, ge=0, description="space-filling points evaluated before the optimizer's own")
+    evaluations: int = Field(32, ge=1, description="total evaluations, failed ones included")
+    batch_size: int = Field(1, ge=1, description="points asked at once and evaluated in parallel")
+    initial_design: str = Field("sobol", description="the design of the initial points (sobol, lhs, random, ...)")
+
+    @model_validator(mode="after")
+    def _fits(self) -> Budget:
+        if self.initial > self.evaluations:
+            raise ValueError(f"initial ({self.initial}) is more than evaluations ({self.evaluations})")
+        return self
+
+
+class OptimizeTask(reflow.Task):
+    """Optimize objectives over a space with an optimizer (BoTorch, pymoo, a design) and an evaluator.
+
+    Outputs: ``trials`` (every evaluation with status, error, batch and the acquisition that chose it),
+    ``best`` (the best feasible trial, or the Pareto set for several objectives) and ``history``
+    (best value or hypervolume after each evaluation).
+    """
+
+    outputs = ("trials", "best", "history")
+
+    class Params(reflow.Params):
+        space: dict[str, ParameterSpec] = Field(description="the parameters: {low, high} | {choices} | {value}")
+        evaluate: EvaluatorPipeline = Field(description="an evaluator, a pipeline of them, or {lab: {outputs}}")
+        optimizer: OptimizerSpec = Field(description="qlognei, qnehvi, qparego, active-learning, nsga2, nsga3, "
+                                                     "or a design (sobol, lhs, random) as a baseline")
+        objectives: dict[str, Literal["min", "max"] | ObjectiveSpec] = Field(
+            description="outputs to minimize or maximize: {warpage_um: min} or {warpage_um: {goal: min, "
+                        "reference: 80}}")
+        constraints: list[str] = Field(default_factory=list, description="outcome constraints "
+                                       "(max_stress_mpa <= 120) and linear parameter constraints (a + b + c == 1)")
+        budget: Budget = Field(default_factory=Budget, description="initial, evaluations, batch_size, initial_design")
+
+    # ---- validation ---------------------------------------------------------------------------------
+    def check(self, check):
+        p = self.params
+        free = [n for n, s in p.space.items() if s.value is None]
+        if not free:
+            check.problem(("space",), "the space needs at least one parameter that varies")
+        check_space_inputs(check, list(p.space), p.evaluate)
+        pipeline = pipeline_for_check(check, p.evaluate)
+        outputs = [v.name for v in pipeline.output_variables()] if pipeline is not None else []
+        if pipeline is not None and any(s.manual for s in pipeline.steps) and len(pipeline.steps) > 1:
+            check.problem(("evaluate",), "a lab is the only step of its stage (its results come from people)")
+        for i, text in enumerate(p.constraints):
+            try:
+                c = parse_constraint(text)
+            except ExpressionError as exc:
+                check.problem(("constraints", i), str(exc))
+                continue
+            in_space = [n for n in c.names if n in p.space]
+            if in_space and len(in_space) != len(c.names):
+                check.problem(("constraints", i), f"{text!r} mixes parameters ({', '.join(in_space)}) and outputs")
+            elif not in_space:
+                if c.op == "==":
+                    check.problem(("constraints", i), f"{text!r}: an outcome constraint is an inequality (<=, >=)")
+                unknown = [n for n in c.names if outputs and n not in outputs]
+                if unknown:
+                    check.problem(("constraints", i), f"{', '.join(unknown)} is not an output of the evaluator "
+                                                      f"(outputs: {', '.join(outputs)})")
+        for name in p.objectives:
+            if outputs and name not in outputs:
+                check.problem(("objectives", name), f"{name!r} is not an output of the evaluator "
+                                                    f"(outputs: {', '.join(outputs)})")
+        cls = check.component_class(_spec(p.budget.initial_design))
+        if cls is None or not issubclass(cls, Design):
+            check.problem(("budget", "initial_design"), f"{p.budget.initial_design!r} is not a design of "
+                                                        "experiments (sobol, lhs, random, halton)")
+        try:
+            self.problem()
+        except (UserInputError, ExpressionError) as exc:
+            check.problem(("constraints",), str(exc))
+        opt = check.component_class(p.optimizer)
+        if opt is not None and opt.__name__ == "QLogNEI" and len(p.objectives) > 1:
+            check.problem(("optimizer",), "qlognei optimizes one objective; use qnehvi or qparego for several")
+
+    def problem(self) -> OptimizationProblem:
+        p = self.params
+        space = Space.from_specs(p.space)
+        objectives = [Objective(n, o if isinstance(o, str) else o.goal, None if isinstance(o, str) else o.reference)
+                      for n, o in p.objectives.items()]
+        parsed = [parse_constraint(t) for t in p.constraints]
+        params = [c for c in parsed if all(n in p.space for n in c.names)]
+        outcomes = [c for c in parsed if c not in params]
+        return OptimizationProblem(space, objectives, outcomes, params)
+
+    # ---- running -----------------------------------------------------------------------------------
+    def run(self, ctx):
+        loop = _Loop(self, ctx)
+        if loop.manual:
+            told = len(loop.told)
+            if told < self.params.budget.evaluations:
+                run_dir = ctx.run.dir
+                raise WaitingForResults(
+                    f"stage {ctx.stage!r} waits for lab results ({told} of {self.params.budget.evaluations} "
+                    f"measured). Next: reflow ask {run_dir} --stage {ctx.stage} -n {self.params.budget.batch_size}"
+                    f" --out next.csv; fill in the measurements; reflow tell {run_dir} --stage {ctx.stage} "
+                    f"next.csv; then reflow run --resume {run_dir}")
+        else:
+            loop.run()
+        return loop.result()
+
+    def lab_ask(self, ctx, n: int) -> Any:
+        """The next ``n`` lab experiments (recorded as asked): a Dataset on dim ``trial``."""
+        return _Loop(self, ctx).ask_lab(n)
+
+    def lab_tell(self, ctx, records: list[dict[str, Any]]) -> None:
+        """Store measured trials (already validated against the asked experiments)."""
+        TrialJournal(ctx.folder / TOLD).append(records)
+
+    def is_lab(self, ctx) -> bool:
+        """Do people, not code, produce this stage's results?"""
+        return any(getattr(s, "manual", False) for s in build_evaluator(self.params.evaluate, ctx).steps)
+
+    def lab_columns(self, ctx) -> tuple[Space, dict[str, str]]:
+        """The space and the measured outputs with their units: what a results CSV must hold."""
+        pipeline = build_evaluator(self.params.evaluate, ctx)
+        return Space.from_specs(self.params.space), {v.name: v.units for v in pipeline.output_variables()}
+
+    @staticmethod
+    def lab_journals(ctx) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """(asked, told) records of a lab stage."""
+        return TrialJournal(ctx.folder / ASKED).read(), TrialJournal(ctx.folder / TOLD).read()
+
+    # ---- plots -----------------------------------------------------------------------------------
+    def plot(self, result, folder: Path):
+        trials = result.outputs["trials"]
+        problem = self.problem()
+        paths = [_plot_convergence(result.outputs["history"], trials, problem, folder)]
+        if len(problem.objectives) > 1:
+            paths.append(_plot_front(trials, problem, folder))
+        paths.append(_plot_parameters(trials, problem, folder))
+        inputs = [prm.name for prm in problem.free]
+        paths += plot_trials(trials, inputs, [o.name for o in problem.objectives], folder)
+        return [p for p in paths if p is not None]
+
+
+def _spec(name: str):
+    from reflow.specs import ComponentSpec
+
+    return ComponentSpec("optimizer", name)
+
+
+class _Loop:
+    """One optimize stage's state: the problem, the optimizer, the evaluator and the two journals."""
+
+    def __init__(self, task: OptimizeTask, ctx):
+        from reflow.registry import get_registry
+
+        self.task, self.ctx, self.p = task, ctx, task.params
+        self.problem = task.problem()
+        self.pipeline = build_evaluator(self.p.evaluate, ctx)
+        self.manual = any(getattr(s, "manual", False) for s in self.pipeline.steps)
+        self.asked_journal = TrialJournal(ctx.folder / ASKED)
+        self.told_journal = TrialJournal(ctx.folder / TOLD)
+        self.asked = {r["trial"]: r for r in self.asked_journal.read()}
+        self.told = {r["trial"]: r for r in self.told_journal.read()}
+        registry = get_registry()
+        optimizer = self.p.optimizer.create(registry)
+        initial = self.p.budget.initial
+        if isinstance(optimizer, Design):  # a design as the optimizer: the whole budget is space-filling
+            self.initial_design, self.optimizer, initial = optimizer, None, self.p.budget.evaluations
+        else:
+            self.initial_design = registry.get(self.p.budget.initial_design, "optimizer").cls()
+            self.optimizer = optimizer
+            optimizer.setup(self.problem, ctx.seed)
+            state_path = ctx.folder / "optimizer.json"
+            if state_path.exists():
+                optimizer.restore(json.loads(state_path.read_text()))
+        self.initial = initial
+        self.units = {prm.name: prm.units for prm in self.problem.space.parameters}
+        self.units.update({v.name: v.units for v in self.pipeline.output_variables()})
+        if self.optimizer is not None and self.told:
+            self.optimizer.tell(self.dataset(list(self.told.values())))
+
+    # ---- datasets ----
+    def dataset(self, records: list[dict[str, Any]]):
+        outputs = list(dict.fromkeys([*(v.name for v in self.pipeline.output_variables()),
+                                      *self.problem.metric_names]))
+        ds = records_to_dataset(records, self.problem.space.names, outputs, self.units)
+        ds["acquisition"] = ("trial", np.array([self.asked.get(int(t), {}).get("acquisition", "")
+                                                for t in ds["trial"].values], dtype=str))
+        ds["suggest_seconds"] = ("trial", np.array([self.asked.get(int(t), {}).get("seconds", 0.0)
+                                                    for t in ds["trial"].values], dtype=float))
+        return ds
+
+    def _initial_rows(self, start: int, n: int) -> tuple[np.ndarray, str]:
+        from reflow.sampling import space_filling
+
+        design = self.initial_design
+        if "samples" in type(design.params).model_fields:
+            design = type(design)(design.params.model_copy(update={"samples": self.initial}))
+        unit = space_filling(self.problem, self.initial, self.ctx.seed, design)
+        return unit[start:start + n], f"initial design ({self.p.budget.initial_design if self.optimizer else 'design'})"
+
+    def _new_points(self, n: int, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Ask for ``n`` points (initial design first) and record them as asked before anything runs."""
+        start = len(self.asked)
+        batch = max((r["batch"] for r in self.asked.values()), default=-1) + 1
+        records: list[dict[str, Any]] = []
+        k = min(n, max(self.initial - start, 0))
+        if k:
+            unit, label = self._initial_rows(start, k)
+            values = self.problem.decode(unit)
+            records += [{"inputs": {name: _py(values[name][i]) for name in values}, "acquisition": label,
+                         "seconds": 0.0} for i in range(k)]
+        if n - k > 0:
+            pend = self.dataset_of_inputs(pending + [{"trial": -1 - i, **r} for i, r in enumerate(records)])
+            t0 = time.perf_counter()
+            ds = self.optimizer.ask(n - k, self.ctx, pending=pend)
+            seconds = (time.perf_counter() - t0) / (n - k)
+            label = str(ds.attrs.get("acquisition", self.p.optimizer.name))
+            records += [{"inputs": {name: _py(ds[name].values[i]) for name in self.problem.space.names},
+                         "acquisition": label, "seconds": seconds} for i in range(n - k)]
+        for i, rec in enumerate(records):
+            rec.update(trial=start + i, batch=batch, asked=time.time())
+        self.asked_journal.append(records)
+        self.asked.update({r["trial"]: r for r in records})
+        return records
+
+    def dataset_of_inputs(self, records: list[dict[str, Any]]):
+        if not records:
+            return None
+        return self.problem.space.to_dataset({n: np.array([r["inputs"][n] for r in records], dtype=object)
+                                              for n in self.problem.space.names})
+
+    def _evaluate(self, records: list[dict[str, Any]], bar) -> None:
+        rows = [(r["trial"], dict(r["inputs"])) for r in records]
+        done = evaluate_trials(self.pipeline, rows, self.ctx, on_done=self.told_journal.append,
+                               batch=records[0]["batch"], bar=bar)
+        self.told.update({r["trial"]: r for r in done})
+        ds = self.dataset(done)
+        if self.optimizer is not None:
+            self.optimizer.tell(ds)
+            atomic_write_text(self.ctx.folder / "optimizer.json", json.dumps(self.optimizer.state()))
+        self.ctx.trial_batch(ds)
+
+    def run(self) -> None:
+        budget = self.p.budget
+        with self.ctx.progress(total=budget.evaluations, description=f"{self.ctx.stage}: optimizing") as bar:
+            bar.advance(len(self.told))
+            outstanding = [self.asked[t] for t in sorted(self.asked) if t not in self.told]
+            if outstanding:  # asked before a crash, never finished: evaluate them first, once
+                self.ctx.logger.info("stage %s: %d asked points left unfinished; evaluating them", self.ctx.stage,
+                                     len(outstanding))
+                for b in sorted({r["batch"] for r in outstanding}):
+                    self._evaluate([r for r in outstanding if r["batch"] == b], bar)
+            while len(self.asked) < budget.evaluations:
+                start = len(self.asked)
+                n = self.initial - start if start < self.initial else budget.batch_size
+                n = min(n, budget.evaluations - start)
+                self._evaluate(self._new_points(n, []), bar)
+
+    def ask_lab(self, n: int):
+        budget = self.p.budget
+        left = budget.evaluations - len(self.asked)
+        if n < 1:
+            raise UserInputError(f"-n must be at least 1, got {n}")
+        if n > left:
+            raise UserInputError(f"the budget is {budget.evaluations} evaluations and {len(self.asked)} were asked "
+                                 f"already: ask for at most {left}" if left else
+                                 f"the budget of {budget.evaluations} evaluations is asked for; tell the results and "
+                                 "run reflow run --resume RUN_DIR")
+        pending = [self.asked[t] for t in sorted(self.asked) if t not in self.told]
+        records = self._new_points(n, pending)
+        return self.dataset_of_inputs(records).assign_coords(trial=[r["trial"] for r in records])
+
+    # ---- the result ----
+    def result(self):
+        records = [self.told[t] for t in sorted(self.told)]
+        trials = self.dataset(records)
+        problem = self.problem
+        trials.attrs.update(inputs=problem.space.names, outputs=[o.name for o in problem.objectives],
+                            optimizer=self.p.optimizer.name)
+        values = problem.objective_values(trials) if len(records) else np.zeros((0, len(problem.objectives)))
+        feasible = problem.feasible(trials) if len(records) else np.zeros(0, dtype=bool)
+        feasible &= np.all(np.isfinite(values), axis=1)
+        metrics: dict[str, Any] = {"evaluations": len(records), "failed": int((trials["status"] == "failed").sum()),
+                                   "feasible": int(feasible.sum())}
+        suggest = trials["suggest_seconds"].values[trials["suggest_seconds"].values > 0]
+        if suggest.size:
+            metrics["seconds_per_suggestion"] = float(np.median(suggest))
+        evaluation = np.arange(1, len(records) + 1)
+        if len(problem.objectives) == 1:
+            obj = problem.objectives[0]
+            best = best_history(values[:, 0], feasible) * obj.sign
+            history = {f"best_{obj.name}": ("evaluation", best)}
+            if feasible.any():
+                i = int(np.nanargmax(np.where(feasible, values[:, 0], np.nan)))
+                chosen = trials.isel(trial=[i])
+                metrics[f"best_{obj.name}"] = float(trials[obj.name].values[i])
+                metrics["best_trial"] = int(trials["trial"].values[i])
+            else:
+                chosen = trials.isel(trial=[])
+        else:
+            given = [o.sign * o.reference if o.reference is not None else None for o in problem.objectives]
+            ref = reference_point(values[feasible], given)
+            hv = hypervolume_history(values, feasible, ref)
+            history = {"hypervolume": ("evaluation", hv)}
+            front = np.flatnonzero(feasible)[pareto_mask(values[feasible])] if feasible.any() else np.zeros(0, int)
+            chosen = trials.isel(trial=front)
+            metrics["hypervolume"] = float(hv[-1]) if len(hv) else 0.0
+            metrics["pareto_points"] = int(len(front))
+            trials.attrs["reference_point"] = [float(o.sign * r) for o, r in zip(problem.objectives, ref, strict=True)]
+        import xarray as xr
+
+        hist = xr.Dataset(history, coords={"evaluation": evaluation})
+        hist["trial"] = ("evaluation", trials["trial"].values)
+        hist["initial"] = ("evaluation", np.array([a.startswith("initial design") for a in
+                                                   trials["acquisition"].values], dtype=bool))
+        return reflow.StageResult({"trials": trials, "best": chosen, "history": hist}, metrics)
+
+
+def _py(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---- figures -------------------------------------------------------------------------------------------
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _plot_convergence(history, trials, problem: OptimizationProblem, folder: Path) -> Path | None:
+    if not history.sizes.get("evaluation"):
+        return None
+    plt = _figure()
+    name = next(iter(n for n in history.data_vars if n not in ("trial", "initial")))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    x = history["evaluation"].values
+    ax.step(x, history[name].values, where="post", color="#c44e52", lw=2)
+    n_initial = int(history["initial"].values.sum())
+    if n_initial:
+        ax.axvspan(0.5, n_initial + 0.5, color="0.9", label="initial design")
+        ax.legend(loc="lower right")
+    ax.set_xlabel("evaluations")
+    ax.set_ylabel(name.replace("_", " "))
+    ax.set_title("convergence: " + ("hypervolume of the feasible trials" if name == "hypervolume"
+                                    else f"best feasible {problem.objectives[0].name} so far"))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = folder / "convergence.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_front(trials, problem: OptimizationProblem, folder: Path) -> Path | None:
+    ok = trials["status"].values == "ok"
+    if ok.sum() < 2:
+        return None
+    plt = _figure()
+    names = [o.name for o in problem.objectives]
+    raw = np.column_stack([trials[n].values.astype(float) for n in names])
+    values = problem.objective_values(trials)
+    feasible = problem.feasible(trials) & np.all(np.isfinite(values), axis=1)
+    front = np.zeros(len(raw), dtype=bool)
+    if feasible.any():
+        front[np.flatnonzero(feasible)[pareto_mask(values[feasible])]] = True
+    if len(names) == 2:
+        fig, ax = plt.subplots(figsize=(6, 5))
+        order = np.arange(len(raw))
+        sc = ax.scatter(raw[feasible, 0], raw[feasible, 1], c=order[feasible], cmap="Blues", s=28,
+                        edgecolor="0.4", linewidth=0.3, label="feasible")
+        infeasible = ok & ~feasible
+        if infeasible.any():
+            ax.scatter(raw[infeasible, 0], raw[infeasible, 1], marker="x", color="0.5", label="infeasible")
+        f = raw[front][np.argsort(raw[front, 0])]
+        ax.plot(f[:, 0], f[:, 1], "o-", color="#c44e52", ms=7, label="Pareto front")
+        fig.colorbar(sc, ax=ax, label="evaluation")
+        ax.set_xlabel(f"{names[0]} ({problem.objectives[0].goal})")
+        ax.set_ylabel(f"{names[1]} ({problem.objectives[1].goal})")
+        ax.legend()
+        ax.set_title(f"Pareto front: {int(front.sum())} of {int(ok.sum())} trials")
+    else:  # parallel coordinates of every feasible trial, the Pareto set in colour
+        fig, ax = plt.subplots(figsize=(1.8 * len(names) + 2, 4.5))
+        lo, hi = np.nanmin(raw[ok], axis=0), np.nanmax(raw[ok], axis=0)
+        scaled = (raw - lo) / np.where(hi > lo, hi - lo, 1.0)
+        for i in np.flatnonzero(feasible & ~front):
+            ax.plot(range(len(names)), scaled[i], color="0.8", lw=0.8)
+        for i in np.flatnonzero(front):
+            ax.plot(range(len(names)), scaled[i], color="#c44e52", lw=1.5)
+        ax.set_xticks(range(len(names)), [f"{n}\n({o.goal})" for n, o in zip(names, problem.objectives,
+                                                                             strict=True)])
+        ax.set_ylabel("scaled value (0 = lowest seen)")
+        ax.set_title(f"Pareto set (red, {int(front.sum())} trials) in parallel coordinates")
+    fig.tight_layout()
+    path = folder / "pareto_front.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _plot_parameters(trials, problem: OptimizationProblem, folder: Path) -> Path | None:
+    ok = trials["status"].values == "ok"
+    params = [prm for prm in problem.free]
+    if ok.sum() < 1 or not params:
+        return None
+    plt = _figure()
+    objs = problem.objectives
+    fig, axes = plt.subplots(len(objs), len(params), figsize=(2.6 * len(params) + 1, 2.4 * len(objs) + 0.6),
+                             squeeze=False)
+    order = np.arange(trials.sizes["trial"])[ok]
+    for i, o in enumerate(objs):
+        y = trials[o.name].values[ok].astype(float)
+        for j, prm in enumerate(params):
+            ax = axes[i, j]
+            x = trials[prm.name].values[ok]
+            if prm.kind == "categorical":
+                codes = {c: k for k, c in enumerate(prm.choices)}
+                x = np.array([codes.get(v, codes.get(str(v), -1)) for v in x], dtype=float)
+                ax.set_xticks(range(len(prm.choices)), [str(c) for c in prm.choices], rotation=30, fontsize=7)
+            ax.scatter(x, y, c=order, cmap="viridis", s=12)
+            if i == len(objs) - 1:
+                ax.set_xlabel(f"{prm.name} [{prm.units}]" if prm.units else prm.name, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(o.name, fontsize=8)
+            ax.tick_params(labelsize=7)
+    fig.suptitle("each parameter against each objective (colour: evaluation order)", fontsize=10)
+    fig.tight_layout()
+    path = folder / "parameters_vs_objectives.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
