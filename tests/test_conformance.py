@@ -16,6 +16,9 @@ PARAMS = {
     "doe": {"design": "lhs", "space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage"},
     "evaluate": {"data": "doe", "evaluate": "bilayer-warpage"},
     "train": {"model": "some-model", "data": "doe.trials", "target": "warpage_um"},
+    "optimize": {"space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage",
+                 "optimizer": "qlognei", "objectives": {"warpage_um": "min"}},
+    "lab": {"outputs": {"strength_mpa": "MPa"}},
 }
 SKIP_RUN = {"csv", "netcdf"}  # need files; covered by tests/plugins/test_tabular.py
 
@@ -28,8 +31,26 @@ def _aging_data():
     return xr.Dataset({"t_h": ("sample", t), "x_um": ("sample", 1.0 + 0.1 * t**0.5 + 0.01 * np.sin(t))})
 
 
+def _life_test_data():
+    """40 units, Weibull cycles (shape 2, scale 3000 shrinking with voids), suspended at 2500 cycles."""
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    voids = rng.uniform(0.0, 0.3, 40)
+    life = 3000.0 * np.exp(-8.0 * voids / 2.0) * rng.weibull(2.0, 40)
+    return xr.Dataset({"cycles": ("sample", np.minimum(life, 2500.0)), "failed": ("sample", (life <= 2500.0) * 1),
+                       "void_fraction": ("sample", voids)})
+
+
 # Models need data to check fit/predict/save/load: (data, features, targets) by name.
-MODEL_DATA = {"imc-growth": lambda: (_aging_data(), ["t_h"], ["x_um"])}
+MODEL_DATA = {
+    "imc-growth": lambda: (_aging_data(), ["t_h"], ["x_um"]),
+    # life models: the feature is the time (or covariate) they predict at, the target one of their outputs
+    "weibull": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
+    "kaplan-meier": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
+    "cox-ph": lambda: (_life_test_data(), ["void_fraction"], ["median_cycles"]),
+}
 
 
 @pytest.mark.parametrize("name", REGISTRY.names())

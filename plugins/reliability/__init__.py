@@ -1,9 +1,13 @@
-"""Built-in reliability models: physics-of-failure closed forms usable as evaluators in pipelines."""
+"""Built-in reliability models: physics-of-failure closed forms usable as evaluators in pipelines, and life
+models (Weibull, Kaplan-Meier, Cox PH) fitted to censored life tests."""
 
 import reflow
 
 from .imc import ImcGrowth
+from .lifetest import SyntheticLifeTest
 from .pof import Arrhenius, Black, CoffinManson, Engelmaier, NorrisLandzberg
+from .survival import CoxPH, KaplanMeier
+from .weibull import Weibull
 
 
 @reflow.hookimpl
@@ -18,3 +22,11 @@ def register_evaluators(register):
 @reflow.hookimpl
 def register_models(register):
     register("imc-growth", ImcGrowth)
+    register("weibull", Weibull)
+    register("kaplan-meier", KaplanMeier)
+    register("cox-ph", CoxPH)
+
+
+@reflow.hookimpl
+def register_data_sources(register):
+    register("synthetic-life-test", SyntheticLifeTest)

@@ -20,6 +20,7 @@ Sources:
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Literal
 
 import reflow
@@ -138,6 +139,10 @@ class NorrisLandzberg(reflow.Evaluator):
         n: float | None = Field(None, gt=0, description="temperature-range exponent (alloy: custom)")
         m: float | None = Field(None, ge=0, description="frequency exponent (alloy: custom)")
         ea_over_k: float | None = Field(None, ge=0, description="Ea/k in K (alloy: custom)")
+        test_life: str = Field("test_cycles", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                               description="input holding the test life to translate, e.g. b10_cycles from a "
+                                           "Weibull stage; the field life is output as field_<name> (without "
+                                           "a test_ prefix): field_cycles, field_b10_cycles")
 
         @model_validator(mode="after")
         def _custom(self):
@@ -153,12 +158,28 @@ class NorrisLandzberg(reflow.Evaluator):
             return self.params.n, self.params.m, self.params.ea_over_k
         return NORRIS_LANDZBERG_CONSTANTS[self.params.alloy]
 
+    def _field_name(self) -> str:
+        name = self.params.test_life
+        return "field_" + (name[len("test_"):] if name.startswith("test_") else name)
+
+    def input_variables(self) -> tuple[Variable, ...]:
+        """The test life comes from the input ``test_life`` names (a Weibull stage's b10_cycles, say); a
+        renamed one has no default, so a pipeline that does not produce it fails loudly, not with 1000."""
+        if self.params.test_life == "test_cycles":
+            return type(self).inputs
+        return tuple(replace(v, name=self.params.test_life, default=None, description=f"test life to translate "
+                             f"({self.params.test_life})") if v.name == "test_cycles" else v for v in type(self).inputs)
+
+    def output_variables(self) -> tuple[Variable, ...]:
+        return tuple(replace(v, name=self._field_name(), description=f"{self.params.test_life} x acceleration "
+                             "factor") if v.name == "field_cycles" else v for v in type(self).outputs)
+
     def evaluate_one(self, inputs):
         n, m, ea_over_k = self.constants()
         af = norris_landzberg_af(inputs["test_delta_t_k"], inputs["field_delta_t_k"], inputs["test_cycles_per_day"],
                                  inputs["field_cycles_per_day"], inputs["test_tmax_c"], inputs["field_tmax_c"],
                                  n, m, ea_over_k)
-        return {"acceleration_factor": af, "field_cycles": inputs["test_cycles"] * af}
+        return {"acceleration_factor": af, self._field_name(): inputs[self.params.test_life] * af}
 
 
 class CoffinManson(reflow.Evaluator):

@@ -11,12 +11,20 @@ from reflow.specs import ModelSpec, StageData
 from reflow.splits import SplitSpec, split_indices
 from reflow.store import write_json
 
+LIFE = "life-model"
+
 
 class TrainTask(reflow.Task):
     """Train a model: split (grouped by ``split.by``), fit on train, score on test, save the model.
 
     The saved model can be used by later stages, for example as an evaluator: ``{stage: NAME}``.
     Output ``predictions``: the test samples with ``<target>_mean`` (and ``_std``) next to the truth.
+
+    Life models (family ``life-model``: weibull, kaplan-meier, cox-ph) name their time and event variables in
+    their own params: ``target`` is optional and names their outputs (default: each model's own), the features
+    default to none (cox-ph then takes every other numeric variable), and without a ``split`` they are fit on
+    every unit; with a held-out part the test metrics come from the model's ``score(data, ctx)``, if it has one.
+    A model with a ``plot(folder) -> list[Path]`` method draws its own figures into the stage folder.
     """
 
     outputs = ("predictions",)
@@ -25,16 +33,23 @@ class TrainTask(reflow.Task):
     class Params(reflow.Params):
         model: ModelSpec = Field(description="the model and its params")
         data: StageData = Field(description="the training data: an earlier stage's output")
-        target: str | list[str] = Field(description="variable(s) to predict")
+        target: str | list[str] | None = Field(None, description="variable(s) to predict (required except for "
+                                                                   "life models, whose outputs it names)")
         features: list[str] | None = Field(None, description="inputs (default: every other numeric variable)")
         split: SplitSpec = Field(default_factory=SplitSpec, description="held-out fractions and grouping")
 
     def check(self, check):
         if self.params.model.stage is not None:
             check.problem(("model",), "train a new model here; {stage: ...} reuses a trained one elsewhere")
+        cls = check.component_class(self.params.model) if self.params.model.stage is None else None
+        if cls is not None and self.params.target is None and getattr(cls, "family", "") != LIFE:
+            check.problem(("target",), f"{self.params.model.name!r} is a {cls.family or 'model'}: "
+                                       "name the variable(s) it learns to predict")
 
     def _targets(self) -> list[str]:
         t = self.params.target
+        if t is None:
+            return []
         return [t] if isinstance(t, str) else list(t)
 
     def run(self, ctx):
@@ -43,20 +58,26 @@ class TrainTask(reflow.Task):
         if "status" in data:  # trials: train on the successful ones only
             data = data.isel({dim: np.flatnonzero(data["status"].values == "ok")})
         targets = self._targets()
-        skip = set(targets) | {self.params.split.by} | {"status", "error", "batch", "started", "finished"}
-        features = self.params.features or [
+        model = self.params.model.create()
+        life = model.family == LIFE
+        # a life test is fit on every unit unless a split is asked for
+        split = self.params.split if (not life or "split" in self.params.model_fields_set) else SplitSpec(test=0.0)
+        if not targets and not life:
+            raise reflow.UserInputError(f"train: {self.params.model.name!r} needs a target")
+        skip = set(targets) | {split.by} | {"status", "error", "batch", "started", "finished"}
+        features = self.params.features or ([] if life else [
             n for n in data.data_vars if data[n].dims == (dim,) and n not in skip and data[n].dtype.kind in "fiub"
-        ]
-        missing = [n for n in targets + features + ([self.params.split.by] if self.params.split.by else [])
-                   if n not in data]
+        ])
+        columns = features + ([] if life else targets)  # a life model's targets are its outputs, not columns
+        missing = [n for n in columns + ([split.by] if split.by else []) if n not in data]
         if missing:
             raise reflow.DataError(f"stage {self.params.data}: no variables {', '.join(missing)} "
                                    f"(has: {', '.join(map(str, data.data_vars))})")
-        groups = data[self.params.split.by].values if self.params.split.by else None
-        parts = split_indices(data.sizes[dim], self.params.split, ctx.rng, groups)
+        groups = data[split.by].values if split.by else None
+        parts = split_indices(data.sizes[dim], split, ctx.rng, groups)
         train = data.isel({dim: parts["train"]})
         test = data.isel({dim: parts["test"]})
-        model = self.params.model.create().configure(features, targets)
+        model.configure(features, targets)
         if parts["val"].size:
             model.validation_data_ = data.isel({dim: parts["val"]})
         model.fit(train, ctx)
@@ -68,12 +89,17 @@ class TrainTask(reflow.Task):
         outputs = {}
         if parts["test"].size:
             pred = model.predict(test, ctx)
-            merged = test[features + targets].copy()
+            keep = [n for n in test.data_vars if test[n].dims == (dim,)] if life else features + targets
+            merged = test[keep].copy()
             for name in pred.data_vars:
                 merged[name] = (dim, np.asarray(pred[name].values))
             outputs["predictions"] = merged
-            for t in targets:
-                metrics.update(_scores(t, test[t].values, _mean(pred, t), model.family))
+            if life:
+                score = getattr(model, "score", None)
+                metrics.update(score(test, ctx) if callable(score) else {})
+            else:
+                for t in targets:
+                    metrics.update(_scores(t, test[t].values, _mean(pred, t), model.family))
         return reflow.StageResult(outputs, metrics)
 
     def plot(self, result, folder: Path):
@@ -82,13 +108,13 @@ class TrainTask(reflow.Task):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        paths = _model_plots(folder)
         pred = result.outputs.get("predictions")
         if pred is None:
-            return []
-        paths = []
+            return paths
         for t in self._targets():
             name = f"{t}_mean" if f"{t}_mean" in pred else (t + "_pred" if t + "_pred" in pred else None)
-            if name is None or pred[t].dtype.kind not in "fi":
+            if name is None or t not in pred or pred[t].dtype.kind not in "fi":
                 continue
             y, p = pred[t].values.astype(float), pred[name].values.astype(float)
             fig, ax = plt.subplots(figsize=(5, 5))
@@ -107,6 +133,21 @@ class TrainTask(reflow.Task):
             plt.close(fig)
             paths.append(path)
         return paths
+
+
+def _model_plots(folder: Path) -> list[Path]:
+    """Figures the trained model draws itself (``plot(folder)``), e.g. a Weibull probability plot."""
+    import json
+
+    from reflow.registry import get_registry
+
+    info = folder / "model" / "component.json"
+    if not info.exists():
+        return []
+    cls = get_registry().get(json.loads(info.read_text())["name"], "model").cls
+    if not callable(getattr(cls, "plot", None)):
+        return []
+    return [Path(p) for p in cls.load(folder / "model").plot(folder)]
 
 
 def _mean(pred, t):

@@ -1,0 +1,418 @@
+"""Weibull life model: 2- or 3-parameter maximum likelihood on right-censored life-test data.
+
+R(t) = exp(-((t - gamma) / eta)^beta) for t > gamma (shape beta, scale eta, location gamma; gamma = 0 for the
+2-parameter model). The 2-parameter fit is ``scipy.stats.weibull_min.fit`` on a ``scipy.stats.CensoredData``
+(failures exact, suspensions right-censored, location fixed at 0). The 3-parameter fit maximizes the profile
+likelihood over gamma in [0, first failure): for each gamma the same censored 2-parameter fit on t - gamma.
+The likelihood grows without bound as gamma reaches the first failure when beta < 1; that case is reported,
+not returned.
+
+Confidence bounds are Fisher-matrix (Wald) bounds, as in Meeker and Escobar, "Statistical Methods for
+Reliability Data" (1998), ch. 8: the covariance is the inverse of the observed information (the Hessian of the
+log-likelihood in (ln eta, ln beta[, gamma]), by central differences) at the estimate; parameter bounds on the
+log scale for eta and beta, B-life bounds on ln B_p, reliability bounds on ln(-ln R). ``confidence`` is the
+two-sided level (0.9: 5 % in each tail, so the lower bound is a one-sided 95 % bound).
+
+Probability-plot positions: Johnson's adjusted ranks with Benard's median-rank approximation
+F = (AR - 0.3) / (n + 0.4), which spreads each suspension's share over the later failures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import reflow
+from pydantic import Field, field_validator
+from reflow.errors import DataError
+
+from .lifedata import (
+    LifeParams,
+    check_targets,
+    column,
+    life_output_name,
+    no_covariates,
+    output_dim,
+    read_life_data,
+    with_bounds,
+)
+
+
+def _log_space_optimizer(func, x0, args=(), disp=0):
+    """The optimizer handed to ``weibull_min.fit``: BFGS on the logs of the (positive) free parameters, shape and
+    scale, tight enough to agree with other MLE codes to 1e-6; Nelder-Mead if BFGS fails."""
+    from scipy import optimize
+
+    def f(y):
+        return func(np.exp(y), *args)
+
+    y0 = np.log(np.asarray(x0, dtype=float))
+    res = optimize.minimize(f, y0, method="BFGS", options={"gtol": 1e-9})
+    y = res.x
+    if not (np.all(np.isfinite(y)) and (res.success or res.status == 2)):  # 2: precision loss at the optimum
+        y = optimize.fmin(f, y0, disp=0, xtol=1e-10, ftol=1e-13, maxiter=20000, maxfun=40000)
+    return np.exp(y)
+
+
+def weibull_loglik(theta: np.ndarray, t: np.ndarray, event: np.ndarray) -> float:
+    """Log-likelihood of right-censored data at theta = (ln eta, ln beta[, gamma]); -inf where undefined."""
+    u, v = float(theta[0]), float(theta[1])
+    gamma = float(theta[2]) if len(theta) > 2 else 0.0
+    beta = math.exp(v)
+    x = t - gamma
+    if np.any(x[event] <= 0):
+        return -math.inf
+    live = x > 0  # a suspension before gamma carries no information (R = 1)
+    w = np.log(x[live]) - u
+    failed = event[live]
+    return float(np.sum(v - u + (beta - 1.0) * w[failed]) - np.sum(np.exp(beta * w)))
+
+
+def _hessian(f, x: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """Central-difference Hessian of a scalar function (the observed information is its negative)."""
+    k = len(x)
+    h = np.zeros((k, k))
+    f0 = f(x)
+    for i in range(k):
+        ei = np.zeros(k)
+        ei[i] = steps[i]
+        h[i, i] = (f(x + ei) - 2.0 * f0 + f(x - ei)) / steps[i] ** 2
+        for j in range(i + 1, k):
+            ej = np.zeros(k)
+            ej[j] = steps[j]
+            h[i, j] = h[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
+                4.0 * steps[i] * steps[j])
+    return h
+
+
+def _start(t: np.ndarray, event: np.ndarray) -> tuple[float, float]:
+    """Median-rank regression for a starting point (it only has to be near the maximum)."""
+    f = adjusted_ranks(t, event)
+    x = np.log(np.sort(t[event]))  # adjusted_ranks lists the failures in time order
+    y = np.log(-np.log1p(-f))
+    if np.ptp(x) <= 0:
+        return 1.0, float(np.max(t))
+    slope, icpt = np.polyfit(x, y, 1)
+    beta = float(np.clip(slope, 0.2, 20.0))
+    eta = math.exp(float(np.clip(-icpt / beta, -700.0, 700.0)))
+    return beta, eta if np.isfinite(eta) and eta > 0 else float(np.max(t))
+
+
+def fit_two_parameter(t: np.ndarray, event: np.ndarray) -> tuple[float, float]:
+    """(beta, eta) by maximum likelihood with right censoring (scipy.stats.CensoredData)."""
+    from scipy import stats
+
+    data = stats.CensoredData.right_censored(t, ~event)
+    beta0, eta0 = _start(t, event)
+    beta, _, eta = stats.weibull_min.fit(data, beta0, floc=0, scale=eta0, optimizer=_log_space_optimizer)
+    if not (np.isfinite(beta) and np.isfinite(eta) and beta > 0 and eta > 0):
+        raise DataError(f"weibull: the maximum-likelihood fit did not converge (beta={beta}, eta={eta})")
+    return float(beta), float(eta)
+
+
+def fit_three_parameter(t: np.ndarray, event: np.ndarray, who: str = "weibull") -> tuple[float, float, float]:
+    """(gamma, beta, eta): profile likelihood over gamma in [0, first failure), a 2-parameter fit at each."""
+    from scipy import optimize
+
+    first = float(np.min(t[event]))
+    if first <= 0:
+        raise DataError(f"{who}: a 3-parameter fit needs the first failure after time 0")
+
+    def profile(gamma: float) -> tuple[float, float, float]:
+        x = t - gamma
+        live = (x > 0) | event
+        beta, eta = fit_two_parameter(x[live], event[live])
+        return weibull_loglik(np.array([math.log(eta), math.log(beta)]), x[live], event[live]), beta, eta
+
+    grid = first * np.array([0.0, 0.2, 0.4, 0.55, 0.7, 0.8, 0.88, 0.93, 0.96, 0.98, 0.99, 0.995, 0.999])
+    values = [profile(g)[0] for g in grid]
+    best = int(np.argmax(values))
+    if best == len(grid) - 1:
+        raise DataError(f"{who}: the 3-parameter likelihood keeps growing as the location nears the first failure "
+                        f"({first:g}): the shape is below 1 and the fit is degenerate; use parameters: 2")
+    lo = grid[max(best - 1, 0)]
+    hi = grid[best + 1]
+    res = optimize.minimize_scalar(lambda g: -profile(g)[0], bounds=(lo, hi), method="bounded",
+                                   options={"xatol": 1e-9 * first})
+    gamma = float(res.x) if -res.fun >= values[best] else float(grid[best])
+    _, beta, eta = profile(gamma)
+    return gamma, beta, eta
+
+
+def adjusted_ranks(t: np.ndarray, event: np.ndarray) -> np.ndarray:
+    """Median-rank unreliability of each failure (in time order): Johnson's adjusted ranks, Benard's formula."""
+    order = np.lexsort((~event, t))  # by time; a failure before a suspension at the same time
+    n = t.size
+    prev = 0.0
+    out = []
+    for pos, i in enumerate(order):
+        if event[i]:
+            prev += (n + 1.0 - prev) / (1.0 + (n - pos))
+            out.append((prev - 0.3) / (n + 0.4))
+    return np.asarray(out)
+
+
+class Weibull(reflow.Model):
+    """Weibull life model fitted to a (censored) life test; B-lives and reliability with confidence bounds.
+
+    Train it on a life test, e.g. ``{task: train, model: {weibull: {time: cycles, failed: failed}}, data: test,
+    split: {test: 0}}``. Used as an evaluator (``{stage: life}``) it outputs its B-lives ``b10_cycles`` with
+    ``b10_cycles_lower`` and ``_upper``; with ``target: reliability`` it takes the time as input and outputs
+    the reliability at it. ``predict`` gives both: ``b<p>_<time>_mean`` (and bounds) on every row, and
+    ``reliability_mean``/``unreliability_mean`` (and bounds) where the data has the time variable.
+    """
+
+    family = "life-model"
+
+    class Params(LifeParams):
+        parameters: Literal[2, 3] = Field(2, description="2: shape and scale; 3: also a location (failure-free "
+                                                          "cycles), by profile likelihood")
+        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0],
+                                     description="B-lives to report: percent of units failed, e.g. [1, 10]")
+
+        @field_validator("b_lives")
+        @classmethod
+        def _percent(cls, value: list[float]) -> list[float]:
+            bad = [p for p in value if not 0.0 < p < 100.0]
+            if bad:
+                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {bad}")
+            if not value:
+                raise ValueError("give at least one B-life, e.g. [10]")
+            return list(dict.fromkeys(value))
+
+    # ---- names -------------------------------------------------------------------------------------------
+    def _b_names(self) -> list[str]:
+        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
+
+    def outputs(self) -> list[str]:
+        """Every output this model can predict (the allowed targets)."""
+        return with_bounds(self._b_names() + ["reliability", "unreliability"])
+
+    # ---- fit ---------------------------------------------------------------------------------------------
+    def fit(self, data, ctx):
+        who = "weibull"
+        no_covariates(self.features, self.params.time, who)
+        life = read_life_data(data, self.params, who, min_failures=self.params.parameters)
+        t, event = life.time, life.event
+        if np.any(t[event] <= 0):
+            raise DataError(f"{who}: failures at time 0 in {self.params.time!r} cannot come from a Weibull "
+                            "distribution; drop them or shift the time origin")
+        if np.unique(t[event]).size < 2:
+            raise DataError(f"{who}: the failures all happen at {t[event][0]:g}; a fit needs two distinct "
+                            "failure times")
+        if self.params.parameters == 2:
+            beta, eta = fit_two_parameter(t, event)
+            theta = np.array([math.log(eta), math.log(beta)])
+        else:
+            gamma, beta, eta = fit_three_parameter(t, event, who)
+            theta = np.array([math.log(eta), math.log(beta), gamma])
+        steps = np.full(theta.size, 1e-4)
+        if theta.size == 3:
+            steps[2] = 1e-4 * max(float(np.min(t[event])) - theta[2], 1e-9 * float(np.max(t)))
+        hess = _hessian(lambda th: weibull_loglik(th, t, event), theta, steps)
+        try:
+            cov = np.linalg.inv(-hess)
+        except np.linalg.LinAlgError:
+            cov = np.full_like(hess, np.nan)
+        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
+            cov = np.full_like(hess, np.nan)  # no bounds rather than wrong ones
+        self.theta_ = theta
+        self.cov_ = cov
+        self.log_likelihood_ = weibull_loglik(theta, t, event)
+        self.times_ = t
+        self.events_ = event
+        self._set_outputs()
+        return self
+
+    def _set_outputs(self) -> None:
+        """Default outputs: the B-lives, or the reliability when asked for (then the time is the input)."""
+        targets = list(self.targets) or with_bounds(self._b_names())
+        check_targets(targets, self.outputs(), "weibull")
+        self.targets = targets
+        at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
+        self.features = [self.params.time] if at_time else []
+
+    # ---- fitted quantities ----------------------------------------------------------------------------------
+    @property
+    def beta(self) -> float:
+        return math.exp(self.theta_[1])
+
+    @property
+    def eta(self) -> float:
+        return math.exp(self.theta_[0])
+
+    @property
+    def gamma(self) -> float:
+        return float(self.theta_[2]) if self.theta_.size > 2 else 0.0
+
+    def _z(self) -> float:
+        from scipy.stats import norm
+
+        return float(norm.ppf(0.5 + self.params.confidence / 2.0))
+
+    def _grad(self, g2: np.ndarray) -> np.ndarray:
+        """Gradients are given for (ln eta, ln beta, gamma); drop gamma's for the 2-parameter model."""
+        return g2[..., : self.theta_.size]
+
+    def b_life(self, percent: float) -> tuple[float, float, float]:
+        """B-life (cycles by which ``percent`` % of units fail) with its lower and upper bound."""
+        k = -math.log1p(-percent / 100.0)
+        core = self.eta * k ** (1.0 / self.beta)
+        value = self.gamma + core
+        g = self._grad(np.array([core, -core * math.log(k) / self.beta, 1.0]))
+        se = math.sqrt(float(g @ self.cov_ @ g)) / value
+        if not math.isfinite(se):
+            return value, math.nan, math.nan
+        return value, value * math.exp(-self._z() * se), value * math.exp(self._z() * se)
+
+    def reliability(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """R(t) with its lower and upper bounds (1 before the location gamma)."""
+        t = np.asarray(t, dtype=float)
+        x = t - self.gamma
+        alive = x > 0
+        xs = np.where(alive, x, 1.0)
+        z = self.beta * (np.log(xs) - self.theta_[0])
+        g = self._grad(np.stack([np.full_like(z, -self.beta), z, -self.beta / xs], axis=-1))
+        se = np.sqrt(np.einsum("...i,ij,...j->...", g, self.cov_, g))
+        zc = self._z()
+        r = np.where(alive, np.exp(-np.exp(z)), 1.0)
+        lower = np.where(alive, np.exp(-np.exp(z + zc * se)), 1.0)
+        upper = np.where(alive, np.exp(-np.exp(z - zc * se)), 1.0)
+        return r, lower, upper
+
+    def parameter_bounds(self) -> dict[str, tuple[float, float, float]]:
+        """beta, eta (and gamma) with their Fisher-matrix bounds."""
+        se = np.sqrt(np.diag(self.cov_))
+        zc = self._z()
+        out = {"beta": (self.beta, self.beta * math.exp(-zc * se[1]), self.beta * math.exp(zc * se[1])),
+               "eta": (self.eta, self.eta * math.exp(-zc * se[0]), self.eta * math.exp(zc * se[0]))}
+        if self.theta_.size > 2:
+            out["gamma"] = (self.gamma, max(self.gamma - zc * float(se[2]), 0.0), self.gamma + zc * float(se[2]))
+        return out
+
+    def standard_errors(self) -> dict[str, float]:
+        """Standard errors of beta, eta (and gamma) by the delta method from the log-scale covariance."""
+        se = np.sqrt(np.diag(self.cov_))
+        out = {"beta": self.beta * float(se[1]), "eta": self.eta * float(se[0])}
+        if self.theta_.size > 2:
+            out["gamma"] = float(se[2])
+        return out
+
+    def summary(self):
+        out: dict[str, float | int] = {}
+        for name, (value, lo, hi) in self.parameter_bounds().items():
+            out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
+        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
+            value, lo, hi = self.b_life(p)
+            out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
+        out["mean_life"] = self.gamma + self.eta * math.gamma(1.0 + 1.0 / self.beta)
+        out["units"] = int(self.times_.size)
+        out["failures"] = int(self.events_.sum())
+        out["log_likelihood"] = self.log_likelihood_
+        out["confidence"] = self.params.confidence
+        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+    # ---- predict -------------------------------------------------------------------------------------------
+    def predict(self, data, ctx):
+        import xarray as xr
+
+        if not hasattr(self, "theta_"):
+            raise reflow.ReflowError("weibull: predict before fit")
+        time = self.params.time
+        dim, n = output_dim(data, self.features[0] if self.features else None)
+        out: dict[str, tuple[str, np.ndarray]] = {}
+        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
+            for suffix, value in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):
+                key = name + suffix
+                out[key] = (dim, np.full(n, value))
+        has_time = time in data.data_vars or time in data.coords
+        if self.features and not has_time:
+            column(data, time, "weibull", "the time variable")  # raises, naming it
+        if has_time and data[time].dims == (dim,):
+            r, lo, hi = self.reliability(column(data, time, "weibull", "the time variable"))
+            out.update({"reliability_mean": (dim, r), "reliability_lower": (dim, lo), "reliability_upper": (dim, hi),
+                        "unreliability_mean": (dim, 1.0 - r), "unreliability_lower": (dim, 1.0 - hi),
+                        "unreliability_upper": (dim, 1.0 - lo)})
+        coords = {dim: data[dim].values} if dim in data.coords else None
+        return xr.Dataset(out, coords=coords)
+
+    def score(self, data, ctx) -> dict[str, float]:
+        """On held-out units: the mean log-likelihood per unit (compare with the training value)."""
+        life = read_life_data(data, self.params, "weibull", min_failures=0)
+        ll = weibull_loglik(self.theta_, life.time, life.event)
+        return {"test_log_likelihood_per_unit": ll / life.time.size,
+                "train_log_likelihood_per_unit": self.log_likelihood_ / self.times_.size}
+
+    # ---- state ---------------------------------------------------------------------------------------------
+    def save_state(self, directory):
+        np.savez(Path(directory) / "state.npz", theta=self.theta_, cov=self.cov_, times=self.times_,
+                 events=self.events_, log_likelihood=self.log_likelihood_)
+        (Path(directory) / "weibull.json").write_text(json.dumps(self.summary(), indent=2))
+
+    def load_state(self, directory):
+        with np.load(Path(directory) / "state.npz", allow_pickle=False) as state:
+            self.theta_ = state["theta"]
+            self.cov_ = state["cov"]
+            self.times_ = state["times"]
+            self.events_ = state["events"].astype(bool)
+            self.log_likelihood_ = float(state["log_likelihood"])
+
+    # ---- plot ----------------------------------------------------------------------------------------------
+    def plot(self, folder: Path) -> list[Path]:
+        """Weibull probability plot: failures at median ranks, the fitted line and its confidence band."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        t, event = self.times_, self.events_
+        f = adjusted_ranks(t, event)
+        tf = np.sort(t[event]) - self.gamma
+
+        def wy(p):
+            return np.log(-np.log1p(-np.asarray(p, dtype=float)))
+
+        span_lo = max(float(np.min(tf)) * 0.3, 1e-9)
+        span_hi = max(float(np.max(t - self.gamma)), self.b_life(max(self.params.b_lives))[0] - self.gamma) * 2.5
+        grid = np.geomspace(span_lo, span_hi, 200)
+        r, lo, hi = self.reliability(grid + self.gamma)
+        keep = (1 - r > 5e-4) & (1 - r < 0.99)
+        fig, ax = plt.subplots(figsize=(7, 5.2))
+        ax.plot(tf, wy(f), "o", ms=5, label="failures (Johnson adjusted median ranks)")
+        suspended = np.sort(t[~event])
+        if suspended.size:
+            ax.plot([], [], " ", label=f"{suspended.size} suspended (last at {suspended.max():g})")
+        ax.plot(grid[keep], wy(1 - r[keep]), "-", color="C3", lw=1.8, label="maximum-likelihood fit")
+        if np.all(np.isfinite(lo)):
+            band = keep & (1 - lo < 0.99999) & (1 - hi > 1e-6)
+            ax.fill_between(grid[band], wy(1 - hi[band]), wy(1 - lo[band]), color="C3", alpha=0.15,
+                            label=f"{self.params.confidence:.0%} Fisher-matrix bounds")
+        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
+            value = self.b_life(p)[0] - self.gamma
+            ax.plot([value], [wy(p / 100.0)], "s", color="k", ms=5)
+            ax.annotate(f"{name.split('_')[0].upper()} = {value + self.gamma:.4g}", (value, wy(p / 100.0)),
+                        textcoords="offset points", xytext=(6, -12), fontsize=8)
+        ax.set_xscale("log")
+        ticks = [0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.632, 0.9, 0.99]
+        ymin, ymax = ax.get_ylim()
+        shown = [p for p in ticks if ymin - 0.3 <= wy(p) <= ymax + 0.3]
+        ax.set_yticks(wy(shown))
+        ax.set_yticklabels([f"{100 * p:g}" for p in shown])
+        ax.set_ylim(ymin, ymax)
+        ax.grid(True, which="both", alpha=0.3)
+        xlabel = self.params.time if self.gamma == 0 else f"{self.params.time} - gamma ({self.gamma:.4g})"
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("unreliability F (%), Weibull scale")
+        kind = "3-P" if self.theta_.size > 2 else "2-P"
+        ax.set_title(f"Weibull {kind} MLE: beta = {self.beta:.3g}, eta = {self.eta:.4g}"
+                     + (f", gamma = {self.gamma:.4g}" if self.theta_.size > 2 else "")
+                     + f"\n{int(event.sum())} failures of {t.size} units", fontsize=10)
+        ax.legend(loc="upper left", fontsize=8)
+        fig.tight_layout()
+        path = Path(folder) / "weibull_probability.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
