@@ -1,9 +1,12 @@
-"""Built-in evaluators: bilayer-warpage, junction-temperature, python (a user's function), command (a program)."""
+"""Built-in simulators and data: bilayer-warpage, fea-package, junction-temperature, epoxy-lab, python, command; igbt-junction-samples."""
 
 import reflow
 
 from .bilayer import BilayerWarpage
 from .command import CommandEvaluator
+from .epoxy import EpoxyLab
+from .fea import FlipChipFEA
+from .igbt import IgbtJunctionSamples
 from .python_function import PythonEvaluator
 from .thermal import JunctionTemperature
 
@@ -14,3 +17,10 @@ def register_evaluators(register):
     register("python", PythonEvaluator)
     register("command", CommandEvaluator)
     register("junction-temperature", JunctionTemperature)
+    register("epoxy-lab", EpoxyLab)
+    register("fea-package", FlipChipFEA)
+
+
+@reflow.hookimpl
+def register_data_sources(register):
+    register("igbt-junction-samples", IgbtJunctionSamples)
