@@ -23,7 +23,7 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import reflow
@@ -297,8 +297,10 @@ class QParEGO(_Bayes):
 class ActiveLearning(_Bayes):
     """Active learning then optimization (Pruksawan et al.): first shrink the model's uncertainty, then optimize.
 
-    Exploration asks the points that most reduce the integrated posterior variance over the space
-    (BoTorch's qNegIntegratedPosteriorVariance over a space-filling set of points). It switches to
+    Exploration asks where the model is least sure: ``explore_with: variance`` (default) maximizes the
+    posterior standard deviation (BoTorch's qPosteriorStandardDeviation, cheap); ``explore_with: nipv``
+    asks the points that most reduce the integrated posterior variance over a space-filling set of points
+    (qNegIntegratedPosteriorVariance: better spread, several times slower per ask). It switches to
     Bayesian optimization (qLogNEI for one objective, qLogNEHVI for several) after ``explore`` exploration
     evaluations, or earlier once the mean posterior standard deviation over the space, in units of the
     outputs' spread, falls below ``std_target``.
@@ -308,17 +310,20 @@ class ActiveLearning(_Bayes):
         explore: int = Field(10, ge=0, description="evaluations spent reducing uncertainty before optimizing")
         std_target: float | None = Field(None, gt=0, description="switch early below this mean posterior std "
                                                                  "(in standard deviations of the outputs)")
-        integration_points: int = Field(256, ge=16, description="points the posterior variance is integrated on")
+        explore_with: Literal["variance", "nipv"] = Field(
+            "variance", description="exploration acquisition: max posterior std, or negative integrated variance")
+        integration_points: int = Field(128, ge=16, description="points the posterior variance is integrated on")
 
     def _explored(self) -> int:
         told = self._told()
         if told is None or "acquisition" not in told:
             return 0
-        return int(sum(str(a).startswith("qNIPV") for a in told["acquisition"].values))
+        return int(sum(str(a).startswith("explore") for a in told["acquisition"].values))
 
     def acquisition(self, model, x, y, pending):
         import torch
         from botorch.acquisition.active_learning import qNegIntegratedPosteriorVariance
+        from botorch.acquisition.monte_carlo import qPosteriorStandardDeviation
         from botorch.acquisition.objective import ScalarizedPosteriorTransform
 
         m = len(self.problem.objectives)
@@ -332,10 +337,14 @@ class ActiveLearning(_Bayes):
                 std = model.posterior(points).variance.clamp_min(0).sqrt()[..., :m] / spread[:m]
             mean_std = float(std.mean())
             if self.params.std_target is None or mean_std >= self.params.std_target:
-                acqf = qNegIntegratedPosteriorVariance(
-                    model, mc_points=points, sampler=self.sampler(), X_pending=pending,
-                    posterior_transform=ScalarizedPosteriorTransform(weights=weights))
-                return acqf, f"qNIPV (mean posterior std {mean_std:.3g})"
+                transform = ScalarizedPosteriorTransform(weights=weights)
+                if self.params.explore_with == "nipv":
+                    acqf = qNegIntegratedPosteriorVariance(model, mc_points=points, X_pending=pending,
+                                                           posterior_transform=transform)
+                else:
+                    acqf = qPosteriorStandardDeviation(model, sampler=self.sampler(), X_pending=pending,
+                                                       posterior_transform=transform)
+                return acqf, f"explore: {self.params.explore_with} (mean posterior std {mean_std:.3g})"
         if m == 1:
             return log_nei(self, model, x, y, pending)
         return log_nehvi(self, model, x, y, pending)

@@ -65,7 +65,7 @@ class _Pymoo(reflow.Optimizer):
                 self._algorithm = self._start(len(x))
             pop = Population.new(X=x, F=f, G=g)
             cv = np.maximum(g, 0.0).sum(axis=1)
-            pop.set("CV", cv[:, None], "feasible", (cv <= 0)[:, None], "H", np.zeros((len(x), 0)))
+            pop.set("CV", cv[:, None], "H", np.zeros((len(x), 0)))
             self._algorithm.random_state = np.random.default_rng([self.seed, self._generation, 2])
             self._algorithm.tell(infills=pop)
             self._generation += 1
