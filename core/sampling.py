@@ -13,20 +13,34 @@ from reflow.components import Design
 from reflow.problem import OptimizationProblem
 
 
-def space_filling(problem: OptimizationProblem, n: int, seed: int, design: Design | None = None) -> np.ndarray:
-    """``n`` points of the unit encoding (n, d) that fill the feasible set of ``problem``."""
+def space_filling(problem: OptimizationProblem, n: int, seed: int, design: Design | None = None,
+                  center: bool = False) -> np.ndarray:
+    """``n`` points of the unit encoding (n, d) that fill the feasible set of ``problem``.
+
+    ``center``: the first point is the centre of the space (projected onto the linear constraints), the
+    classic centre run of a design of experiments; the others fill the space around it.
+    """
     if n <= 0:
         return np.zeros((0, problem.dim))
     rng = np.random.default_rng(seed)
     if not problem.unit_constraints():
         if design is None:  # a scrambled Sobol sequence
+            import warnings
+
             from scipy.stats import qmc
 
-            return qmc.Sobol(problem.dim, scramble=True, seed=rng).random(n)
-        values = design.generate(problem.space, rng)
-        return problem.encode({name: values[name].values for name in problem.space.names})[:n]
-    pool = polytope_samples(problem, max(16 * n, 256), seed)
-    return maximin_subset(pool, n, rng)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # sizes that are not powers of two are fine
+                points = qmc.Sobol(problem.dim, scramble=True, seed=rng).random(n)
+        else:
+            values = design.generate(problem.space, rng)
+            points = problem.encode({name: values[name].values for name in problem.space.names})[:n]
+    else:
+        pool = polytope_samples(problem, max(16 * n, 256), seed)
+        points = maximin_subset(pool, n, rng)
+    if center:
+        points = np.vstack([snap_to_constraints(problem, np.full((1, problem.dim), 0.5)), points[:n - 1]])
+    return points
 
 
 def polytope_samples(problem: OptimizationProblem, n: int, seed: int) -> np.ndarray:

@@ -58,6 +58,19 @@ class _Bayes(reflow.Optimizer):
         if trials.sizes.get("trial", 0):
             self._trials.append(trials)
 
+    def state(self):
+        """The GP hyperparameters of the last fit (the warm start of the next), so a resume fits the same GP."""
+        if self._hyper is None:
+            return {}
+        return {"hyper": {k: [str(v.dtype).removeprefix("torch."), v.cpu().tolist()] for k, v in self._hyper.items()}}
+
+    def restore(self, state):
+        import torch
+
+        hyper = state.get("hyper")
+        self._hyper = None if not hyper else {
+            k: torch.tensor(values, dtype=getattr(torch, dtype)) for k, (dtype, values) in hyper.items()}
+
     # ---- data and model ------------------------------------------------------------------------
     def _told(self):
         import xarray as xr
@@ -80,33 +93,42 @@ class _Bayes(reflow.Optimizer):
         return x[ok], y[ok], told.sizes["trial"]
 
     def fit(self, x, y):
-        """The GP over the metric columns (warm-started from the previous fit)."""
+        """The GP of the metric columns: one output, or a ModelListGP of independent ones (warm-started)."""
         import torch
         from botorch.fit import fit_gpytorch_mll
-        from botorch.models import MixedSingleTaskGP, SingleTaskGP
+        from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
         from botorch.models.transforms import Standardize
-        from gpytorch.mlls import ExactMarginalLogLikelihood
+        from gpytorch.mlls import ExactMarginalLogLikelihood, SumMarginalLogLikelihood
 
         tx = torch.as_tensor(x, dtype=torch.double, device=self.device)
         ty = torch.as_tensor(y, dtype=torch.double, device=self.device)
         cat = self.problem.categorical_dims
-        if cat and len(cat) < self.problem.dim:
-            model = MixedSingleTaskGP(tx, ty, cat_dims=cat, outcome_transform=Standardize(ty.shape[-1]))
-        else:
-            model = SingleTaskGP(tx, ty, outcome_transform=Standardize(ty.shape[-1]))
+
+        def single(column):
+            if cat and len(cat) < self.problem.dim:
+                return MixedSingleTaskGP(tx, column, cat_dims=cat, outcome_transform=Standardize(1))
+            return SingleTaskGP(tx, column, outcome_transform=Standardize(1))
+
+        if ty.shape[-1] == 1:
+            model = single(ty)
+            mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        else:  # independent GPs fit one by one: about 3x faster than one batched multi-output GP
+            model = ModelListGP(*(single(ty[:, j:j + 1]) for j in range(ty.shape[-1])))
+            mll = SumMarginalLogLikelihood(model.likelihood, model)
+        options = {}
         if self.params.warm_start and self._hyper is not None:
             with warnings.catch_warnings(), _suppress():
                 warnings.simplefilter("ignore")
                 model.load_state_dict(self._hyper, strict=False)
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+            options = {"maxiter": 50}  # from the last optimum, a few dozen steps suffice
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                fit_gpytorch_mll(mll)
+                fit_gpytorch_mll(mll, optimizer_kwargs={"options": options} if options else None)
             except Exception:  # keep the starting values: a rough GP still beats a failed ask
                 pass
         self._hyper = {k: v.detach().clone() for k, v in model.state_dict().items()
-                       if k.startswith(("likelihood", "mean_module", "covar_module"))}
+                       if "outcome_transform" not in k and "input_transform" not in k}
         return model.eval()
 
     # ---- acquisition -----------------------------------------------------------------------------
@@ -250,7 +272,11 @@ def reference_point(opt: _Bayes, y):
     signed = y[:, :len(objs)] * torch.tensor([o.sign for o in objs], dtype=y.dtype, device=y.device)
     inferred = infer_reference_point(signed[is_non_dominated(signed)])
     given = [o.sign * o.reference if o.reference is not None else None for o in objs]
-    return [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
+    ref = [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
+    beyond = torch.all(signed > torch.tensor(ref, dtype=y.dtype, device=y.device), dim=-1)
+    if not bool(beyond.any()):  # nothing beats the study's reference yet: aim for the observed front first
+        return [float(v) for v in inferred]
+    return ref
 
 
 def log_nehvi(opt: _Bayes, model, x, y, pending):

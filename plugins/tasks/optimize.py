@@ -56,6 +56,7 @@ class Budget(BaseModel):
     evaluations: int = Field(32, ge=1, description="total evaluations, failed ones included")
     batch_size: int = Field(1, ge=1, description="points asked at once and evaluated in parallel")
     initial_design: str = Field("sobol", description="the design of the initial points (sobol, lhs, random, ...)")
+    center: bool = Field(True, description="make the first initial point the centre of the space (a centre run)")
 
     @model_validator(mode="after")
     def _fits(self) -> Budget:
@@ -245,7 +246,8 @@ class _Loop:
         design = self.initial_design
         if "samples" in type(design.params).model_fields:
             design = type(design)(design.params.model_copy(update={"samples": self.initial}))
-        unit = space_filling(self.problem, self.initial, self.ctx.seed, design)
+        center = self.p.budget.center and self.optimizer is not None
+        unit = space_filling(self.problem, self.initial, self.ctx.seed, design, center=center)
         return unit[start:start + n], f"initial design ({self.p.budget.initial_design if self.optimizer else 'design'})"
 
     def _new_points(self, n: int, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -264,8 +266,12 @@ class _Loop:
             t0 = time.perf_counter()
             ds = self.optimizer.ask(n - k, self.ctx, pending=pend)
             seconds = (time.perf_counter() - t0) / (n - k)
+            # the state after this ask (a GP's warm start) is what a resume needs to ask the next batch alike
+            atomic_write_text(self.ctx.folder / "optimizer.json", json.dumps(self.optimizer.state()))
             label = str(ds.attrs.get("acquisition", self.p.optimizer.name))
-            records += [{"inputs": {name: _py(ds[name].values[i]) for name in self.problem.space.names},
+            by_name = self.problem.space.by_name
+            records += [{"inputs": {name: _choice(by_name[name], _py(ds[name].values[i]))
+                                    for name in self.problem.space.names},
                          "acquisition": label, "seconds": seconds} for i in range(n - k)]
         for i, rec in enumerate(records):
             rec.update(trial=start + i, batch=batch, asked=time.time())
@@ -368,6 +374,13 @@ class _Loop:
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _choice(parameter, value: Any) -> Any:
+    """A categorical value as the study wrote the choice (a Dataset hands numeric choices back as floats)."""
+    if parameter.kind != "categorical":
+        return value
+    return next((c for c in parameter.choices if c == value or str(c) == str(value)), value)
 
 
 # ---- figures -------------------------------------------------------------------------------------------
