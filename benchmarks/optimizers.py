@@ -28,9 +28,9 @@ import os
 import platform
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -125,7 +125,6 @@ def run_reflow(problem: BenchProblem, optimizer: str, budget: int, seed: int):
                               zip(problem.names, problem.low, problem.high, strict=True)})
     objectives = [Objective(f"f{j}", "min", float(problem.ref[j])) for j in range(len(problem.ref))]
     prob = OptimizationProblem(space, objectives)
-    d = len(problem.names)
     initial = budget if optimizer == "sobol" else (POP if optimizer == "nsga2" else 5)  # Ax starts with 5 too
     batch = POP if optimizer == "nsga2" else 1
     opt = None if optimizer == "sobol" else get_registry().get(optimizer, "optimizer").cls()

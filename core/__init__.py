@@ -32,7 +32,8 @@ _EXPORTS = {
     "Objective": "reflow.problem", "OptimizationProblem": "reflow.problem",
 }
 __all__ = [
-    "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Model", "Objective", "OptimizationProblem", "Optimizer", "Params",
+    "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Model", "Objective", "OptimizationProblem",
+    "Optimizer", "Params",
     "PluginError", "Problem", "ReflowError", "RunError", "StageResult", "StudyError", "Task", "UserInputError",
     "Variable", "__version__", "hookimpl",
 ]

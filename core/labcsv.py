@@ -4,9 +4,11 @@ The CSV that ``reflow ask`` writes has one row per experiment: ``trial``, every 
 with its units in the header (``cure_temperature_c [degC]``), an empty column per measured output (with
 its units) and an empty ``error`` column (write why an experiment failed there). ``reflow tell`` reads it
 back; every problem (missing or extra columns, other units, values outside the space or unlike the
-asked ones, non-numbers, duplicates, trials never asked or already told) is reported at once, and nothing
-is stored unless the whole file is clean. Rows whose outputs are all still empty are skipped, so a CSV can
-come back part-filled.
+asked ones, non-numbers, duplicates, trials never asked, or told before with other results) is reported at
+once, and nothing is stored unless the whole file is clean. Rows whose outputs are all still empty are
+skipped and rows that repeat stored results are ignored, so one CSV can be told part-filled, then again
+when more rows are filled in. A lab may round a continuous parameter (by up to 0.1 % of its range); the value
+as run is what is stored.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
 
 _HEADER = re.compile(r"^\s*([^\[\]]*?)\s*(?:\[\s*([^\]]*?)\s*\])?\s*$")
 MAX_PROBLEMS = 25
+ROUNDING = 1e-3
+"""How far (as a fraction of its range) a continuous parameter in a results CSV may be from the asked value."""
 
 
 def column(name: str, units: str) -> str:
@@ -45,14 +49,26 @@ def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, st
         row = [int(trial)]
         for p in space.parameters:
             v = experiments[p.name].values[i]
-            row.append(repr(float(v)) if p.kind in ("continuous",) else str(v.item() if hasattr(v, "item") else v))
+            v = v.item() if hasattr(v, "item") else v
+            if p.kind == "continuous":
+                row.append(repr(float(v)))
+            elif p.kind == "integer":
+                row.append(str(int(v)))
+            elif p.kind == "fixed":
+                row.append(str(p.value))
+            else:  # the choice as written in the study (numeric choices come back from a Dataset as floats)
+                row.append(str(next((c for c in p.choices if c == v or str(c) == str(v)), v)))
         writer.writerow(row + [""] * len(outputs) + [""])
     return buf.getvalue()
 
 
 def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[int, dict[str, Any]],
-                 told: set[int]) -> tuple[list[dict[str, Any]], int]:
-    """Check a results CSV against the asked experiments; return (trial records to store, rows skipped)."""
+                 told: dict[int, dict[str, Any]] | set[int]) -> tuple[list[dict[str, Any]], int]:
+    """Check a results CSV against the asked experiments; return (trial records to store, rows skipped).
+
+    ``told`` maps the trials already stored to their records: a row that repeats them is skipped (the same
+    CSV told again after more rows were filled in); one that differs is an error.
+    """
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -88,15 +104,19 @@ def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[
         if trial not in asked:
             problems.append(f"{where}: trial {trial} was never asked (asked: {_ids(asked)})")
             continue
-        if trial in told:
-            problems.append(f"{where}: trial {trial} was told already; its results are stored")
-            continue
         measured = {n: cell[n] for n in outputs}
         error = cell.get("error", "")
+        if trial in told:
+            if _same_as_stored(trial, measured, error, told):
+                skipped += 1  # the same CSV told again after filling more rows: nothing new here
+            else:
+                problems.append(f"{where}: trial {trial} was told already with other results; its stored results "
+                                "stay (ask for a repeat experiment instead)")
+            continue
         if not any(measured.values()) and not error:
             skipped += 1  # not measured yet
             continue
-        _check_inputs(where, cell, space, asked[trial]["inputs"], problems)
+        as_run = _check_inputs(where, cell, space, asked[trial]["inputs"], problems)
         values: dict[str, float] = {}
         if not error:
             for name, raw in measured.items():
@@ -114,7 +134,8 @@ def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[
                     continue
                 values[name] = number
         now = time.time()
-        records.append({"trial": trial, "inputs": asked[trial]["inputs"], "outputs": values if not error else {},
+        records.append({"trial": trial, "inputs": {**asked[trial]["inputs"], **as_run},
+                        "outputs": values if not error else {},
                         "status": "failed" if error else "ok", "error": error, "batch": asked[trial]["batch"],
                         "started": asked[trial].get("asked", now), "finished": now})
     if problems:
@@ -147,12 +168,29 @@ def _check_header(header: list[str], space: Space, outputs: dict[str, str], prob
     return index
 
 
+def _same_as_stored(trial: int, measured: dict[str, str], error: str, told: Any) -> bool:
+    """Does this row repeat the results already stored for ``trial``?"""
+    stored = told.get(trial) if isinstance(told, dict) else None
+    if stored is None:
+        return False
+    if error or stored.get("status") == "failed":
+        return error == stored.get("error", "")
+    try:
+        return all(math.isclose(float(raw), float(stored["outputs"][n]), rel_tol=1e-9, abs_tol=1e-12)
+                   for n, raw in measured.items())
+    except (KeyError, TypeError, ValueError):
+        return False
+
+
 def _check_inputs(where: str, cell: dict[str, str], space: Space, asked: dict[str, Any],
-                  problems: list[str]) -> None:
+                  problems: list[str]) -> dict[str, Any]:
+    """Check the parameters of a row; return the values as run (continuous ones may be rounded by the lab)."""
+    as_run: dict[str, Any] = {}
     for p in space.parameters:
         raw = cell[p.name]
         value: Any = raw
-        if p.kind != "categorical":
+        textual = p.kind == "categorical" or (p.kind == "fixed" and isinstance(p.value, str))
+        if not textual:
             try:
                 value = float(raw)
             except ValueError:
@@ -166,11 +204,17 @@ def _check_inputs(where: str, cell: dict[str, str], space: Space, asked: dict[st
             problems.append(f"{where}: {p.name} = {raw!r} is outside the space (allowed: {allowed})")
             continue
         want = asked.get(p.name)
-        same = (str(value) == str(want)) if p.kind == "categorical" else math.isclose(
-            float(value), float(want), rel_tol=1e-9, abs_tol=1e-12)
+        if textual:
+            same = str(value) == str(want)
+        elif p.kind == "continuous":  # a lab rounds: accept 0.1 % of the range, and keep the value as run
+            same = abs(float(value) - float(want)) <= ROUNDING * (p.high - p.low) + 1e-12
+            as_run[p.name] = float(value)
+        else:
+            same = math.isclose(float(value), float(want), rel_tol=1e-9, abs_tol=1e-12)
         if not same:
             problems.append(f"{where}: {p.name} = {raw!r} but the experiment asked for {want!r} (run the asked "
                             "experiment, or ask for a new one)")
+    return as_run
 
 
 def _ids(asked: dict[int, Any]) -> str:
@@ -199,12 +243,11 @@ def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Any]:
         raise UserInputError(f"--stage {stage!r} is a {stages[stage].task!r} stage; ask and tell work on an "
                              "optimize stage whose evaluator is a lab")
     status = run.manifest.get("stages", {}).get(stage, {}).get("status")
-    if status == "done":
-        raise UserInputError(f"stage {stage!r} is finished; there is nothing left to ask or tell")
     ctx = stage_context(run, stage)
-    space, outputs = task.lab_columns(ctx)
     if not task.is_lab(ctx):
         raise UserInputError(f"stage {stage!r} evaluates with code, not a lab: reflow run --resume runs it")
+    if status == "done":
+        raise UserInputError(f"stage {stage!r} is finished; there is nothing left to ask or tell")
     return run, task, ctx
 
 
@@ -221,7 +264,7 @@ def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int]:
     space, outputs = task.lab_columns(ctx)
     asked, told = task.lab_journals(ctx)
     records, skipped = read_results(results, space, outputs, {r["trial"]: r for r in asked},
-                                    {r["trial"] for r in told})
+                                    {r["trial"]: r for r in told})
     if records:
         task.lab_tell(ctx, records)
     return len(records), skipped, len(told) + len(records), task.params.budget.evaluations

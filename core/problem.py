@@ -125,9 +125,12 @@ class OptimizationProblem:
             v = np.asarray(values[p.name])
             if p.kind == "categorical":
                 lookup = {str(c): i for i, c in enumerate(p.choices)}
+                for i, c in enumerate(p.choices):  # numeric choices come back from a Dataset as floats (2 -> 2.0)
+                    if isinstance(c, (int, float)):
+                        lookup.setdefault(str(float(c)), i)
                 idx = np.array([lookup.get(str(x), -1) for x in v], dtype=float)
                 if (idx < 0).any():
-                    bad = [x for x in v if str(x) not in lookup][0]
+                    bad = [_py(x) for x in v if str(x) not in lookup][0]
                     raise UserInputError(f"{p.name}: {bad!r} is not one of {list(p.choices)}")
                 cols.append(idx / max(len(p.choices) - 1, 1))
             elif p.log:
@@ -188,3 +191,8 @@ class OptimizationProblem:
             slack = self.outcome_slack(trials)
             ok &= np.all(np.nan_to_num(slack, nan=-1.0) >= 0, axis=1)
         return ok
+
+
+def _py(value: Any) -> Any:
+    """A numpy scalar as the Python value (so messages show 'Z', not np.str_('Z'))."""
+    return value.item() if isinstance(value, np.generic) else value

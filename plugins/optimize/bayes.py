@@ -28,7 +28,6 @@ from typing import Any, Literal
 import numpy as np
 import reflow
 from pydantic import Field
-
 from reflow.device import quiet_torch_imports
 from reflow.sampling import botorch_constraints, space_filling
 

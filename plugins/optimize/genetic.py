@@ -19,7 +19,6 @@ from typing import Any
 import numpy as np
 import reflow
 from pydantic import Field
-
 from reflow.sampling import snap_to_constraints
 
 

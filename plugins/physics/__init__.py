@@ -1,4 +1,7 @@
-"""Built-in simulators and data: bilayer-warpage, fea-package, junction-temperature, epoxy-lab, python, command; igbt-junction-samples."""
+"""Built-in simulators: bilayer-warpage, fea-package, junction-temperature, epoxy-lab, python, command.
+
+Data source: igbt-junction-samples (Liu-style Vce(sat), Ic, aging cycles -> Tj samples).
+"""
 
 import reflow
 
