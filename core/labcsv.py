@@ -39,6 +39,16 @@ def column(name: str, units: str) -> str:
     return f"{name} [{units}]" if units and units != "1" else name
 
 
+def lab_value(parameter: Any, value: float) -> str:
+    """A continuous value rounded to 1/10 000 of its range: as precise as a lab works, and well inside the
+    rounding ``tell`` accepts (:data:`ROUNDING`)."""
+    if parameter.log:
+        return f"{value:.5g}"
+    step = (parameter.high - parameter.low) * 1e-4
+    decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 6
+    return f"{value:.{decimals}f}"
+
+
 def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, str]) -> str:
     """The CSV text for the asked ``experiments`` (dim ``trial``)."""
     buf = io.StringIO()
@@ -51,7 +61,7 @@ def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, st
             v = experiments[p.name].values[i]
             v = v.item() if hasattr(v, "item") else v
             if p.kind == "continuous":
-                row.append(repr(float(v)))
+                row.append(lab_value(p, float(v)))
             elif p.kind == "integer":
                 row.append(str(int(v)))
             elif p.kind == "fixed":
