@@ -127,6 +127,9 @@ class OptimizeTask(reflow.Task):
         except (UserInputError, ExpressionError) as exc:
             check.problem(("constraints",), str(exc))
         opt = check.component_class(p.optimizer)
+        if opt is not None and getattr(opt, "needs_initial_population", False) and p.budget.initial < 4:
+            check.problem(("budget", "initial"), f"{p.optimizer.name} evolves a population: give at least 4 "
+                                                 f"initial evaluations (got {p.budget.initial})")
         if opt is not None and opt.__name__ == "QLogNEI" and len(p.objectives) > 1:
             check.problem(("optimizer",), "qlognei optimizes one objective; use qnehvi or qparego for several")
 

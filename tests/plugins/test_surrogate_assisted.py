@@ -64,3 +64,13 @@ def test_optimizing_a_trained_surrogate(tmp_path, optimizer):
     pareto = read_dataset(run.dir / "opt" / "best.nc")
     # both objectives fall and rise monotonically with t_h in opposite directions: every ok point is Pareto
     assert pareto.sizes["trial"] == len(np.unique(t))
+
+
+def test_an_evolutionary_optimizer_needs_an_initial_population(tmp_path):
+    from reflow.errors import StudyError
+
+    (tmp_path / "sim.py").write_text(SIM)
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(STUDY).replace("OPTIMIZER", "nsga2").replace("initial: 6", "initial: 2"))
+    with pytest.raises(StudyError, match="nsga2 evolves a population: give at least 4 initial evaluations"):
+        load_study(path)
