@@ -39,9 +39,9 @@ MAX_CATEGORY_COMBINATIONS = 32
 
 class _Bayes(reflow.Optimizer):
     class Params(reflow.Params):
-        num_restarts: int = Field(8, ge=1, description="starting points of the acquisition optimizer")
-        raw_samples: int = Field(256, ge=8, description="random points scored to pick the starting points")
-        mc_samples: int = Field(128, ge=16, description="quasi-Monte-Carlo samples of the posterior")
+        num_restarts: int = Field(4, ge=1, description="starting points of the acquisition optimizer")
+        raw_samples: int = Field(128, ge=8, description="random points scored to pick the starting points")
+        mc_samples: int = Field(64, ge=16, description="quasi-Monte-Carlo samples of the posterior")
         maxiter: int = Field(100, ge=5, description="L-BFGS-B iterations per start")
         warm_start: bool = Field(True, description="start the GP fit from the previous hyperparameters")
         cpu_threads: int = Field(1, ge=1, description="torch threads on the CPU: small GPs run fastest on one, "
