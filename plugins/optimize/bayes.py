@@ -39,9 +39,12 @@ MAX_CATEGORY_COMBINATIONS = 32
 
 class _Bayes(reflow.Optimizer):
     class Params(reflow.Params):
-        num_restarts: int = Field(4, ge=1, description="starting points of the acquisition optimizer")
-        raw_samples: int = Field(128, ge=8, description="random points scored to pick the starting points")
-        mc_samples: int = Field(64, ge=16, description="quasi-Monte-Carlo samples of the posterior")
+        num_restarts: int | None = Field(None, ge=1, description="starting points of the acquisition optimizer "
+                                                                 "(default: 2 + the number of parameters, up to 20)")
+        raw_samples: int | None = Field(None, ge=8, description="random points scored to pick the starting points "
+                                                                "(default: 64 per parameter, 128 to 1024)")
+        mc_samples: int | None = Field(None, ge=16, description="quasi-Monte-Carlo samples of the posterior "
+                                                                "(default: 64 up to 3 parameters, else 128)")
         maxiter: int = Field(100, ge=5, description="L-BFGS-B iterations per start")
         warm_start: bool = Field(True, description="start the GP fit from the previous hyperparameters")
         cpu_threads: int = Field(1, ge=1, description="torch threads on the CPU: small GPs run fastest on one, "
@@ -164,10 +167,21 @@ class _Bayes(reflow.Optimizer):
         import torch
         from botorch.sampling import SobolQMCNormalSampler
 
-        return SobolQMCNormalSampler(sample_shape=torch.Size([self.params.mc_samples]), seed=self._draw_seed)
+        return SobolQMCNormalSampler(sample_shape=torch.Size([self.effort()[2]]), seed=self._draw_seed)
 
     def acquisition(self, model, x, y, pending):
         raise NotImplementedError
+
+    def effort(self) -> tuple[int, int, int]:
+        """(restarts, raw samples, MC samples): the acquisition search grows with the number of parameters.
+
+        A 2-D problem needs little search and gets answers in a fraction of a second; in 6-D the optimum of
+        the acquisition is narrower and worth more starting points (measured in benchmarks/optimizers.py).
+        """
+        d = self.problem.dim
+        p = self.params
+        return (p.num_restarts or min(20, 2 + d), p.raw_samples or int(min(1024, max(128, 64 * d))),
+                p.mc_samples or (64 if d <= 3 else 128))
 
     def ask(self, n, ctx, pending=None):
         import torch
@@ -215,7 +229,8 @@ class _Bayes(reflow.Optimizer):
         p = self.problem
         bounds = torch.stack([torch.zeros(p.dim), torch.ones(p.dim)]).to(dtype=torch.double, device=self.device)
         ineq, eq = botorch_constraints(p, self.device)
-        kwargs = dict(q=q, num_restarts=self.params.num_restarts, raw_samples=self.params.raw_samples,
+        restarts, raw, _ = self.effort()
+        kwargs = dict(q=q, num_restarts=restarts, raw_samples=raw,
                       options={"maxiter": self.params.maxiter, "batch_limit": 8},
                       inequality_constraints=ineq or None, equality_constraints=eq or None)
         with warnings.catch_warnings():
