@@ -396,6 +396,13 @@ def _figure():
     return plt
 
 
+def _save(plt, fig, path: Path, dpi: int = 110) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    plt.close(fig)
+    return path
+
+
 def _plot_convergence(history, trials, problem: OptimizationProblem, folder: Path) -> Path | None:
     if not history.sizes.get("evaluation"):
         return None
@@ -413,11 +420,7 @@ def _plot_convergence(history, trials, problem: OptimizationProblem, folder: Pat
     ax.set_title("convergence: " + ("hypervolume of the feasible trials" if name == "hypervolume"
                                     else f"best feasible {problem.objectives[0].name} so far"))
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path = folder / "convergence.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder / "convergence.png", dpi=110)
 
 
 def _plot_front(trials, problem: OptimizationProblem, folder: Path) -> Path | None:
@@ -459,11 +462,7 @@ def _plot_front(trials, problem: OptimizationProblem, folder: Path) -> Path | No
                                                                              strict=True)])
         ax.set_ylabel("scaled value (0 = lowest seen)")
         ax.set_title(f"Pareto set (red, {int(front.sum())} trials) in parallel coordinates")
-    fig.tight_layout()
-    path = folder / "pareto_front.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder / "pareto_front.png", dpi=110)
 
 
 def _plot_parameters(trials, problem: OptimizationProblem, folder: Path) -> Path | None:
@@ -492,8 +491,4 @@ def _plot_parameters(trials, problem: OptimizationProblem, folder: Path) -> Path
                 ax.set_ylabel(o.name, fontsize=8)
             ax.tick_params(labelsize=7)
     fig.suptitle("each parameter against each objective (colour: evaluation order)", fontsize=10)
-    fig.tight_layout()
-    path = folder / "parameters_vs_objectives.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, folder / "parameters_vs_objectives.png", dpi=100)
