@@ -238,8 +238,8 @@ def _message(path: Path, problems: list[str]) -> str:
     return (f"{path}: {len(problems)} problem(s); nothing was stored:\n  " + "\n  ".join(shown) + more)
 
 
-def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Any]:
-    """(run, task, ctx) of a lab stage of a run folder; a clear error for anything else."""
+def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Space, dict[str, str]]:
+    """(task, ctx, space, measured outputs) of a lab stage of a run folder; a clear error for anything else."""
     from reflow.runner import open_run, stage_context
 
     run = open_run(run_dir, quiet=True)
@@ -254,24 +254,23 @@ def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Any]:
                              "optimize stage whose evaluator is a lab")
     status = run.manifest.get("stages", {}).get(stage, {}).get("status")
     ctx = stage_context(run, stage)
-    if not task.is_lab(ctx):
+    columns = task.lab_columns(ctx)
+    if columns is None:
         raise UserInputError(f"stage {stage!r} evaluates with code, not a lab: reflow run --resume runs it")
     if status == "done":
         raise UserInputError(f"stage {stage!r} is finished; there is nothing left to ask or tell")
-    return run, task, ctx
+    return task, ctx, *columns
 
 
 def ask(run_dir: Path, stage: str, n: int) -> str:
     """Record ``n`` new experiments of a lab stage as asked; return them as CSV text."""
-    _, task, ctx = open_lab_stage(run_dir, stage)
-    space, outputs = task.lab_columns(ctx)
+    task, ctx, space, outputs = open_lab_stage(run_dir, stage)
     return experiments_csv(task.lab_ask(ctx, n), space, outputs)
 
 
 def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int]:
     """Store the measurements of ``results``; return (stored, skipped, told in all, budget)."""
-    _, task, ctx = open_lab_stage(run_dir, stage)
-    space, outputs = task.lab_columns(ctx)
+    task, ctx, space, outputs = open_lab_stage(run_dir, stage)
     asked, told = task.lab_journals(ctx)
     records, skipped = read_results(results, space, outputs, {r["trial"]: r for r in asked},
                                     {r["trial"]: r for r in told})

@@ -20,7 +20,9 @@ resumed run asks the points the interrupted one would have asked.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import logging
 import math
 import warnings
 from typing import Any, Literal
@@ -119,7 +121,8 @@ class _Bayes(reflow.Optimizer):
             mll = SumMarginalLogLikelihood(model.likelihood, model)
         options = {}
         if self.params.warm_start and self._hyper is not None:
-            with warnings.catch_warnings(), _suppress():
+            # a warm start that no longer fits the model (its shapes changed) is skipped
+            with warnings.catch_warnings(), contextlib.suppress(RuntimeError):
                 warnings.simplefilter("ignore")
                 model.load_state_dict(self._hyper, strict=False)
             options = {"maxiter": 50}  # from the last optimum, a few dozen steps suffice
@@ -127,8 +130,9 @@ class _Bayes(reflow.Optimizer):
             warnings.simplefilter("ignore")
             try:
                 fit_gpytorch_mll(mll, optimizer_kwargs={"options": options} if options else None)
-            except Exception:  # keep the starting values: a rough GP still beats a failed ask
-                pass
+            except Exception as exc:  # keep the starting values: a rough GP still beats a failed ask
+                logging.getLogger("reflow").warning("GP fit failed (%s: %s); asking with the starting "
+                                                    "hyperparameters", type(exc).__name__, exc)
         self._hyper = {k: v.detach().clone() for k, v in model.state_dict().items()
                        if "outcome_transform" not in k and "input_transform" not in k}
         return model.eval()
@@ -170,7 +174,8 @@ class _Bayes(reflow.Optimizer):
         return SobolQMCNormalSampler(sample_shape=torch.Size([self.effort()[2]]), seed=self._draw_seed)
 
     def acquisition(self, model, x, y, pending):
-        raise NotImplementedError
+        """(acquisition function, label) for the fitted ``model`` on the told ``x``/``y``; each optimizer's own."""
+        raise NotImplementedError(f"{type(self).__name__} must implement acquisition(model, x, y, pending)")
 
     def effort(self) -> tuple[int, int, int]:
         """(restarts, raw samples, MC samples): the acquisition search grows with the number of parameters.
@@ -254,16 +259,6 @@ class _Bayes(reflow.Optimizer):
             combos = {tuple(v[rng.integers(len(v))] for v in levels) for _ in range(4 * MAX_CATEGORY_COMBINATIONS)}
             combos = sorted(combos)[:MAX_CATEGORY_COMBINATIONS]
         return [dict(zip(dims, c, strict=True)) for c in combos]
-
-
-class _suppress:
-    """Ignore a hyperparameter warm start that does not fit the new model (shapes changed)."""
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        return exc_type is not None and issubclass(exc_type, RuntimeError)
 
 
 def log_nei(opt: _Bayes, model, x, y, pending):

@@ -36,7 +36,8 @@ class _Pymoo(reflow.Optimizer):
         self._generation = 0
 
     def make_algorithm(self, pop_size: int) -> Any:
-        raise NotImplementedError
+        """The pymoo algorithm for a population of ``pop_size``; each subclass's own."""
+        raise NotImplementedError(f"{type(self).__name__} must implement make_algorithm(pop_size)")
 
     def tell(self, trials):
         """Buffer the finished trials; they reach pymoo as one generation (their batch) at the next ask."""

@@ -72,8 +72,7 @@ class KaplanMeier(reflow.Model):
 
     family = "life-model"
 
-    class Params(LifeParams):
-        pass
+    Params = LifeParams  # the time and event columns and the confidence: nothing of its own
 
     def _median_name(self) -> str:
         return life_output_name("median", self.params.time)

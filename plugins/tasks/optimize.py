@@ -167,13 +167,12 @@ class OptimizeTask(reflow.Task):
         """Store measured trials (already validated against the asked experiments)."""
         TrialJournal(ctx.folder / TOLD).append(records)
 
-    def is_lab(self, ctx) -> bool:
-        """Do people, not code, produce this stage's results?"""
-        return any(getattr(s, "manual", False) for s in build_evaluator(self.params.evaluate, ctx).steps)
-
-    def lab_columns(self, ctx) -> tuple[Space, dict[str, str]]:
-        """The space and the measured outputs with their units: what a results CSV must hold."""
+    def lab_columns(self, ctx) -> tuple[Space, dict[str, str]] | None:
+        """The space and the measured outputs with their units (what a results CSV must hold); None when code,
+        not people, produces this stage's results."""
         pipeline = build_evaluator(self.params.evaluate, ctx)
+        if not any(getattr(s, "manual", False) for s in pipeline.steps):
+            return None
         return Space.from_specs(self.params.space), {v.name: v.units for v in pipeline.output_variables()}
 
     @staticmethod
