@@ -231,12 +231,24 @@ def execute(run: Run, resume: bool = False) -> Run:
     except BaseException as exc:
         run.manifest["status"] = "failed" if isinstance(exc, Exception) else "interrupted"
         run.save_manifest()
+        _report_after_failure(run)
         raise
     finally:
         run.close()
         logging.getLogger("reflow").removeHandler(handler)
         handler.close()
     return run
+
+
+def _report_after_failure(run: Run) -> None:
+    """A failed run gets its report too (the error, and every stage that finished); a problem writing it is
+    logged and never hides the stage's own error."""
+    from reflow.report import write_report
+
+    try:
+        write_report(run.dir)
+    except Exception:
+        log.warning("report.html could not be written:\n%s", traceback.format_exc())
 
 
 def stage_context(run: Run, name: str, resuming: bool = False) -> RunContext:
@@ -254,11 +266,18 @@ def stage_context(run: Run, name: str, resuming: bool = False) -> RunContext:
 def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
     ctx = stage_context(run, name, resuming)
     folder = ctx.folder
-    task = stage.create_task()
     t0 = time.time()
     run.set_stage(name, status="running", started=time.strftime("%Y-%m-%dT%H:%M:%S%z"), error=None)
     log.info("stage %s (%s): started", name, stage.task)
     try:
+        if stage.values:  # ${...} numbers from earlier stages: put them in and validate the stage again
+            from reflow.study import with_stage_values
+
+            stage, numbers = with_stage_values(run.study, name, run)
+            write_json(folder / "stage_values.json", numbers)
+            for text, value in numbers.items():
+                log.info("stage %s: %s = %.6g", name, text, value)
+        task = stage.create_task()
         result = task.run(ctx)
         if not isinstance(result, StageResult):
             raise TypeError(f"task {stage.task!r} returned {type(result).__name__}, not a StageResult")

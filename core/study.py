@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from reflow.errors import PluginError, Problem, StudyError
 from reflow.overrides import apply_overrides
 from reflow.specs import ComponentSpec, DataRef
+from reflow.stagevalues import StageValue
 from reflow.yamlio import dotted, line_of, load_with_lines
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -123,6 +124,8 @@ class Stage:
     task_cls: type
     params: BaseModel
     depends_on: list[str] = field(default_factory=list)
+    values: list[tuple[tuple[Any, ...], StageValue]] = field(default_factory=list)
+    """The ``${...}`` stage values in this stage's YAML (path inside the stage, parsed reference)."""
 
     def create_task(self) -> Any:
         return self.task_cls(self.params)
@@ -191,8 +194,12 @@ class _Validator:
         self.study_dir = study_dir
         self.problems: list[Problem] = []
         self.stage_tasks: dict[str, type] = {}
+        self.deferred: set[tuple[Any, ...]] = set()
+        """Paths holding a ``${...}`` stage value: their type is checked when the number is known."""
 
     def add(self, path: tuple[Any, ...], message: str) -> None:
+        if tuple(path) in self.deferred:
+            return
         self.problems.append(Problem(dotted(path), message, line_of(self.lines, path)))
 
     def add_pydantic(self, prefix: tuple[Any, ...], exc: ValidationError, model: type) -> None:
@@ -223,8 +230,47 @@ class _Validator:
             stages=stages, description=header.description,
         )
 
+    def _stage_values(self, name: str, body: dict[str, Any]) -> list[tuple[tuple[Any, ...], StageValue]]:
+        """Parse the ``${...}`` strings of a stage and check the stages and outputs they name."""
+        from reflow import stagevalues
+
+        found = []
+        for loc, text in stagevalues.find(body):
+            path = ("stages", name) + loc
+            try:
+                ref = stagevalues.parse(text)
+            except ValueError as exc:
+                self.add(path, str(exc))
+                continue
+            self.deferred.add(path)
+            stages = self.raw.get("stages", {})
+            if ref.stage == name:
+                self.problems.append(Problem(dotted(path), f"{text}: a stage cannot use its own results",
+                                             line_of(self.lines, path)))
+            elif ref.stage not in stages:
+                self.problems.append(Problem(dotted(path), f"{text}: {_missing_stage(ref.stage, stages)}",
+                                             line_of(self.lines, path)))
+            else:
+                found.append((loc, ref))
+        return found
+
+    def _check_value_outputs(self, name: str, values: list[tuple[tuple[Any, ...], StageValue]]) -> None:
+        for loc, ref in values:
+            cls = self.stage_tasks.get(ref.stage)
+            if ref.output is not None and cls is not None and ref.output not in cls.outputs:
+                close = difflib.get_close_matches(ref.output, cls.outputs, n=1)
+                hint = f"; did you mean {ref.stage}.{close[0]}?" if close else ""
+                path = ("stages", name) + loc
+                self.problems.append(Problem(dotted(path), f"{ref.text}: stage {ref.stage!r} has no output "
+                                             f"{ref.output!r}{hint} (its outputs: {', '.join(cls.outputs)})",
+                                             line_of(self.lines, path)))
+
     def _stages(self, stages_raw: dict[str, Any]) -> dict[str, Stage]:
         parsed: dict[str, tuple[str, type, BaseModel]] = {}
+        values: dict[str, list[tuple[tuple[Any, ...], StageValue]]] = {}
+        for name, body in stages_raw.items():
+            if isinstance(name, str) and isinstance(body, dict):
+                values[name] = self._stage_values(name, body)
         for name, body in stages_raw.items():
             path = ("stages", name)
             if not isinstance(name, str) or not _NAME.match(name):
@@ -248,6 +294,13 @@ class _Validator:
                 params = cls.Params(**fields)
             except ValidationError as exc:
                 self.add_pydantic(path, exc, cls.Params)
+                for err in exc.errors():
+                    where = path + tuple(err["loc"])
+                    if where in self.deferred:
+                        self.problems.append(Problem(
+                            dotted(where), f"{task!r} does not take a stage value here: {err['msg']}; stage values "
+                                           "(${...}) stand in component params and fixed space values",
+                            line_of(self.lines, where)))
                 self._check_valid_fields(path, cls.Params, fields, exc)
                 continue
             except TypeError:
@@ -267,13 +320,15 @@ class _Validator:
                 elif isinstance(item, DataRef):
                     self._data_ref(path, item, name)
                     deps.add(item.stage)
+            self._check_value_outputs(name, values.get(name, []))
+            deps.update(ref.stage for _, ref in values.get(name, []))
             if name in deps:
                 self.add(("stages", name), "a stage cannot use its own output")
                 deps.discard(name)
             graph[name] = deps
             if len(self.problems) == before:
                 cls(params).check(StageChecker(self, name, params))
-            stages[name] = Stage(name, task, cls, params, sorted(deps))
+            stages[name] = Stage(name, task, cls, params, sorted(deps), values.get(name, []))
         try:  # cycles are reported alongside any other problem
             graphlib.TopologicalSorter(graph).prepare()
         except graphlib.CycleError as exc:
@@ -443,6 +498,29 @@ def _unwrap(tp: Any) -> Any:
                 (a for a in models if isinstance(a, type) and issubclass(a, BaseModel)), models[0])
         else:
             return tp
+
+
+def with_stage_values(study: Study, name: str, run: Any) -> tuple[Stage, dict[str, float]]:
+    """Stage ``name`` validated again with its ``${...}`` stage values replaced by their numbers in ``run``.
+
+    Returns the stage and the numbers by reference text. A number the component does not accept (out of its
+    bounds, say) is a :class:`StudyError` naming the field, the reference and the value.
+    """
+    from reflow import stagevalues
+
+    stage = study.stages[name]
+    numbers = {ref.text: stagevalues.compute(ref, run) for _, ref in stage.values}
+    raw = study.resolved()
+    body = raw["stages"][name]
+    raw["stages"][name] = stagevalues.substitute(
+        body, {loc: numbers[text] for loc, text in stagevalues.find(body) if text in numbers})
+    shown = ", ".join(f"{text} = {value:.6g}" for text, value in numbers.items())
+    try:
+        again = validate_study(raw, source=f"stage {name!r} with its stage values ({shown})", path=study.path)
+    except StudyError as exc:
+        own = [p for p in exc.problems if p.path == "stages" or p.path.startswith(f"stages.{name}")]
+        raise StudyError(own or exc.problems, f"stage {name!r} with its stage values ({shown})") from None
+    return again.stages[name], numbers
 
 
 def validate_study(raw: Any, *, lines: dict | None = None, source: str = "<study>",
