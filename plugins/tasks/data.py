@@ -23,7 +23,11 @@ class ScatterPlot(BaseModel):
 
 
 class DataTask(reflow.Task):
-    """Load or generate a dataset (``source: {csv: {path: doe.csv}}``); its output feeds later stages."""
+    """Load or generate a dataset (``source: {csv: {path: doe.csv}}``); its output feeds later stages.
+
+    A source with a ``plot(data, folder) -> list[Path]`` method draws its own figures into the stage folder
+    (``synthetic-sam``: example images by cycle count; ``image-folder``: examples of every class).
+    """
 
     outputs = ("data",)
 
@@ -41,15 +45,17 @@ class DataTask(reflow.Task):
         return reflow.StageResult({"data": ds}, {"samples": int(n), "variables": len(ds.data_vars)})
 
     def plot(self, result, folder: Path):
+        ds = result.outputs["data"]
+        source = self.params.source.create()
+        own = getattr(source, "plot", None)  # a source may draw its own figure (e.g. example images)
+        paths = [Path(p) for p in own(ds, Path(folder))] if callable(own) else []
         if not self.params.plot:
-            return []
+            return paths
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        ds = result.outputs["data"]
-        paths = []
         for spec in self.params.plot:
             names = [n for n in (spec.x, spec.y, spec.color) if n is not None]
             missing = [n for n in names if n not in ds or ds[n].ndim != 1]
