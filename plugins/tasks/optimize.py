@@ -33,6 +33,7 @@ from reflow.store import TrialJournal, atomic_write_text
 
 from ._pareto import best_history, hypervolume_history, pareto_mask, reference_point
 from ._trials import check_space_inputs, pipeline_for_check, plot_trials
+from ._verify import VerifySpec, build_verifier, check_verify, plot_verify, verify_designs, verify_metrics
 
 ASKED = "asked.jsonl"
 TOLD = "trials.jsonl"
@@ -70,10 +71,11 @@ class OptimizeTask(reflow.Task):
 
     Outputs: ``trials`` (every evaluation with status, error, batch and the acquisition that chose it),
     ``best`` (the best feasible trial, or the Pareto set for several objectives) and ``history``
-    (best value or hypervolume after each evaluation).
+    (best value or hypervolume after each evaluation). With ``verify: {evaluate: ...}`` the chosen designs are
+    evaluated again with that (true) evaluator after the optimization: output ``verify`` and ``verify_*`` metrics.
     """
 
-    outputs = ("trials", "best", "history")
+    outputs = ("trials", "best", "history", "verify")
 
     class Params(reflow.Params):
         space: dict[str, ParameterSpec] = Field(description="the parameters: {low, high} | {choices} | {value}")
@@ -86,6 +88,8 @@ class OptimizeTask(reflow.Task):
         constraints: list[str] = Field(default_factory=list, description="outcome constraints "
                                        "(max_stress_mpa <= 120) and linear parameter constraints (a + b + c == 1)")
         budget: Budget = Field(default_factory=Budget, description="initial, evaluations, batch_size, initial_design")
+        verify: VerifySpec | None = Field(None, description="re-evaluate the chosen designs with a true evaluator: "
+                                                            "{evaluate: ..., designs: pareto | best | all, max: 20}")
 
     # ---- validation ---------------------------------------------------------------------------------
     def check(self, check):
@@ -132,6 +136,10 @@ class OptimizeTask(reflow.Task):
                                                  f"initial evaluations (got {p.budget.initial})")
         if opt is not None and opt.__name__ == "QLogNEI" and len(p.objectives) > 1:
             check.problem(("optimizer",), "qlognei optimizes one objective; use qnehvi or qparego for several")
+        if p.verify is not None:
+            if pipeline is not None and any(s.manual for s in pipeline.steps):
+                check.problem(("verify",), "a lab stage measures true values already: there is nothing to verify")
+            check_verify(check, p.verify, list(p.space), list(p.objectives))
 
     def problem(self) -> OptimizationProblem:
         p = self.params
@@ -155,9 +163,22 @@ class OptimizeTask(reflow.Task):
                     f"measured). Next: reflow ask {run_dir} --stage {ctx.stage} -n {self.params.budget.batch_size}"
                     f" --out next.csv; fill in the measurements; reflow tell {run_dir} --stage {ctx.stage} "
                     f"next.csv; then reflow run --resume {run_dir}")
-        else:
-            loop.run()
-        return loop.result()
+            return loop.result()
+        verifier = build_verifier(self.params.verify, list(self.params.objectives), ctx) if self.params.verify \
+            else None
+        loop.run()
+        result = loop.result()
+        if verifier is not None:
+            trials = result.outputs["trials"]
+            space = loop.problem.space
+
+            def inputs_of(i: int) -> dict[str, Any]:
+                return {prm.name: _choice(prm, _py(trials[prm.name].values[i])) for prm in space.parameters}
+
+            checked = verify_designs(verifier, self.params.verify, trials, loop.problem, ctx, inputs_of)
+            result.outputs["verify"] = checked
+            result.metrics.update(verify_metrics(checked, [o.name for o in loop.problem.objectives]))
+        return result
 
     def lab_ask(self, ctx, n: int) -> Any:
         """The next ``n`` lab experiments (recorded as asked): a Dataset on dim ``trial``."""
@@ -190,6 +211,8 @@ class OptimizeTask(reflow.Task):
         paths.append(_plot_parameters(trials, problem, folder))
         inputs = [prm.name for prm in problem.free]
         paths += plot_trials(trials, inputs, [o.name for o in problem.objectives], folder)
+        if "verify" in result.outputs:
+            paths.append(plot_verify(result.outputs["verify"], [o.name for o in problem.objectives], folder))
         return [p for p in paths if p is not None]
 
 

@@ -1,0 +1,66 @@
+"""Scores of predictions against the truth, shared by the tasks that test models (train, compare, optimize's
+verify step) as ``<target>_<metric>`` keys; the numbers themselves come from :mod:`reflow.metrics`, so every
+stage reports the same R2, RMSE and MAE."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import reflow
+
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+"""Per-target scores of a regression, as ``<target>_<metric>``; R2 is larger-is-better, the others smaller."""
+
+TRIAL_COLUMNS = ("status", "error", "batch", "started", "finished", "suggest_seconds")
+"""Bookkeeping variables of a trials dataset: never features."""
+
+
+def r2(y: Any, p: Any) -> float:
+    """Coefficient of determination 1 - SS_res / SS_tot (NaN when the truth is constant): reflow.metrics.r2."""
+    from reflow.metrics import r2 as _r2
+
+    return _r2(y, p)
+
+
+def regression_scores(t: str, y: Any, p: Any) -> dict[str, float]:
+    """``<t>_r2``, ``<t>_rmse`` and ``<t>_mae`` of predictions ``p`` against the truth ``y`` (reflow.metrics)."""
+    from reflow.metrics import regression_metrics
+
+    values = regression_metrics(y, p)
+    return {f"{t}_{m}": float(values[m]) for m in REGRESSION_METRICS}
+
+
+def scores(t: str, y: Any, p: Any, family: str) -> dict[str, float]:
+    """Accuracy for classifiers and text labels, R2/RMSE/MAE for numbers."""
+    if family == "classifier" or np.asarray(y).dtype.kind in "USb":
+        return {f"{t}_accuracy": float(np.mean(np.asarray(y) == np.asarray(p)))}
+    return regression_scores(t, y, p)
+
+
+def prediction_mean(pred: Any, t: str) -> np.ndarray:
+    """The predicted value of target ``t`` in a model's output (``<t>_mean``, else ``<t>`` or ``<t>_pred``)."""
+    for name in (f"{t}_mean", t, f"{t}_pred"):
+        if name in pred:
+            return pred[name].values
+    raise reflow.DataError(f"the model's predictions have no {t}_mean (has: {', '.join(map(str, pred.data_vars))})")
+
+
+def sample_dim(data: Any) -> str:
+    """The row dimension of a tabular dataset: ``sample``, else ``trial``, else its first dimension."""
+    return "sample" if "sample" in data.dims else ("trial" if "trial" in data.dims else next(iter(data.dims)))
+
+
+def successful_rows(data: Any, dim: str) -> Any:
+    """Trials datasets keep only their ``ok`` rows (failed evaluations have no outputs to learn)."""
+    if "status" in data:
+        return data.isel({dim: np.flatnonzero(data["status"].values == "ok")})
+    return data
+
+
+def numeric_columns(data: Any, dim: str, skip: set[str] | frozenset[str]) -> list[str]:
+    """Every numeric one-dimensional variable on ``dim`` not in ``skip`` (nor trial bookkeeping): the default
+    features of a model."""
+    skip = set(skip) | set(TRIAL_COLUMNS)
+    return [str(n) for n in data.data_vars
+            if data[n].dims == (dim,) and n not in skip and data[n].dtype.kind in "fiub"]

@@ -1,0 +1,476 @@
+"""Task ``compare``: k-fold cross-validation of several models on the same folds; the best one, refit on all the
+data, becomes the stage's model.
+
+Every model sees the same fold assignment (grouped with ``group_by`` so that related samples, e.g. the units of
+one lot, are never split between training and testing). For each model and fold it fits on the other folds,
+predicts the held-out fold and scores R2, RMSE and MAE per target, with the fit and predict times. The ranking
+uses the mean over folds of ``rank_by``; a model that failed on any fold is ranked after every model that did not.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import reflow
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from reflow.specs import ModelSpec, StageData
+from reflow.store import write_json
+
+from ._scoring import (
+    REGRESSION_METRICS,
+    numeric_columns,
+    prediction_mean,
+    r2,
+    regression_scores,
+    sample_dim,
+    successful_rows,
+)
+
+FAMILIES = ("regressor", "surrogate")
+"""Model families compare can score (it predicts numbers: R2, RMSE, MAE)."""
+TIMES = ("fit_seconds", "predict_seconds", "predict_seconds_per_sample")
+
+
+class ModelEntry(BaseModel):
+    """One candidate: a model spec as in ``train`` (``gp`` or ``{sklearn: {estimator: random-forest}}``), or
+    ``{model: <spec>, label: rf}`` to name it in tables and plots."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelSpec = Field(description="the model and its params, as train's model")
+    label: str | None = Field(None, description="its name in the tables and plots (default: the model name)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare(cls, value: Any) -> Any:
+        if isinstance(value, dict) and ("model" in value or "label" in value):
+            return value
+        return {"model": value}
+
+
+class CompareTask(reflow.Task):
+    """Cross-validate models on the same folds, rank them, keep the best (refit on all data) as this stage's model.
+
+    Outputs: ``summary`` (per model: mean and std over folds of every score, rank), ``scores`` (per model, repeat
+    and fold) and ``predictions`` (the out-of-fold predictions of every model with each sample's fold). The
+    best model is saved like train's, so ``{stage: NAME}`` uses it as an evaluator in a later stage.
+    """
+
+    outputs = ("summary", "scores", "predictions")
+    produces_model = True
+
+    class Params(reflow.Params):
+        data: StageData = Field(description="the data: an earlier stage's output (trials keep their ok rows)")
+        target: str | list[str] = Field(description="variable(s) to predict")
+        features: list[str] | None = Field(None, description="inputs (default: every other numeric variable)")
+        models: list[ModelEntry] = Field(min_length=1, description="the candidates: model specs as in train, "
+                                                                   "or {model: spec, label: name}")
+        folds: int = Field(5, ge=2, description="k of k-fold cross-validation")
+        group_by: str | None = Field(None, description="group variable: samples sharing a value stay in one fold")
+        repeats: int = Field(1, ge=1, description="repeat the k-fold split with new shuffles")
+        shuffle: bool = Field(True, description="shuffle samples (or groups) before splitting, with the stage seed")
+        rank_by: str | None = Field(None, description="the score that picks the best: <target>_r2 | _rmse | _mae "
+                                                      "or fit_seconds, predict_seconds_per_sample "
+                                                      "(default: the first target's r2)")
+
+    # ---- validation -----------------------------------------------------------------------------
+    def targets(self) -> list[str]:
+        t = self.params.target
+        return [t] if isinstance(t, str) else list(t)
+
+    def rank_metric(self) -> str:
+        return self.params.rank_by or f"{self.targets()[0]}_r2"
+
+    def labels(self) -> list[str]:
+        """Each candidate's label: given, else its model name, with its params where a name repeats."""
+        names = [e.model.name or f"stage {e.model.stage}" for e in self.params.models]
+        out = []
+        for entry, name in zip(self.params.models, names, strict=True):
+            if entry.label:
+                out.append(entry.label)
+            elif names.count(name) > 1 and entry.model.params:
+                out.append(f"{name}({', '.join(f'{k}={v}' for k, v in entry.model.params.items())})")
+            else:
+                out.append(name)
+        return out
+
+    def check(self, check):
+        p = self.params
+        targets = self.targets()
+        if not targets:
+            check.problem(("target",), "name at least one variable to predict")
+        for i, entry in enumerate(p.models):
+            spec = entry.model
+            if spec.stage is not None:
+                check.problem(("models", i), "compare trains its candidates; {stage: ...} reuses a trained model "
+                                             "elsewhere (name the model to train instead)")
+                continue
+            cls = check.component_class(spec)
+            if cls is not None and cls.family not in FAMILIES:
+                check.problem(("models", i), f"{spec.name!r} is a {cls.family or 'model'}; compare scores "
+                                             f"models that predict numbers ({', '.join(FAMILIES)})")
+        labels = self.labels()
+        for i, label in enumerate(labels):
+            if labels.index(label) != i:
+                check.problem(("models", i), f"two candidates are both labelled {label!r}: give each "
+                                             "{model: ..., label: NAME} a different label")
+        for t in targets:
+            if p.features and t in p.features:
+                check.problem(("features",), f"{t!r} is a target; a model cannot take its own answer as input")
+        if p.group_by and (p.group_by in targets or (p.features and p.group_by in p.features)):
+            check.problem(("group_by",), f"{p.group_by!r} groups samples into folds; it cannot also be a "
+                                         "feature or a target")
+        allowed = [f"{t}_{m}" for t in targets for m in REGRESSION_METRICS] + ["fit_seconds",
+                                                                              "predict_seconds_per_sample"]
+        if p.rank_by is not None and p.rank_by not in allowed:
+            check.problem(("rank_by",), f"{p.rank_by!r} is not a score of this comparison (allowed: "
+                                        f"{', '.join(allowed)})")
+        if p.repeats > 1 and not p.shuffle:
+            check.problem(("repeats",), f"repeats={p.repeats} without shuffle would repeat the same folds; "
+                                        "set shuffle: true or repeats: 1")
+
+    # ---- running --------------------------------------------------------------------------------
+    def run(self, ctx):
+        p = self.params
+        raw = ctx.data(p.data)
+        dim = sample_dim(raw)
+        data = successful_rows(raw, dim)
+        targets = self.targets()
+        features = p.features or numeric_columns(data, dim, set(targets) | {p.group_by})
+        _check_columns(data, p.data, dim, features, targets, p.group_by)
+        known = np.all([np.isfinite(np.asarray(data[t].values, dtype=float)) for t in targets], axis=0)
+        if not known.all():
+            ctx.logger.warning("stage %s: %d samples without a value of %s are left out", ctx.stage,
+                               int((~known).sum()), " / ".join(targets))
+            data = data.isel({dim: np.flatnonzero(known)})
+        n = data.sizes[dim]
+        groups = np.asarray(data[p.group_by].values) if p.group_by else None
+        units = len(np.unique(groups)) if groups is not None else n
+        if p.folds > units:
+            what = f"{units} groups of {p.group_by!r}" if groups is not None else f"{units} samples"
+            raise reflow.DataError(f"compare: folds={p.folds} needs at least {p.folds} "
+                                   f"{'groups' if groups is not None else 'samples'}; stage {p.data} has {what}")
+        assignment = fold_assignment(n, p.folds, p.repeats, p.shuffle, ctx.seed, groups)
+        labels = self.labels()
+        specs = [e.model for e in p.models]
+        cv = _CrossValidation(labels, targets, p.repeats, p.folds, n)
+        with ctx.progress(total=len(specs) * p.repeats * p.folds + 1,
+                          description=f"{ctx.stage}: cross-validating") as bar:
+            for m, spec in enumerate(specs):
+                for r in range(p.repeats):
+                    for k in range(p.folds):
+                        cv.fold(m, r, k, spec, data, dim, features, assignment[r] == k, ctx)
+                        bar.advance()
+            summary = cv.summary(self.rank_metric())
+            best = int(np.flatnonzero(summary["rank"].values == 1)[0]) if (summary["rank"].values == 1).any() else -1
+            if best < 0:
+                raise reflow.ReflowError(f"compare: no candidate can be ranked by {self.rank_metric()}:\n" + "\n".join(
+                    f"  - {labels[m]}: {cv.first_error(m)}" for m in range(len(labels))))
+            model = specs[best].create()
+            model.configure(features, targets)
+            model.fit(data, ctx)
+            model.save(ctx.folder / "model")
+            write_json(ctx.folder / "model" / "component.json", {"name": specs[best].name, "label": labels[best]})
+            bar.advance()
+        attrs = {"best_model": labels[best], "rank_by": self.rank_metric(), "targets": targets, "features": features,
+                 "folds": p.folds, "repeats": p.repeats, "group_by": p.group_by or ""}
+        summary["component"] = ("model", np.array([s.name for s in specs], dtype=str))
+        summary.attrs.update(attrs)
+        scores = cv.scores()
+        scores.attrs.update(attrs)
+        predictions = cv.predictions(data, dim, targets, assignment, p.group_by)
+        predictions.attrs.update(attrs)
+        return reflow.StageResult({"summary": summary, "scores": scores, "predictions": predictions},
+                                  _metrics(summary, labels, best, self.rank_metric(), n, cv))
+
+    # ---- plots ----------------------------------------------------------------------------------
+    def plot(self, result, folder: Path):
+        summary = result.outputs["summary"]
+        best = str(result.metrics.get("best_model", summary.attrs.get("best_model", "")))
+        paths = [_plot_r2(summary, self.targets(), best, folder),
+                 _plot_times(summary, result.outputs.get("scores"), best, folder)]
+        pred = result.outputs.get("predictions")
+        if pred is not None and best in pred["model"].values:
+            paths += [_plot_parity(pred, t, best, folder) for t in self.targets()]
+        return [q for q in paths if q is not None]
+
+
+def lower_is_better(metric: str) -> bool:
+    """Errors and times are better small; R2 is better large."""
+    return metric.endswith(("_rmse", "_mae")) or "seconds" in metric
+
+
+def fold_assignment(n: int, folds: int, repeats: int, shuffle: bool, seed: int,
+                    groups: np.ndarray | None = None) -> np.ndarray:
+    """The held-out fold of every sample in every repeat, (repeats, n): scikit-learn's KFold, or GroupKFold
+    when ``groups`` are given (every sample of a group in the same fold)."""
+    from sklearn.model_selection import GroupKFold, KFold
+
+    out = np.full((repeats, n), -1, dtype=int)
+    states = np.random.SeedSequence(seed).generate_state(repeats)
+    for r in range(repeats):
+        state = int(states[r]) if shuffle else None
+        if groups is None:
+            splits = KFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n))
+        else:
+            splits = GroupKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), groups=groups)
+        for k, (_, test) in enumerate(splits):
+            out[r, test] = k
+    return out
+
+
+def _check_columns(data, ref, dim: str, features: list[str], targets: list[str], group_by: str | None) -> None:
+    missing = [c for c in [*features, *targets, *([group_by] if group_by else [])] if c not in data]
+    if missing:
+        raise reflow.DataError(f"stage {ref}: no variables {', '.join(missing)} "
+                               f"(has: {', '.join(map(str, data.data_vars))})")
+    if not features:
+        raise reflow.DataError(f"stage {ref}: no numeric variable left to use as a feature; name them in features")
+    for t in targets:
+        if data[t].dtype.kind not in "fiu":
+            raise reflow.DataError(f"compare: target {t!r} is {data[t].dtype} (not a number); compare scores "
+                                   "regressions (R2, RMSE, MAE)")
+    if data.sizes[dim] < 4:
+        raise reflow.DataError(f"stage {ref}: {data.sizes[dim]} samples are too few to cross-validate")
+
+
+class _CrossValidation:
+    """The scores and out-of-fold predictions of every (model, repeat, fold), filled in fold by fold."""
+
+    def __init__(self, labels: list[str], targets: list[str], repeats: int, folds: int, n: int):
+        self.labels, self.targets = labels, targets
+        shape = (len(labels), repeats, folds)
+        self.names = [f"{t}_{m}" for t in targets for m in REGRESSION_METRICS] + list(TIMES)
+        self.values = {name: np.full(shape, np.nan) for name in self.names}
+        self.train_samples = np.zeros(shape, dtype=int)
+        self.test_samples = np.zeros(shape, dtype=int)
+        self.errors = np.full(shape, "", dtype=object)
+        self.mean = {t: np.full((len(labels), repeats, n), np.nan) for t in targets}
+        self.std = {t: np.full((len(labels), repeats, n), np.nan) for t in targets}
+
+    def fold(self, m: int, r: int, k: int, spec, data, dim: str, features: list[str], held_out: np.ndarray,
+             ctx) -> None:
+        """Fit a fresh model on every fold but ``k`` and score it on fold ``k``; a failure is recorded, not raised."""
+        test_idx, train_idx = np.flatnonzero(held_out), np.flatnonzero(~held_out)
+        self.train_samples[m, r, k], self.test_samples[m, r, k] = train_idx.size, test_idx.size
+        train, test = data.isel({dim: train_idx}), data.isel({dim: test_idx})
+        try:
+            model = spec.create()
+            model.configure(features, self.targets)
+            t0 = time.perf_counter()
+            model.fit(train, ctx)
+            fit_seconds = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            pred = model.predict(test[features], ctx)
+            predict_seconds = time.perf_counter() - t0
+            means = {t: np.asarray(prediction_mean(pred, t), dtype=float).reshape(-1) for t in self.targets}
+            for t, v in means.items():
+                if v.size != test_idx.size:
+                    raise reflow.DataError(f"predicted {v.size} values of {t} for {test_idx.size} held-out samples")
+                if not np.isfinite(v).all():
+                    raise reflow.DataError(f"predicted {int((~np.isfinite(v)).sum())} non-finite values of {t}")
+            fold_scores = {t: regression_scores(t, np.asarray(test[t].values, dtype=float), means[t])
+                           for t in self.targets}
+        except Exception as exc:  # one candidate failing must not end the comparison of the others
+            self.errors[m, r, k] = f"{type(exc).__name__}: {exc}"
+            ctx.logger.warning("stage %s: %s failed on repeat %d fold %d: %s", ctx.stage, self.labels[m], r, k,
+                               self.errors[m, r, k])
+            return
+        for t in self.targets:
+            for name, value in fold_scores[t].items():
+                self.values[name][m, r, k] = value
+            self.mean[t][m, r, test_idx] = means[t]
+            if f"{t}_std" in pred:
+                self.std[t][m, r, test_idx] = np.asarray(pred[f"{t}_std"].values, dtype=float).reshape(-1)
+        self.values["fit_seconds"][m, r, k] = fit_seconds
+        self.values["predict_seconds"][m, r, k] = predict_seconds
+        self.values["predict_seconds_per_sample"][m, r, k] = predict_seconds / max(test_idx.size, 1)
+
+    def first_error(self, m: int) -> str:
+        errs = [e for e in self.errors[m].ravel() if e]
+        if errs:
+            return f"failed on {len(errs)} folds, first: {errs[0]}"
+        return ("the score is undefined on every fold (R2 needs held-out folds of at least 2 different values: "
+                "use fewer folds, or rank by an error such as rmse)")
+
+    def scores(self):
+        import xarray as xr
+
+        dims = ("model", "repeat", "fold")
+        ds = xr.Dataset({name: (dims, v) for name, v in self.values.items()},
+                        coords={"model": np.array(self.labels, dtype=str),
+                                "repeat": np.arange(self.errors.shape[1]), "fold": np.arange(self.errors.shape[2])})
+        ds["train_samples"] = (dims, self.train_samples)
+        ds["test_samples"] = (dims, self.test_samples)
+        ds["error"] = (dims, self.errors.astype(str))
+        for name in TIMES:
+            ds[name].attrs["units"] = "s"
+        return ds
+
+    def summary(self, rank_by: str):
+        """Mean and std (ddof 1) over every repeat and fold; rank 1 is the best model that failed no fold."""
+        import xarray as xr
+
+        failed = (self.errors != "").reshape(len(self.labels), -1).sum(axis=1)
+        data: dict[str, Any] = {}
+        for name, v in self.values.items():
+            flat = v.reshape(len(self.labels), -1)
+            with warnings.catch_warnings():  # a model that failed every fold has NaN scores, as intended
+                warnings.simplefilter("ignore", RuntimeWarning)
+                data[f"{name}_mean"] = ("model", np.nanmean(flat, axis=1))
+                data[f"{name}_std"] = ("model", np.nanstd(flat, axis=1, ddof=1) if flat.shape[1] > 1
+                                       else np.zeros(len(self.labels)))
+        data["folds_failed"] = ("model", failed.astype(int))
+        key = data[f"{rank_by}_mean"][1]
+        eligible = (failed == 0) & np.isfinite(key)
+        sign = 1.0 if lower_is_better(rank_by) else -1.0
+        order = [i for i in np.argsort(sign * np.where(eligible, key, np.inf), kind="stable") if eligible[i]]
+        rank = np.zeros(len(self.labels), dtype=int)  # 0: not ranked (a fold failed)
+        rank[order] = np.arange(1, len(order) + 1)
+        data["rank"] = ("model", rank)
+        return xr.Dataset(data, coords={"model": np.array(self.labels, dtype=str)})
+
+    def predictions(self, data, dim: str, targets: list[str], assignment: np.ndarray, group_by: str | None):
+        import xarray as xr
+
+        ids = np.asarray(data[dim].values)
+        ds = xr.Dataset(coords={"model": np.array(self.labels, dtype=str), "repeat": np.arange(assignment.shape[0]),
+                                "sample": ids})
+        for t in targets:
+            ds[t] = ("sample", np.asarray(data[t].values, dtype=float), dict(data[t].attrs))
+            ds[f"{t}_mean"] = (("model", "repeat", "sample"), self.mean[t])
+            if np.isfinite(self.std[t]).any():
+                ds[f"{t}_std"] = (("model", "repeat", "sample"), self.std[t])
+        ds["fold"] = (("repeat", "sample"), assignment)
+        if group_by:
+            ds[group_by] = ("sample", np.asarray(data[group_by].values))
+        return ds
+
+
+def _metrics(summary, labels: list[str], best: int, rank_by: str, n: int, cv: _CrossValidation) -> dict[str, Any]:
+    out: dict[str, Any] = {"best_model": labels[best], "best_model_name": str(summary["component"].values[best]),
+                           "rank_by": rank_by, "samples": n, "failed_fits": int((cv.errors != "").sum())}
+    per_model: dict[str, dict[str, float]] = {}
+    for i, label in enumerate(labels):
+        per_model[label] = {str(v): _num(summary[v].values[i]) for v in summary.data_vars if v != "component"}
+    for name, value in per_model[labels[best]].items():
+        if name != "rank":
+            out[f"best_{name}"] = value
+    out["ranking"] = [labels[i] for i in np.argsort(np.where(summary["rank"].values > 0, summary["rank"].values,
+                                                             len(labels) + 1), kind="stable")]
+    out["models"] = per_model
+    return out
+
+
+def _num(v: Any) -> Any:
+    v = v.item() if isinstance(v, np.generic) else v
+    return None if isinstance(v, float) and not np.isfinite(v) else v
+
+
+# ---- figures ------------------------------------------------------------------------------------------
+def _figure():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(plt, fig, path: Path) -> Path:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _colours(labels, best: str) -> list[str]:
+    return ["#c44e52" if str(m) == best else "#4c72b0" for m in labels]
+
+
+def _plot_r2(summary, targets: list[str], best: str, folder: Path) -> Path | None:
+    if not summary.sizes.get("model"):
+        return None
+    plt = _figure()
+    labels = [str(m) for m in summary["model"].values]
+    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets) + 1, 0.45 * len(labels) + 1.8),
+                             squeeze=False)
+    folds, repeats = summary.attrs.get("folds", "k"), summary.attrs.get("repeats", 1)
+    for ax, t in zip(axes[0], targets, strict=True):
+        mean, std = summary[f"{t}_r2_mean"].values, summary[f"{t}_r2_std"].values
+        y = np.arange(len(labels))
+        ax.barh(y, mean, xerr=np.nan_to_num(std), color=_colours(labels, best), capsize=3)
+        failed = summary["folds_failed"].values
+        for yi, m, f in zip(y, mean, failed, strict=True):
+            note = (f"{m:.3f}" if np.isfinite(m) else "") + (f" (failed on {f} folds)" if f else "")
+            ax.annotate(note, (m if np.isfinite(m) else 0.0, yi), xytext=(4, 6), textcoords="offset points",
+                        fontsize=8, color="#c44e52" if f else "black")
+        ax.set_yticks(y, labels)
+        ax.invert_yaxis()
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set_xlim(min(0.0, float(np.nanmin(mean - np.nan_to_num(std))) if np.isfinite(mean).any() else 0.0) - 0.05,
+                    1.1)
+        ax.set_xlabel(f"{t}: out-of-fold R2")
+        ax.grid(axis="x", alpha=0.3)
+    fig.suptitle(f"R2 on held-out folds (mean +- std over {folds} folds x {repeats} repeats; red: best)",
+                 fontsize=10)
+    return _save(plt, fig, folder / "compare_r2.png")
+
+
+def _plot_times(summary, scores, best: str, folder: Path) -> Path | None:
+    """Bars: the mean over folds; dots: each fold (a log axis shows spreads of orders of magnitude)."""
+    if not summary.sizes.get("model"):
+        return None
+    plt = _figure()
+    labels = [str(m) for m in summary["model"].values]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(labels) + 1.8))
+    y = np.arange(len(labels))
+    for ax, name, xlabel in ((axes[0], "fit_seconds", "fit time per fold [s]"),
+                             (axes[1], "predict_seconds_per_sample", "predict time per sample [s]")):
+        mean = summary[f"{name}_mean"].values
+        shown = np.isfinite(mean) & (mean > 0)
+        ax.barh(y[shown], mean[shown], color=[c for c, s in zip(_colours(labels, best), shown, strict=True) if s])
+        if scores is not None and name in scores:
+            for i, label in enumerate(labels):
+                each = np.asarray(scores[name].sel(model=label).values, dtype=float).ravel()
+                each = each[np.isfinite(each) & (each > 0)]
+                ax.plot(each, np.full(each.size, y[i]), "o", color="k", ms=3, alpha=0.6)
+        for i in np.flatnonzero(~shown):
+            ax.annotate("failed", (0, y[i]), xycoords=("axes fraction", "data"), xytext=(4, -3),
+                        textcoords="offset points", fontsize=8, color="#c44e52")
+        ax.set_xscale("log")
+        ax.set_yticks(y, labels)
+        ax.set_ylim(len(labels) - 0.5, -0.5)
+        ax.set_xlabel(xlabel + " (log scale)")
+        ax.grid(axis="x", alpha=0.3, which="both")
+    fig.suptitle("cost of each candidate (bars: mean over folds, dots: each fold; red: best)", fontsize=10)
+    return _save(plt, fig, folder / "compare_times.png")
+
+
+def _plot_parity(pred, t: str, best: str, folder: Path) -> Path | None:
+    y = np.asarray(pred[t].values, dtype=float)
+    p = np.asarray(pred[f"{t}_mean"].sel(model=best, repeat=0).values, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(p)
+    if ok.sum() < 2:
+        return None
+    plt = _figure()
+    fold = np.asarray(pred["fold"].sel(repeat=0).values)
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    if fold.max() < 10:
+        for k in np.unique(fold[ok]):
+            sel = ok & (fold == k)
+            ax.scatter(y[sel], p[sel], s=20, color=plt.cm.tab10(int(k)), label=f"fold {k}")
+        ax.legend(fontsize=7, title="held out in", title_fontsize=7)
+    else:
+        fig.colorbar(ax.scatter(y[ok], p[ok], c=fold[ok], cmap="viridis", s=20), ax=ax, label="held-out fold")
+    lo, hi = float(min(y[ok].min(), p[ok].min())), float(max(y[ok].max(), p[ok].max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1)
+    units = pred[t].attrs.get("units", "")
+    ax.set_xlabel(f"{t} (truth){f' [{units}]' if units else ''}")
+    ax.set_ylabel(f"{t} (predicted while held out)")
+    ax.set_title(f"{best}: out-of-fold R2 = {r2(y[ok], p[ok]):.3f} (pooled, {int(ok.sum())} samples)", fontsize=10)
+    return _save(plt, fig, folder / f"compare_parity_{t}.png")
