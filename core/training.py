@@ -63,7 +63,8 @@ class TrainingHistory:
     seconds: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return {"epochs_run": len(self.epochs), "best_epoch": self.best_epoch, "best_val_loss": self.best_val_loss,
+        best = None if math.isnan(self.best_val_loss) else self.best_val_loss  # JSON has no NaN
+        return {"epochs_run": len(self.epochs), "best_epoch": self.best_epoch, "best_val_loss": best,
                 "stopped_early": self.stopped_early, "train_seconds": self.seconds}
 
 
