@@ -203,6 +203,36 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> Non
     typer.echo(str(path))
 
 
+@app.command()
+def docs(
+    out: Annotated[Path, typer.Option("--out", help="the docs folder")] = Path("docs"),
+    check: Annotated[bool, typer.Option("--check", help="write nothing; exit 1 if a file is out of date")] = False,
+    all_plugins: Annotated[bool, typer.Option(
+        "--all-plugins", help="document every installed plugin, not only reflow's own")] = False,
+) -> None:
+    """Generate the YAML reference and the hook reference (docs/yaml-reference.md, docs/hooks.md)."""
+    from reflow.docgen import DocgenError, stale, write_docs
+
+    try:
+        if check:
+            old = stale(out, all_plugins)
+            for path in old:
+                typer.echo(f"out of date: {path}", err=True)
+            if old:
+                typer.echo("regenerate with: reflow docs" + (f" --out {out}" if out != Path("docs") else ""), err=True)
+                raise typer.Exit(1)
+            typer.echo("the generated docs are up to date")
+            return
+        changed = write_docs(out, all_plugins)
+    except DocgenError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    for path in changed:
+        typer.echo(f"wrote {path}")
+    if not changed:
+        typer.echo("the generated docs are up to date")
+
+
 RunDirArg = Annotated[Path, typer.Argument(help="a run folder", show_default=False)]
 StageOpt = Annotated[str, typer.Option("--stage", help="the lab stage (an optimize stage with evaluate: lab)")]
 
