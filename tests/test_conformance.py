@@ -12,6 +12,8 @@ PARAMS = {
     "command": {"argv": ["true"]},
     "csv": {"path": "x.csv"},
     "netcdf": {"path": "x.nc"},
+    "image-folder": {"path": "images"},
+    "image-manifest": {"path": "images.csv"},
     "data": {"source": {"csv": {"path": "x.csv"}}},
     "doe": {"design": "lhs", "space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage"},
     "evaluate": {"data": "doe", "evaluate": "bilayer-warpage"},
@@ -19,8 +21,19 @@ PARAMS = {
     "optimize": {"space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage",
                  "optimizer": "qlognei", "objectives": {"warpage_um": "min"}},
     "lab": {"outputs": {"strength_mpa": "MPa"}},
+    "vit": {"width": 32, "heads": 2, "depth": 1, "patch": 4, "head_hidden": 16, "epochs": 1, "transforms": []},
+    "vit-mae": {"width": 32, "heads": 2, "depth": 1, "patch": 4, "head_hidden": 16, "epochs": 1, "transforms": [],
+                "pretrain_epochs": 1, "decoder_width": 16, "decoder_heads": 2, "decoder_depth": 1},
+    "cnn": {"width": 4, "epochs": 1, "transforms": []},
+    "faster-rcnn": {"width": 4, "epochs": 1, "batch_size": 4},
+    "ensemble": {"hidden": [4], "epochs": 2, "members": 2},
+    "mlp": {"hidden": [4], "epochs": 2},
+    "explain": {"model": {"stage": "fit"}, "data": "images"},
+    "wgan-gp": {"image_size": 16, "steps": 2, "width": 4, "latent_dim": 4, "embed_dim": 2, "n_critic": 1,
+                "batch_size": 4},
+    "augment": {"data": "images", "augmenter": "classic", "target_per_class": 10},
 }
-SKIP_RUN = {"csv", "netcdf"}  # need files; covered by tests/plugins/test_tabular.py
+SKIP_RUN = {"csv", "netcdf", "image-folder", "image-manifest"}  # need files; see test_tabular.py, test_images.py
 
 
 def _aging_data():
@@ -43,6 +56,44 @@ def _life_test_data():
                        "void_fraction": ("sample", voids)})
 
 
+def _image_data():
+    """16 grayscale 8x8 images whose centre brightness is the target."""
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    level = rng.uniform(0.0, 1.0, 16)
+    images = rng.uniform(0.0, 0.2, (16, 1, 8, 8)).astype(np.float32)
+    images[:, :, 2:6, 2:6] += 0.8 * level[:, None, None, None].astype(np.float32)
+    return xr.Dataset({"image": (("sample", "channel", "y", "x"), images), "level": ("sample", level)})
+
+
+
+def _labelled_image_data():
+    """The 8x8 images with a class label: bright or dim centre."""
+    import numpy as np
+
+    data = _image_data()
+    data["label"] = ("sample", np.where(data["level"].values > 0.5, "bright", "dim"))
+    return data
+
+
+def _box_image_data():
+    """8 grayscale 32x32 images, each with one bright square and its box (the ragged box table on dim box)."""
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    images = rng.uniform(0.0, 0.2, (8, 1, 32, 32)).astype(np.float32)
+    x0, y0 = rng.integers(0, 20, 8), rng.integers(0, 20, 8)
+    for k in range(8):
+        images[k, 0, y0[k]:y0[k] + 10, x0[k]:x0[k] + 10] = 0.9
+    return xr.Dataset({"image": (("sample", "channel", "y", "x"), images), "label": ("sample", ["void"] * 8),
+                       "box_sample": ("box", np.arange(8)), "box_x0": ("box", x0 * 1.0), "box_y0": ("box", y0 * 1.0),
+                       "box_x1": ("box", x0 + 10.0), "box_y1": ("box", y0 + 10.0), "box_label": ("box", ["void"] * 8)},
+                      coords={"sample": np.arange(8)})
+
+
 # Models need data to check fit/predict/save/load: (data, features, targets) by name.
 MODEL_DATA = {
     "imc-growth": lambda: (_aging_data(), ["t_h"], ["x_um"]),
@@ -50,6 +101,20 @@ MODEL_DATA = {
     "weibull": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
     "kaplan-meier": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
     "cox-ph": lambda: (_life_test_data(), ["void_fraction"], ["median_cycles"]),
+    # vision models read the image variable (the feature names only say which dim is the sample dim)
+    "vit": lambda: (_image_data(), ["image"], ["level"]),
+    "vit-mae": lambda: (_image_data(), ["image"], ["level"]),
+    "cnn": lambda: (_image_data(), ["image"], ["level"]),
+    "faster-rcnn": lambda: (_box_image_data(), ["image"], ["label"]),  # learns the boxes, predicts label_pred
+    # surrogates (reflow.surrogates.plugin): tabular inputs to tabular outputs
+    "gp": lambda: (_aging_data(), ["t_h"], ["x_um"]),
+    "ensemble": lambda: (_aging_data(), ["t_h"], ["x_um"]),
+    "mlp": lambda: (_aging_data(), ["t_h"], ["x_um"]),
+    "elm": lambda: (_aging_data(), ["t_h"], ["x_um"]),
+    "sklearn": lambda: (_aging_data(), ["t_h"], ["x_um"]),
+    # generators (reflow.plugins.augment): given the class label, they produce an image
+    "wgan-gp": lambda: (_labelled_image_data(), ["label"], ["image"]),
+    "classic": lambda: (_labelled_image_data(), ["label"], ["image"]),
 }
 
 
