@@ -122,7 +122,8 @@ def check_evaluator(evaluator: Evaluator, folder: Path) -> None:
 
 
 def check_model(model: Model, data: Any, features: list[str], targets: list[str], folder: Path) -> None:
-    """fit returns self, fitted state ends in '_', predict gives <target>_mean, save/load round-trips."""
+    """fit returns self, fitted state ends in '_', predict gives <target>_mean (a detector: <target>_pred, the
+    per-image label), save/load round-trips."""
     name = type(model).__name__
     assert model.family in MODEL_FAMILIES, f"{name}.family must be one of {MODEL_FAMILIES}"
     ctx = test_context(folder)
@@ -135,15 +136,20 @@ def check_model(model: Model, data: Any, features: list[str], targets: list[str]
     pred = model.predict(data, ctx)
     _assert_dataset(pred, f"{name}.predict")
     dim = next(iter(data[features[0]].dims))
+    suffix = "_pred" if model.family == "detector" else "_mean"
     for t in targets:
-        assert f"{t}_mean" in pred, f"{name}.predict must return {t}_mean (has {list(pred.data_vars)})"
-        assert pred[f"{t}_mean"].sizes.get(dim) == data.sizes[dim], f"{name}: {t}_mean has the wrong length"
+        assert f"{t}{suffix}" in pred, f"{name}.predict must return {t}{suffix} (has {list(pred.data_vars)})"
+        assert pred[f"{t}{suffix}"].sizes.get(dim) == data.sizes[dim], f"{name}: {t}{suffix} has the wrong length"
     model.save(folder / "model")
     saved = list((folder / "model").iterdir())
     assert not [p for p in saved if p.suffix in (".pkl", ".pickle")], f"{name} saved a pickle: {saved}"
     loaded = type(model).load(folder / "model")
     again = loaded.predict(data, ctx)
     for t in targets:
+        if suffix == "_pred":
+            np.testing.assert_array_equal(again[f"{t}_pred"].values, pred[f"{t}_pred"].values,
+                                          err_msg=f"{name}: predictions change after save/load")
+            continue
         np.testing.assert_allclose(again[f"{t}_mean"].values, pred[f"{t}_mean"].values, rtol=1e-6,
                                    err_msg=f"{name}: predictions change after save/load")
 

@@ -25,6 +25,12 @@ PARAMS = {
     "vit-mae": {"width": 32, "heads": 2, "depth": 1, "patch": 4, "head_hidden": 16, "epochs": 1, "transforms": [],
                 "pretrain_epochs": 1, "decoder_width": 16, "decoder_heads": 2, "decoder_depth": 1},
     "cnn": {"width": 4, "epochs": 1, "transforms": []},
+    "ffn-multiscale": {"width": 4, "depth": 1, "head_hidden": 8, "epochs": 1, "transforms": []},
+    "cti": {"size": "small", "depths": [1], "widths": [8], "head_width": 8, "epochs": 1, "transforms": []},
+    "timm-features": {"backbone": "convnext_atto", "input_size": 32, "hidden": [8, 8, 8], "epochs": 2,
+                      "equalize": False},
+    "pca-logistic": {"components": 4, "size": 8},
+    "export": {"model": {"stage": "fit"}, "exporter": "torchscript"},
     "faster-rcnn": {"width": 4, "epochs": 1, "batch_size": 4},
     "ensemble": {"hidden": [4], "epochs": 2, "members": 2},
     "mlp": {"hidden": [4], "epochs": 2},
@@ -105,6 +111,10 @@ MODEL_DATA = {
     "vit": lambda: (_image_data(), ["image"], ["level"]),
     "vit-mae": lambda: (_image_data(), ["image"], ["level"]),
     "cnn": lambda: (_image_data(), ["image"], ["level"]),
+    "ffn-multiscale": lambda: (_image_data(), ["image"], ["level"]),
+    "cti": lambda: (_image_data(), ["image"], ["level"]),
+    "timm-features": lambda: (_image_data(), ["image"], ["level"]),
+    "pca-logistic": lambda: (_image_data(), ["image"], ["level"]),  # a float target: PCA + ridge
     "faster-rcnn": lambda: (_box_image_data(), ["image"], ["label"]),  # learns the boxes, predicts label_pred
     # surrogates (reflow.surrogates.plugin): tabular inputs to tabular outputs
     "gp": lambda: (_aging_data(), ["t_h"], ["x_um"]),

@@ -43,6 +43,9 @@ class PredictTask(reflow.Task):
         out = data[keep + (["image"] if self.params.keep_images and "image" in data else [])].copy()
         for name in pred.data_vars:
             values = pred[name]
+            if getattr(model, "family", "") == "detector" and values.dims == ("box",):  # its box table: own dim
+                out[name] = values
+                continue
             out[name] = values.rename({values.dims[0]: dim}) if values.dims and values.dims[0] != dim else values
         metrics: dict = {"samples": int(data.sizes[dim])}
         for t in model.targets:

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import reflow
-from pydantic import Field
+from pydantic import Field, field_validator
+from reflow.expressions import ExpressionError, parse_constraint
 from reflow.metrics import (
     classification_metrics,
     confusion_matrix_figure,
@@ -25,6 +26,7 @@ from ._scoring import r2 as _r2
 from ._scoring import scores as _scores
 
 LIFE = "life-model"
+DETECTOR = "detector"
 
 
 class TrainTask(reflow.Task):
@@ -46,6 +48,15 @@ class TrainTask(reflow.Task):
     targets. ``threshold: {delta_bmax: 0.2}`` also judges a continuous target as "above the threshold":
     precision, recall, F1, accuracy, the confusion matrix and ROC AUC of the prediction as a score, with
     ``<target>_confusion.png`` and ``<target>_roc.png``.
+
+    Detectors (family ``detector``) are scored on the image label as classifiers and by their own
+    ``score(test, ctx, predictions=...)``: the boxes' mAP; their predictions keep the box table on dim ``box``.
+
+    ``where: "synthetic == 0"`` keeps only the rows of ``data`` where the condition holds (the constraint grammar
+    of reflow.expressions, never eval'd), e.g. the real images of an ``augment`` stage's ``train``.
+    ``test_data: aug.test`` tests on that stage's output instead of a held-out part of ``data``: ``split`` then
+    only makes the validation part. Two stages trained on different rows of one set (with and without generated
+    images) and tested on the same ``test_data`` compare like with like.
     """
 
     outputs = ("predictions",)
@@ -61,8 +72,27 @@ class TrainTask(reflow.Task):
         threshold: dict[str, float] = Field(default_factory=dict,
                                             description="continuous targets also scored as classes: value > "
                                                         "threshold, e.g. {delta_bmax: 0.2}")
+        test_data: StageData | None = Field(None, description="an explicit held-out set (an earlier stage's "
+                                                              "output) to test on; `split` then only makes the "
+                                                              "validation part")
+        where: str | None = Field(None, description="keep only the rows of `data` where this condition holds, "
+                                                    "e.g. 'synthetic == 0' (parsed, never eval'd)")
+
+        @field_validator("where")
+        @classmethod
+        def _condition(cls, value: str | None) -> str | None:
+            if value is not None:
+                try:
+                    parse_constraint(value)
+                except ExpressionError as exc:
+                    raise ValueError(str(exc)) from None
+            return value
 
     def check(self, check):
+        if self.params.test_data is not None and self.params.split.test > 0 \
+                and "test" in self.params.split.model_fields_set:
+            check.problem(("split", "test"), f"the test set comes from test_data ({self.params.test_data}); "
+                                             "split only makes the validation part: leave split.test out")
         if self.params.model.stage is not None:
             check.problem(("model",), "train a new model here; {stage: ...} reuses a trained one elsewhere")
         cls = check.component_class(self.params.model) if self.params.model.stage is None else None
@@ -85,11 +115,16 @@ class TrainTask(reflow.Task):
         dim = "sample" if "sample" in data.dims else ("trial" if "trial" in data.dims else next(iter(data.dims)))
         if "status" in data:  # trials: train on the successful ones only
             data = data.isel({dim: np.flatnonzero(data["status"].values == "ok")})
+        selected: dict = {}
+        if self.params.where is not None:
+            data, selected = _rows_where(data, dim, self.params.where, self.params.data)
         targets = self._targets()
         model = self.params.model.create()
         life = model.family == LIFE
         # a life test is fit on every unit unless a split is asked for
         split = self.params.split if (not life or "split" in self.params.model_fields_set) else SplitSpec(test=0.0)
+        if self.params.test_data is not None:  # the test set is given: the split only holds out validation
+            split = split.model_copy(update={"test": 0.0})
         if not targets and not life:
             raise reflow.UserInputError(f"train: {self.params.model.name!r} needs a target")
         skip = set(targets) | {split.by} | {"status", "error", "batch", "started", "finished"}
@@ -107,6 +142,10 @@ class TrainTask(reflow.Task):
         parts = split_indices(data.sizes[dim], split, split.generator(ctx.rng), groups, strata)
         train = data.isel({dim: parts["train"]})
         test = data.isel({dim: parts["test"]})
+        if self.params.test_data is not None:
+            test = _held_out(ctx.data(self.params.test_data), dim, self.params.test_data,
+                             columns + (["image"] if images else []))
+            parts["test"] = np.arange(test.sizes[dim])
         model.configure(features, targets)
         if parts["val"].size:
             model.validation_data_ = data.isel({dim: parts["val"]})
@@ -114,7 +153,7 @@ class TrainTask(reflow.Task):
         model.save(ctx.folder / "model")
         write_json(ctx.folder / "model" / "component.json", {"name": self.params.model.name})
         metrics: dict = {"train_samples": int(parts["train"].size), "val_samples": int(parts["val"].size),
-                         "test_samples": int(parts["test"].size)}
+                         "test_samples": int(parts["test"].size), **selected}
         metrics.update(model.summary())
         outputs = {}
         if parts["test"].size:
@@ -123,8 +162,9 @@ class TrainTask(reflow.Task):
             keep = every if life else (every + (["image"] if "image" in test else []) if images
                                        else features + targets)
             merged = test[keep].copy()
-            for name in pred.data_vars:
-                merged[name] = (dim, np.asarray(pred[name].values))
+            for name in pred.data_vars:  # per sample, except a detector's box table (dim `box`)
+                side = model.family == DETECTOR and pred[name].dims == ("box",)
+                merged[name] = (pred[name].dims if side else dim, np.asarray(pred[name].values))
             outputs["predictions"] = merged
             if life:
                 score = getattr(model, "score", None)
@@ -137,6 +177,8 @@ class TrainTask(reflow.Task):
                     if t in self.params.threshold:
                         metrics.update(flatten(t, threshold_metrics(test[t].values, _mean(pred, t),
                                                                     self.params.threshold[t])))
+                if model.family == DETECTOR:  # mAP of the boxes on the held-out images, and a figure of them
+                    metrics.update(model.score(test, ctx, predictions=pred))
         return reflow.StageResult(outputs, metrics)
 
     def plot(self, result, folder: Path):
@@ -159,6 +201,10 @@ class TrainTask(reflow.Task):
                                               f"{t}: accuracy {m.get(f'{t}_accuracy', float('nan')):.3f}, "
                                               f"macro F1 {m.get(f'{t}_macro_f1', float('nan')):.3f}")
                 paths.append(_save(fig, folder / f"{t}_confusion.png"))
+                scores = _class_scores(_probabilities(pred, t), [str(c) for c in m[f"{t}_classes"]])
+                if scores is not None:  # one-vs-rest ROC curves from the class probabilities
+                    paths.append(_save(_class_roc_figure(pred[t].values, scores, m[f"{t}_classes"], t),
+                                       folder / f"{t}_roc.png"))
                 continue
             if pred[t].dtype.kind not in "fi":
                 continue
@@ -201,6 +247,39 @@ def _model_plots(folder: Path) -> list[Path]:
     return [Path(p) for p in cls.load(folder / "model").plot(folder)]
 
 
+def _rows_where(data, dim: str, condition: str, ref) -> tuple:
+    """The rows of ``data`` where ``condition`` holds, and metrics saying how many were kept and dropped."""
+    constraint = parse_constraint(condition)
+    for name in constraint.names:
+        if name not in data:
+            raise reflow.DataError(f"train: where {condition!r} names {name!r}, which stage {ref} does not have "
+                                   f"(has: {', '.join(map(str, data.data_vars))})")
+        if data[name].dims != (dim,) or data[name].dtype.kind not in "fiub":
+            raise reflow.DataError(f"train: where {condition!r}: {name!r} must be a number per {dim} "
+                                   f"(it is {data[name].dtype} on {data[name].dims})")
+    keep = np.asarray(constraint.holds({n: np.asarray(data[n].values, dtype=float) for n in constraint.names}),
+                      dtype=bool).reshape(-1)
+    if not keep.any():
+        raise reflow.DataError(f"train: no row of stage {ref} satisfies where {condition!r} "
+                               f"({keep.size} rows)")
+    return data.isel({dim: np.flatnonzero(keep)}), {"where": condition, "where_kept": int(keep.sum()),
+                                                    "where_dropped": int((~keep).sum())}
+
+
+def _held_out(test, dim: str, ref, needed: list[str]):
+    """The explicit test set (``test_data``): its successful rows, with every variable the model needs."""
+    if dim not in test.dims:
+        raise reflow.DataError(f"train: test_data {ref} has no dim {dim!r} like the training data "
+                               f"(dims: {', '.join(map(str, test.dims))})")
+    if "status" in test:
+        test = test.isel({dim: np.flatnonzero(test["status"].values == "ok")})
+    missing = [n for n in needed if n not in test]
+    if missing:
+        raise reflow.DataError(f"train: test_data {ref} has no variables {', '.join(missing)} "
+                               f"(has: {', '.join(map(str, test.data_vars))})")
+    return test
+
+
 def _save(fig, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
@@ -229,13 +308,31 @@ def _probabilities(pred, t: str) -> dict[str, np.ndarray]:
             if str(n).startswith(head)}
 
 
+def _class_scores(probabilities: dict[str, np.ndarray], names: list[str]) -> np.ndarray | None:
+    """(n, classes) probabilities in ``names`` order, or None without probabilities for at least two classes.
+
+    Models name the columns by the class (``chip-crack``) or by its identifier form (``chip_crack``); a class the
+    model never saw in training has no column and gets probability 0 (it cannot predict it)."""
+    import re
+
+    def key(name: str) -> str:
+        return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "class"
+
+    found = {**{key(k): v for k, v in probabilities.items()}, **probabilities}
+    columns = [found.get(n, found.get(key(n))) for n in names]
+    present = [c for c in columns if c is not None]
+    if len(present) < 2:
+        return None
+    return np.column_stack([c if c is not None else np.zeros_like(present[0]) for c in columns])
+
+
 def _target_scores(t: str, y, p, family: str, classes: list | None = None,
                    probabilities: dict[str, np.ndarray] | None = None) -> dict:
     """Test metrics of target ``t``: per-class ones (reflow.metrics) for a classifier's, a text or a bool
     target, else the shared regression scores (R2, RMSE, MAE) and the MSE.
 
     A float prediction of a bool truth is read as the probability of True: labels at 0.5, ROC AUC from it.
-    With a probability for every class (``probabilities``, by class name) the one-vs-rest ROC AUC is added.
+    With class probabilities (``probabilities``, by class name) the one-vs-rest ROC AUC is added.
     """
     y, p = np.asarray(y), np.asarray(p)
     if family == "classifier" or y.dtype.kind in "USb":
@@ -246,8 +343,8 @@ def _target_scores(t: str, y, p, family: str, classes: list | None = None,
             classes = None
         out = flatten(t, classification_metrics(y, p, classes=classes))
         names = [str(c) for c in out[f"{t}_classes"]]
-        if probabilities and all(n in probabilities for n in names):
-            scores = np.column_stack([probabilities[n] for n in names])
+        scores = _class_scores(probabilities or {}, names)
+        if scores is not None:
             out[f"{t}_roc_auc_ovr"] = classification_metrics(y, p, classes=out[f"{t}_classes"],
                                                              scores=scores)["roc_auc_ovr"]
         if score is not None:
