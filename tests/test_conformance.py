@@ -14,6 +14,7 @@ PARAMS = {
     "netcdf": {"path": "x.nc"},
     "image-folder": {"path": "images"},
     "image-manifest": {"path": "images.csv"},
+    "coco": {"path": "coco.json"},
     "data": {"source": {"csv": {"path": "x.csv"}}},
     "doe": {"design": "lhs", "space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage"},
     "evaluate": {"data": "doe", "evaluate": "bilayer-warpage"},
@@ -38,8 +39,13 @@ PARAMS = {
     "wgan-gp": {"image_size": 16, "steps": 2, "width": 4, "latent_dim": 4, "embed_dim": 2, "n_critic": 1,
                 "batch_size": 4},
     "augment": {"data": "images", "augmenter": "classic", "target_per_class": 10},
+    "predict": {"model": {"stage": "fit"}, "data": "doe.trials"},
+    "compare": {"data": "doe.trials", "target": "warpage_um", "models": ["gp", "elm"]},
+    "sensitivity": {"space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage",
+                    "samples": 8},
 }
-SKIP_RUN = {"csv", "netcdf", "image-folder", "image-manifest"}  # need files; see test_tabular.py, test_images.py
+SKIP_RUN = {"csv", "netcdf", "image-folder", "image-manifest", "coco"}  # need files; see test_tabular.py,
+# test_images.py and test_inspection_data.py
 
 
 def _aging_data():
