@@ -5,30 +5,63 @@ variable with the cycles or hours at failure or suspension, and the event is eit
 (``failed``: 1 = failed, 0 = censored) or a condition on other variables (``failure: "delta_bmax > 0.2"``),
 parsed by :mod:`reflow.expressions` and never eval'd. The models' outputs share names too: ``reliability``
 at a given time, ``b<p>_<time>`` B-lives and ``median_<time>``, each ``_mean`` with ``_lower``/``_upper``.
+
+Or the data are degradation trajectories, one row per unit and measurement (``degradation: {unit: led_id,
+variable: delta_bmax_mean, threshold: 0.2}``, ``time: cycles``): a unit fails when its measure first crosses the
+threshold, at the time found by linear interpolation between the two measurements around the crossing; a unit
+that never crosses is censored at its last measurement. Later dips back below the threshold (measurement noise)
+do not undo a failure. A unit already past the threshold at time 0 was defective before the test: it is left
+out of the life data (a screening, not a wear-out question) and counted; one already past it at a first
+measurement after time 0 failed at or before that time, which is taken as its failure time (measure at 0 to
+avoid this bias). Repeated measurements of a unit at the same time are averaged; missing values are skipped.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import reflow
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from reflow.errors import DataError, UserInputError
 from reflow.expressions import ExpressionError, parse_constraint
 
+log = logging.getLogger("reflow.reliability")
+
 _BOOKKEEPING = ("status", "error", "batch", "started", "finished")
+
+
+class Degradation(BaseModel):
+    """Failure times from degradation trajectories: ``{unit: led_id, variable: delta_bmax_mean, threshold: 0.2}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    unit: str = Field(description="variable naming the unit each row measures (an LED, a joint, a board)")
+    variable: str = Field(description="the degradation measure, e.g. delta_bmax or a model's delta_bmax_mean")
+    threshold: float = Field(description="the unit has failed once the measure is past this value")
+    direction: Literal["above", "below"] = Field("above", description="above: failed when the measure rises "
+                                                                      "above the threshold; below: when it falls "
+                                                                      "below (a strength, a light output)")
+
+    def describe(self) -> str:
+        return f"{self.variable} {'>' if self.direction == 'above' else '<'} {self.threshold:g} per {self.unit}"
 
 
 class LifeParams(reflow.Params):
     """The params every life model shares: which variables hold the times and the events."""
 
-    time: str = Field("cycles", description="variable with each unit's cycles or hours at failure or suspension")
+    time: str = Field("cycles", description="variable with each unit's cycles or hours at failure or suspension "
+                                            "(with degradation: the time of each measurement)")
     failed: str | None = Field(None, description="event indicator variable: 1 = failed, 0 = censored "
                                                  "(suspended); default 'failed' unless 'failure' is given")
     failure: str | None = Field(None, description="failure condition instead of an indicator, e.g. "
                                                   "'delta_bmax > 0.2' (parsed, never eval'd)")
+    degradation: Degradation | None = Field(
+        None, description="failure times from trajectories instead: {unit: led_id, variable: delta_bmax_mean, "
+                          "threshold: 0.2}: first crossing per unit (linear interpolation between the measured "
+                          "times), censored at the last measurement if it never crosses")
     confidence: float = Field(0.9, gt=0.5, lt=1.0, description="two-sided confidence level of the bounds")
 
     @field_validator("failure")
@@ -43,26 +76,43 @@ class LifeParams(reflow.Params):
 
     @model_validator(mode="after")
     def _one_event_source(self) -> LifeParams:
-        if self.failed is not None and self.failure is not None:
-            raise ValueError("give either 'failed' (an indicator variable) or 'failure' (a condition), not both")
+        given = [k for k in ("failed", "failure", "degradation") if getattr(self, k) is not None]
+        if len(given) > 1:
+            both = "both " if len(given) == 2 else "all of "
+            raise ValueError(f"give one of 'failed' (an indicator variable), 'failure' (a condition) or "
+                             f"'degradation' (trajectories), not {both}{' and '.join(map(repr, given))}")
         return self
 
 
 @dataclass(frozen=True)
 class LifeData:
-    """Times and events of the units of one dataset."""
+    """Times and events of the units of one dataset.
+
+    From degradation trajectories (several rows per unit), ``rows`` holds each unit's first row in the data
+    (for per-unit covariates), ``units`` the unit ids and ``excluded`` how many units were past the threshold
+    at time 0 and left out; otherwise every row is a unit and ``rows`` is None.
+    """
 
     time: np.ndarray
     event: np.ndarray
     dim: str
+    rows: np.ndarray | None = None
+    units: np.ndarray | None = None
+    excluded: int = 0
 
     @property
     def failures(self) -> int:
         return int(self.event.sum())
 
+    def unit_data(self, data: Any) -> Any:
+        """``data`` with one row per unit (the unit's first row), in the order of ``time``."""
+        return data if self.rows is None else data.isel({self.dim: self.rows})
+
 
 def event_source(params: LifeParams) -> str:
-    """Where events come from, for messages: the indicator's name or the condition."""
+    """Where events come from, for messages: the indicator's name, the condition or the trajectories."""
+    if params.degradation is not None:
+        return f"degradation {params.degradation.describe()}"
     return f"condition {params.failure!r}" if params.failure is not None else f"indicator {params.failed or 'failed'!r}"
 
 
@@ -78,7 +128,20 @@ def _variables(data: Any) -> str:
 def read_life_data(data: Any, params: LifeParams, who: str, *, min_failures: int = 1) -> LifeData:
     """The units' times and events; a missing variable, a negative or missing time, an indicator that is not
     0/1 and too few failures are :class:`reflow.DataError` naming the field (the data is the user's)."""
-    name = params.time
+    t, dim = _times(data, params.time, who)
+    if params.degradation is not None:
+        life = _from_trajectories(data, params.degradation, params.time, t, dim, who)
+    else:
+        life = LifeData(t, _events(data, params, who, dim, t.size), dim)
+    if life.failures < min_failures:
+        what = "no failures" if life.failures == 0 else f"only {life.failures} failure(s)"
+        raise DataError(f"{who}: {what} among {life.time.size} units (events from {event_source(params)}); "
+                        f"the fit needs at least {min_failures}")
+    return life
+
+
+def _times(data: Any, name: str, who: str) -> tuple[np.ndarray, str]:
+    """The time variable as floats, checked, and its dim."""
     if not _has(data, name):
         raise DataError(f"{who}: no time variable {name!r} (params.time: each unit's cycles or hours); "
                         f"the data has {_variables(data)}")
@@ -99,12 +162,68 @@ def read_life_data(data: Any, params: LifeParams, who: str, *, min_failures: int
     if neg.size:
         raise DataError(f"{who}: time variable {name!r} has {neg.size} negative value(s) (first: {t[neg[0]]:g} at "
                         f"{dim} {neg[0]}); cycles and hours are >= 0")
-    event = _events(data, params, who, dim, t.size)
-    if event.sum() < min_failures:
-        what = "no failures" if event.sum() == 0 else f"only {int(event.sum())} failure(s)"
-        raise DataError(f"{who}: {what} among {t.size} units (events from {event_source(params)}); "
-                        f"the fit needs at least {min_failures}")
-    return LifeData(t, event, dim)
+    return t, dim
+
+
+def first_crossing(times: np.ndarray, values: np.ndarray, threshold: float,
+                   direction: str = "above") -> tuple[float, bool]:
+    """(time, failed) of one unit's trajectory: the first time its measure is past ``threshold``, linearly
+    interpolated between the measurements around the crossing, or (last time, False) if it never is.
+
+    ``times`` must be sorted and distinct; a trajectory past the threshold at its first measurement gives
+    that measurement's time."""
+    sign = 1.0 if direction == "above" else -1.0
+    past = np.flatnonzero(sign * (values - threshold) > 0)
+    if past.size == 0:
+        return float(times[-1]), False
+    k = int(past[0])
+    if k == 0:
+        return float(times[0]), True
+    t0, t1, v0, v1 = times[k - 1], times[k], values[k - 1], values[k]
+    return float(t0 + (threshold - v0) / (v1 - v0) * (t1 - t0)), True
+
+
+def _from_trajectories(data: Any, spec: Degradation, time: str, t: np.ndarray, dim: str, who: str) -> LifeData:
+    """Per unit: the first crossing of the threshold (see the module docstring)."""
+    for name, what in ((spec.unit, "unit"), (spec.variable, "degradation variable")):
+        if not _has(data, name):
+            raise DataError(f"{who}: no {what} {name!r} (params.degradation.{'unit' if what == 'unit' else 'variable'}"
+                            f"); the data has {_variables(data)}")
+        if data[name].dims != (dim,):
+            raise DataError(f"{who}: {what} {name!r} must lie on dim {dim!r} like the times {time!r}, it has "
+                            f"{data[name].dims}")
+    if data[spec.variable].dtype.kind not in "fiu":
+        raise DataError(f"{who}: degradation variable {spec.variable!r} must be numeric, it holds "
+                        f"{data[spec.variable].dtype}")
+    values = np.asarray(data[spec.variable].values, dtype=float)
+    ids = np.asarray(data[spec.unit].values)
+    finite = np.isfinite(values)
+    if not finite.all():
+        log.warning("%s: %d measurement(s) without a %s value are skipped", who, int((~finite).sum()), spec.variable)
+    units, codes = np.unique(ids, return_inverse=True)
+    times, events, rows, kept, excluded = [], [], [], [], []
+    for u in range(units.size):
+        mine = np.flatnonzero((codes == u) & finite)
+        if mine.size == 0:
+            raise DataError(f"{who}: unit {units[u]!r} ({spec.unit}) has no finite {spec.variable!r} value")
+        at, inverse = np.unique(t[mine], return_inverse=True)  # sorted, repeated times averaged
+        trajectory = np.bincount(inverse, weights=values[mine]) / np.bincount(inverse)
+        sign = 1.0 if spec.direction == "above" else -1.0
+        if at[0] == 0.0 and sign * (trajectory[0] - spec.threshold) > 0:
+            excluded.append(units[u])  # defective before the first cycle
+            continue
+        when, failed = first_crossing(at, trajectory, spec.threshold, spec.direction)
+        times.append(when)
+        events.append(failed)
+        rows.append(int(mine[np.argmin(t[mine])]))  # the first of the earliest rows
+        kept.append(units[u])
+    if excluded:
+        log.warning("%s: %d unit(s) past %s at time 0 (defective before the test) are left out of the life data: "
+                    "%s", who, len(excluded), spec.describe(), ", ".join(map(str, excluded[:10])))
+    if not times:
+        raise DataError(f"{who}: every unit is past {spec.describe()} at time 0; there is no life to model")
+    return LifeData(np.asarray(times, dtype=float), np.asarray(events, dtype=bool), dim,
+                    rows=np.asarray(rows, dtype=np.int64), units=np.asarray(kept), excluded=len(excluded))
 
 
 def _events(data: Any, params: LifeParams, who: str, dim: str, n: int) -> np.ndarray:

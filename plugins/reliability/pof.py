@@ -15,6 +15,10 @@ Sources:
 - Engelmaier, "Fatigue life of leadless chip carrier solder joints during power cycling", IEEE Trans. CHMT 6
   (1983) 232: N_f = 1/2 (d_gamma / (2 eps_f'))^(1/c), eps_f' = 0.325, c = -0.442 - 6e-4 T_s + 1.74e-2 ln(1 + f),
   T_s the mean cyclic solder temperature in deg C, f the cycling frequency in cycles per day (1 <= f <= 1000).
+  Calibrated to a test: eps_f' = d_gamma_ref / (2 (2 N_ref)^c_ref), the closed-form inverse at a reference
+  condition whose cycles to failure N_ref were observed.
+- B-life of a Weibull population with characteristic life eta and shape beta: B_p = eta (-ln(1 - p))^(1/beta),
+  so B10 = eta (-ln 0.9)^(1/beta) (Abernethy, "The New Weibull Handbook", 5th ed., 2006, ch. 2).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from dataclasses import replace
 from typing import Literal
 
 import reflow
-from pydantic import Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reflow.components import Variable
 
 BOLTZMANN_EV = 8.617333262e-5
@@ -68,6 +72,21 @@ def strain_life_cycles(strain_range: float, ductility: float, exponent: float) -
 def engelmaier_exponent(mean_temp_c: float, cycles_per_day: float) -> float:
     """Engelmaier's fatigue ductility exponent c (negative)."""
     return -0.442 - 6e-4 * mean_temp_c + 1.74e-2 * math.log(1.0 + cycles_per_day)
+
+
+def calibrated_ductility(cycles_to_failure: float, strain_range: float, exponent: float) -> float:
+    """The fatigue ductility eps_f' with which N_f = 1/2 (strain_range / (2 eps_f'))^(1/c) equals
+    ``cycles_to_failure``: eps_f' = strain_range / (2 (2 N_f)^c), the strain-life law solved for eps_f'."""
+    if not cycles_to_failure > 0:
+        raise ValueError(f"the reference cycles to failure must be positive, got {cycles_to_failure}")
+    if not strain_range > 0:
+        raise ValueError(f"the reference strain range must be positive, got {strain_range}")
+    return strain_range / (2.0 * (2.0 * cycles_to_failure) ** exponent)
+
+
+def weibull_b_life(characteristic_life: float, shape: float, percent: float = 10.0) -> float:
+    """Cycles by which ``percent`` % of a Weibull population (scale ``characteristic_life``, ``shape``) fail."""
+    return characteristic_life * (-math.log1p(-percent / 100.0)) ** (1.0 / shape)
 
 
 class Arrhenius(reflow.Evaluator):
@@ -197,12 +216,36 @@ class CoffinManson(reflow.Evaluator):
         return {"cycles_to_failure": n}
 
 
+class EngelmaierReference(BaseModel):
+    """A condition at which the cycles to failure were observed (a thermal-cycling test), to calibrate eps_f'.
+
+    Every value may be a stage value, e.g. ``cycles_to_failure: "${life.eta}"`` (a Weibull stage's
+    characteristic life) and ``shear_strain_range: "${nominal.trials.solder_shear_strain_range:mean}"``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    cycles_to_failure: float = Field(gt=0, description="cycles to failure observed at the reference condition "
+                                                       "(e.g. a Weibull fit's characteristic life eta)")
+    shear_strain_range: float = Field(gt=0, le=1.0, description="cyclic shear strain range of the joints in "
+                                                                "that test (before void derating)")
+    mean_solder_temp_c: float = Field(ge=-55, le=200, description="mean cyclic solder temperature of the test")
+    cycles_per_day: float = Field(ge=1, le=1000, description="cycling frequency of the test")
+    void_fraction: float = Field(0.0, ge=0.0, lt=1.0, description="void fraction of the tested joints")
+
+
 class Engelmaier(reflow.Evaluator):
     """Engelmaier solder-joint fatigue life from the cyclic shear strain range, with void derating.
 
     Voids take load-bearing area away: with a void fraction v the same shear force acts on (1 - v) of the
     joint, so the effective shear strain range is d_gamma / (1 - v) (linear, force-controlled). This is the
     hook through which inspection results (a void fraction from SAM images) enter life predictions.
+
+    ``strain`` names the input that holds the strain range, so a pipeline can feed it from a simulation
+    (``strain: solder_shear_strain_range`` after ``fea-package``). ``calibrate`` sets eps_f' so that a
+    reference condition (a test whose failures were observed) gives its observed cycles to failure; the model
+    then carries that test to other strains, temperatures, frequencies and void fractions. ``weibull_shape``
+    reads N_f as a Weibull characteristic life and adds ``b10_cycles`` = N_f (-ln 0.9)^(1/beta).
     """
 
     inputs = (
@@ -218,7 +261,48 @@ class Engelmaier(reflow.Evaluator):
     )
 
     class Params(reflow.Params):
-        fatigue_ductility: float = Field(0.325, gt=0, description="eps_f' (0.325 for eutectic SnPb, Engelmaier)")
+        fatigue_ductility: float = Field(0.325, gt=0, description="eps_f' (0.325 for eutectic SnPb, Engelmaier); "
+                                                                  "set by calibrate when that is given")
+        strain: str = Field("shear_strain_range", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                            description="input holding the cyclic shear strain range, e.g. "
+                                        "solder_shear_strain_range from fea-package (a renamed input has no "
+                                        "default: a pipeline that does not produce it fails loudly)")
+        calibrate: EngelmaierReference | None = Field(
+            None, description="fit eps_f' to a test: {cycles_to_failure, shear_strain_range, mean_solder_temp_c, "
+                              "cycles_per_day, void_fraction}; values may be stage values (${life.eta})")
+        weibull_shape: float | None = Field(None, gt=0, le=50, description="Weibull shape beta of the population "
+                                            "(e.g. ${life.beta}): adds the output b10_cycles = N_f (-ln 0.9)^(1/beta)"
+                                            ", N_f read as the characteristic life")
+
+        @model_validator(mode="after")
+        def _one_ductility(self):
+            if self.calibrate is not None and "fatigue_ductility" in self.model_fields_set:
+                raise ValueError("give either fatigue_ductility or calibrate (which sets it), not both")
+            return self
+
+    def ductility(self) -> float:
+        """eps_f': the given one, or the one that reproduces the calibration's reference condition."""
+        ref = self.params.calibrate
+        if ref is None:
+            return self.params.fatigue_ductility
+        c = engelmaier_exponent(ref.mean_solder_temp_c, ref.cycles_per_day)
+        return calibrated_ductility(ref.cycles_to_failure, ref.shear_strain_range / (1.0 - ref.void_fraction), c)
+
+    def input_variables(self) -> tuple[Variable, ...]:
+        if self.params.strain == "shear_strain_range":
+            return type(self).inputs
+        return tuple(replace(v, name=self.params.strain, default=None, description=f"cyclic shear strain range "
+                             f"({self.params.strain})") if v.name == "shear_strain_range" else v
+                     for v in type(self).inputs)
+
+    def output_variables(self) -> tuple[Variable, ...]:
+        extra = []
+        if self.params.calibrate is not None:
+            extra.append(Variable("fatigue_ductility", "", description="eps_f' calibrated to the reference test"))
+        if self.params.weibull_shape is not None:
+            extra.append(Variable("b10_cycles", "cycles", description="N_f (-ln 0.9)^(1/beta): cycles by which 10 "
+                                                                      "% of the joints fail"))
+        return type(self).outputs + tuple(extra)
 
     def evaluate_one(self, inputs):
         void = inputs["void_fraction"]
@@ -228,6 +312,12 @@ class Engelmaier(reflow.Evaluator):
         if not 1.0 <= f <= 1000.0:
             raise ValueError(f"Engelmaier's model holds for 1 to 1000 cycles per day, got {f}")
         c = engelmaier_exponent(inputs["mean_solder_temp_c"], f)
-        strain = inputs["shear_strain_range"] / (1.0 - void)
-        n = strain_life_cycles(strain, self.params.fatigue_ductility, c)
-        return {"cycles_to_failure": n, "fatigue_exponent": c, "effective_strain_range": strain}
+        strain = inputs[self.params.strain] / (1.0 - void)
+        ductility = self.ductility()
+        n = strain_life_cycles(strain, ductility, c)
+        out = {"cycles_to_failure": n, "fatigue_exponent": c, "effective_strain_range": strain}
+        if self.params.calibrate is not None:
+            out["fatigue_ductility"] = ductility
+        if self.params.weibull_shape is not None:
+            out["b10_cycles"] = weibull_b_life(n, self.params.weibull_shape, 10.0)
+        return out

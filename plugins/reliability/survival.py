@@ -61,6 +61,20 @@ def _savefig(fig, path: Path) -> Path:
     return path
 
 
+def _constant_per_unit(data, params, life, covariates: list[str], who: str) -> None:
+    """With degradation trajectories a covariate describes a unit: it must not change between the unit's rows."""
+    if params.degradation is None or life.rows is None:
+        return
+    ids = np.asarray(data[params.degradation.unit].values)
+    for c in covariates:
+        values = np.asarray(data[c].values, dtype=float).reshape(-1)
+        for unit, row in zip(life.units, life.rows, strict=True):
+            if not np.allclose(values[ids == unit], values[row], equal_nan=True):
+                raise DataError(f"{who}: covariate {c!r} changes within unit {unit!r} ({params.degradation.unit}); "
+                                "with degradation trajectories a covariate is one value per unit (time-varying "
+                                "covariates are not supported)")
+
+
 class KaplanMeier(reflow.Model):
     """Kaplan-Meier reliability curve of a (censored) life test, with confidence bounds and the median life.
 
@@ -214,6 +228,8 @@ class CoxPH(reflow.Model):
             from reflow.expressions import parse_constraint
 
             event_vars = set(parse_constraint(self.params.failure).names)
+        if self.params.degradation is not None:
+            event_vars = {self.params.degradation.unit, self.params.degradation.variable}
         covariates = [f for f in self.features if f != self.params.time] or numeric_covariates(
             data, life.dim, {self.params.time} | event_vars)
         if not covariates:
@@ -222,7 +238,9 @@ class CoxPH(reflow.Model):
         missing = [c for c in covariates if c not in data]
         if missing:
             raise DataError(f"{who}: no covariate(s) {', '.join(map(repr, missing))} in the data")
-        frame = {c: np.asarray(data[c].values, dtype=float).reshape(-1) for c in covariates}
+        _constant_per_unit(data, self.params, life, covariates, who)
+        units = life.unit_data(data)
+        frame = {c: np.asarray(units[c].values, dtype=float).reshape(-1) for c in covariates}
         for c, values in frame.items():
             if values.size != life.time.size or not np.all(np.isfinite(values)):
                 raise DataError(f"{who}: covariate {c!r} must have one finite value per unit")
@@ -311,7 +329,8 @@ class CoxPH(reflow.Model):
         life = read_life_data(data, self.params, "cox-ph", min_failures=0)
         if life.failures == 0:
             return {}
-        return {"test_concordance": float(concordance_index(life.time, -self.risk(self._covariates(data)),
+        units = life.unit_data(data)
+        return {"test_concordance": float(concordance_index(life.time, -self.risk(self._covariates(units)),
                                                             life.event))}
 
     def save_state(self, directory):

@@ -224,6 +224,7 @@ class Weibull(reflow.Model):
         self.log_likelihood_ = weibull_loglik(theta, t, event)
         self.times_ = t
         self.events_ = event
+        self.excluded_units_ = life.excluded
         self._set_outputs()
         return self
 
@@ -311,6 +312,8 @@ class Weibull(reflow.Model):
         out["mean_life"] = self.gamma + self.eta * math.gamma(1.0 + 1.0 / self.beta)
         out["units"] = int(self.times_.size)
         out["failures"] = int(self.events_.sum())
+        if getattr(self, "excluded_units_", 0):  # degradation: units past the threshold before the test
+            out["units_excluded_at_start"] = int(self.excluded_units_)
         out["log_likelihood"] = self.log_likelihood_
         out["confidence"] = self.params.confidence
         return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
@@ -349,7 +352,8 @@ class Weibull(reflow.Model):
     # ---- state ---------------------------------------------------------------------------------------------
     def save_state(self, directory):
         np.savez(Path(directory) / "state.npz", theta=self.theta_, cov=self.cov_, times=self.times_,
-                 events=self.events_, log_likelihood=self.log_likelihood_)
+                 events=self.events_, log_likelihood=self.log_likelihood_,
+                 excluded_units=getattr(self, "excluded_units_", 0))
         (Path(directory) / "weibull.json").write_text(json.dumps(self.summary(), indent=2))
 
     def load_state(self, directory):
@@ -359,6 +363,7 @@ class Weibull(reflow.Model):
             self.times_ = state["times"]
             self.events_ = state["events"].astype(bool)
             self.log_likelihood_ = float(state["log_likelihood"])
+            self.excluded_units_ = int(state["excluded_units"]) if "excluded_units" in state.files else 0
 
     # ---- plot ----------------------------------------------------------------------------------------------
     def plot(self, folder: Path) -> list[Path]:

@@ -10,11 +10,13 @@ from reflow.evaluation import Pipeline
 
 
 def pipeline_for_check(checker, specs) -> Pipeline | None:
-    """Instantiate the evaluators of a pipeline for validation; None if a step is a trained stage."""
+    """Instantiate the evaluators of a pipeline for validation; None if a step is a trained stage or its params
+    are not validated yet (they wait for stage values, ``${...}``, and are checked again when the stage starts:
+    default params would declare other inputs and outputs)."""
     steps = []
     for spec in specs:
         cls = checker.component_class(spec)
-        if cls is None:
+        if cls is None or spec.validated is None:
             return None
         steps.append(cls(spec.validated))
     return Pipeline(steps, [s.label for s in specs])

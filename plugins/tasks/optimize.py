@@ -73,6 +73,13 @@ class OptimizeTask(reflow.Task):
     ``best`` (the best feasible trial, or the Pareto set for several objectives) and ``history``
     (best value or hypervolume after each evaluation). With ``verify: {evaluate: ...}`` the chosen designs are
     evaluated again with that (true) evaluator after the optimization: output ``verify`` and ``verify_*`` metrics.
+
+    ``recommend: <objective>`` names the one design to build: the feasible trial best on that objective (with
+    several objectives, the end of the Pareto front that the other objectives were traded for, under the
+    constraints). With ``verify`` it is chosen among the verified designs by their true values, so a design the
+    optimizer's evaluator only thought feasible is never recommended. Metrics ``recommended_trial``,
+    ``recommended_by`` (verify or optimizer), ``recommended_<parameter>`` and ``recommended_<output>`` for every
+    objective and constrained output.
     """
 
     outputs = ("trials", "best", "history", "verify")
@@ -90,6 +97,9 @@ class OptimizeTask(reflow.Task):
         budget: Budget = Field(default_factory=Budget, description="initial, evaluations, batch_size, initial_design")
         verify: VerifySpec | None = Field(None, description="re-evaluate the chosen designs with a true evaluator: "
                                                             "{evaluate: ..., designs: pareto | best | all, max: 20}")
+        recommend: str | None = Field(None, description="an objective: its best feasible design (among the verified "
+                                                        "ones, by their true values, when verify is given) becomes "
+                                                        "the recommended_* metrics")
 
     # ---- validation ---------------------------------------------------------------------------------
     def check(self, check):
@@ -136,6 +146,9 @@ class OptimizeTask(reflow.Task):
                                                  f"initial evaluations (got {p.budget.initial})")
         if opt is not None and opt.__name__ == "QLogNEI" and len(p.objectives) > 1:
             check.problem(("optimizer",), "qlognei optimizes one objective; use qnehvi or qparego for several")
+        if p.recommend is not None and p.recommend not in p.objectives:
+            check.problem(("recommend",), f"{p.recommend!r} is not an objective (objectives: "
+                                          f"{', '.join(p.objectives)})")
         if p.verify is not None:
             if pipeline is not None and any(s.manual for s in pipeline.steps):
                 check.problem(("verify",), "a lab stage measures true values already: there is nothing to verify")
@@ -163,7 +176,9 @@ class OptimizeTask(reflow.Task):
                     f"measured). Next: reflow ask {run_dir} --stage {ctx.stage} -n {self.params.budget.batch_size}"
                     f" --out next.csv; fill in the measurements; reflow tell {run_dir} --stage {ctx.stage} "
                     f"next.csv; then reflow run --resume {run_dir}")
-            return loop.result()
+            result = loop.result()
+            result.metrics.update(self._recommendation(result, loop.problem, ctx))
+            return result
         verifier = build_verifier(self.params.verify, list(self.params.objectives), ctx) if self.params.verify \
             else None
         loop.run()
@@ -178,7 +193,19 @@ class OptimizeTask(reflow.Task):
             checked = verify_designs(verifier, self.params.verify, trials, loop.problem, ctx, inputs_of)
             result.outputs["verify"] = checked
             result.metrics.update(verify_metrics(checked, [o.name for o in loop.problem.objectives]))
+        result.metrics.update(self._recommendation(result, loop.problem, ctx))
         return result
+
+    def _recommendation(self, result, problem: OptimizationProblem, ctx) -> dict[str, Any]:
+        """The ``recommended_*`` metrics (empty without ``recommend``)."""
+        if self.params.recommend is None:
+            return {}
+        out = recommend(result.outputs["trials"], problem, self.params.recommend, result.outputs.get("verify"))
+        if "recommended_trial" not in out:
+            ctx.logger.warning("stage %s: no %sdesign is feasible: nothing to recommend", ctx.stage,
+                               "verified " if out.get("recommended_by") == "verify" else "")
+            out["recommended_by"] = "none"
+        return out
 
     def lab_ask(self, ctx, n: int) -> Any:
         """The next ``n`` lab experiments (recorded as asked): a Dataset on dim ``trial``."""
@@ -395,6 +422,43 @@ class _Loop:
         hist["initial"] = ("evaluation", np.array([a.startswith("initial design") for a in
                                                    trials["acquisition"].values], dtype=bool))
         return reflow.StageResult({"trials": trials, "best": chosen, "history": hist}, metrics)
+
+
+def recommend(trials, problem: OptimizationProblem, objective: str, verified=None) -> dict[str, Any]:
+    """The feasible design best on ``objective`` as metrics: ``recommended_trial``, ``recommended_by``,
+    ``recommended_<parameter>`` and ``recommended_<output>`` (objectives and constrained outputs).
+
+    With ``verified`` (the verify output) only its successful rows compete, judged by their true values; ties on
+    ``objective`` go to the design the other objectives rank best (the first non-dominated one)."""
+    import xarray as xr
+
+    names = problem.metric_names
+    if verified is not None:
+        ok = verified["status"].values == "ok"
+        rows = verified.isel(trial=np.flatnonzero(ok))
+        table = xr.Dataset({n: ("trial", np.asarray(rows[f"{n}_true"].values, dtype=float)) for n in names},
+                           coords={"trial": rows["trial"].values})
+        source = "verify"
+    else:
+        table, source = trials, "optimizer"
+    out: dict[str, Any] = {"recommended_by": source}
+    if not table.sizes.get("trial", 0):
+        return out
+    values = problem.objective_values(table)
+    feasible = problem.feasible(table) & np.all(np.isfinite(values), axis=1)
+    if not feasible.any():
+        return out
+    j = [o.name for o in problem.objectives].index(objective)
+    candidates = np.flatnonzero(feasible & (values[:, j] == np.max(values[feasible, j])))
+    best = int(candidates[pareto_mask(values[candidates])][0])
+    trial = int(table["trial"].values[best])
+    out["recommended_trial"] = trial
+    row = trials.sel(trial=trial)
+    for prm in problem.free:
+        out[f"recommended_{prm.name}"] = _py(row[prm.name].values[()])
+    for name in names:
+        out[f"recommended_{name}"] = float(table[name].values[best])
+    return out
 
 
 def _py(value: Any) -> Any:

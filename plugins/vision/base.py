@@ -40,8 +40,8 @@ class VisionParams(TrainingConfig):
         None, description="training augmentations and evaluation preprocessing, e.g. [hflip, vflip, {crop: 56}, "
                           "{rotate: [0, 90, 180, 270]}, {normalize: {mean: 0.5, std: 0.25}}]; null: hflip, vflip and "
                           "a fixed-size crop of 7/8 of the image side (56 for 64x64 SAM images)")
-    scale_target: bool = Field(True, description="standardize a regression target with the training mean and std "
-                                                 "(predictions are returned in the target's own units)")
+    scale_target: bool = Field(True, description="standardize each regression target with its training mean and "
+                                                 "std (predictions are returned in the target's own units)")
     eval_batch_size: int = Field(256, ge=1, description="images per batch when predicting")
 
 
@@ -65,11 +65,13 @@ def _divisors(n: int) -> list[int]:
 
 
 class VisionModel(reflow.Model):
-    """Base of the image models: reads the ``image`` variable (sample, channel, y, x) and learns one target.
+    """Base of the image models: reads the ``image`` variable (sample, channel, y, x) and learns its targets.
 
-    ``configure``'s features are ignored (the input is the image); exactly one target. Regression targets are
-    standardized; classification labels (int, text or bool) become class indices. Per-epoch metrics go to
-    ``epochs.csv`` in the stage folder; ``plot(folder)`` draws the learning curve.
+    ``configure``'s features are ignored (the input is the image). One target: regression (standardized) or
+    classification (int, text or bool labels become class indices). Several targets: multi-output regression,
+    one network output per target, each standardized, so that they weigh equally in the loss (the mean of the
+    per-target MSEs); ``predict`` gives ``<target>_mean`` for each. Per-epoch metrics go to ``epochs.csv`` in the
+    stage folder; ``plot(folder)`` draws the learning curve.
     """
 
     family: ClassVar[str] = _FamilyFromTask()  # type: ignore[assignment]
@@ -115,6 +117,36 @@ class VisionModel(reflow.Model):
                                         f"got {self.targets or 'none'}")
         return self.targets[0]
 
+    def _target_values(self, data: xr.Dataset) -> np.ndarray:
+        """The targets' training values: (n,) for one target, (n, k) for several (regression only)."""
+        if not self.targets:
+            raise reflow.UserInputError(f"{type(self).__name__} needs a target: configure(features, [target, ...])")
+        missing = [t for t in self.targets if t not in data]
+        if missing:
+            raise reflow.DataError(f"the training data has no target {', '.join(map(repr, missing))} "
+                                   f"(has: {', '.join(map(str, data.data_vars))})")
+        if len(self.targets) == 1:
+            return np.asarray(data[self.targets[0]].values)
+        if self.params.task == "classification":
+            raise reflow.UserInputError(f"{type(self).__name__}: classification learns exactly one target; got "
+                                        f"{self.targets} (several targets are learned together as regression)")
+        columns = []
+        for t in self.targets:
+            values = np.asarray(data[t].values)
+            allowed = "fiub" if self.params.task == "regression" else "f"
+            if values.dtype.kind not in allowed:
+                raise reflow.DataError(
+                    f"{type(self).__name__}: several targets are learned together as regression of continuous "
+                    f"values; target {t!r} holds {values.dtype} (labels: train a classifier on it alone; integer "
+                    "counts: set task: regression)")
+            columns.append(values.astype(np.float64))
+        return np.column_stack(columns)
+
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-output mean and std of the regression targets (arrays of n_out)."""
+        return np.atleast_1d(np.asarray(self.target_mean_, dtype=np.float64)), \
+            np.atleast_1d(np.asarray(self.target_std_, dtype=np.float64))
+
     def _resolve_task(self, values: np.ndarray) -> str:
         if self.params.task != "auto":
             return self.params.task
@@ -132,10 +164,11 @@ class VisionModel(reflow.Model):
         return steps
 
     def _encode(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Targets in the network's terms and a mask of the samples that can be used (known class, finite)."""
+        """Targets in the network's terms and a mask of the samples that can be used (known class, finite; with
+        several targets, every one finite)."""
         if self.task_ == "regression":
             y = np.asarray(values, dtype=np.float64)
-            ok = np.isfinite(y)
+            ok = np.isfinite(y) if y.ndim == 1 else np.all(np.isfinite(y), axis=1)
             return ((y - self.target_mean_) / self.target_std_).astype(np.float32), ok
         index = {c: i for i, c in enumerate(self.classes_)}
         codes = np.array([index.get(_label(v), -1) for v in values], dtype=np.int64)
@@ -154,24 +187,27 @@ class VisionModel(reflow.Model):
         from reflow.imaging import ImageDataset
         from reflow.training import fit_module
 
-        target = self._target()
-        if target not in data:
-            raise reflow.DataError(f"the training data has no target {target!r} "
-                                   f"(has: {', '.join(map(str, data.data_vars))})")
+        values = self._target_values(data)
+        target = self.targets[0]
+        several = values.ndim == 2
         channels, height, width = image_shape(data)
-        values = np.asarray(data[target].values)
-        self.task_ = self._resolve_task(values)
+        self.task_ = "regression" if several else self._resolve_task(values)
         if self.task_ == "regression":
             if values.dtype.kind not in "fiub":
                 raise reflow.DataError(f"regression target {target!r} must be numeric, got {values.dtype}; "
                                        "set task: classification for labels")
-            y = values.astype(np.float64)
-            finite = y[np.isfinite(y)]
-            if finite.size == 0:
-                raise reflow.DataError(f"target {target!r} has no finite values")
-            self.target_mean_ = float(finite.mean()) if self.params.scale_target else 0.0
-            std = float(finite.std()) if self.params.scale_target else 1.0
-            self.target_std_ = std if std > 0 else 1.0
+            means, stds = [], []
+            for j, name in enumerate(self.targets):
+                y = values.astype(np.float64)[:, j] if several else values.astype(np.float64)
+                finite = y[np.isfinite(y)]
+                if finite.size == 0:
+                    raise reflow.DataError(f"target {name!r} has no finite values")
+                std = float(finite.std()) if self.params.scale_target else 1.0
+                means.append(float(finite.mean()) if self.params.scale_target else 0.0)
+                stds.append(std if std > 0 else 1.0)
+            # one target: plain floats (as saved by earlier versions); several: one per network output
+            self.target_mean_ = means if several else means[0]
+            self.target_std_ = stds if several else stds[0]
             self.classes_ = []
         else:
             self.classes_ = sorted({_label(v) for v in values}, key=lambda c: (str(type(c)), c))
@@ -186,19 +222,20 @@ class VisionModel(reflow.Model):
         self.in_chans_ = channels
         self.img_size_ = list(train_tf.output_size(height, width))
         self._check_size(*self.img_size_)
-        n_out = 1 if self.task_ == "regression" else len(self.classes_)
+        n_out = len(self.targets) if self.task_ == "regression" else len(self.classes_)
         self.n_out_ = n_out
 
         codes, ok = self._encode(values)
         rows = np.flatnonzero(ok)
-        if rows.size < values.size:
+        if rows.size < len(values):
             log.warning("%s: %d training samples without a usable %s are left out", type(self).__name__,
-                        values.size - rows.size, target)
+                        len(values) - rows.size, " or ".join(self.targets))
         train = ImageDataset(data.isel({data[target].dims[0]: rows}), codes[rows], train_tf, seed=ctx.seed)
         val = None
         val_data = getattr(self, "validation_data_", None)
-        if val_data is not None and target in val_data and val_data.sizes.get(val_data[target].dims[0], 0):
-            vcodes, vok = self._encode(np.asarray(val_data[target].values))
+        if (val_data is not None and all(t in val_data for t in self.targets)
+                and val_data.sizes.get(val_data[target].dims[0], 0)):
+            vcodes, vok = self._encode(self._target_values(val_data))
             vrows = np.flatnonzero(vok)
             if vrows.size:
                 val = ImageDataset(val_data.isel({val_data[target].dims[0]: vrows}), vcodes[vrows], eval_tf)
@@ -221,8 +258,8 @@ class VisionModel(reflow.Model):
 
         images, targets = batch
         out = module(images).float()
-        if self.task_ == "regression":
-            return F.mse_loss(out[:, 0], targets.float())
+        if self.task_ == "regression":  # several targets: (batch, k), each standardized: the mean of their MSEs
+            return F.mse_loss(out[:, 0] if targets.ndim == 1 else out, targets.float())
         return F.cross_entropy(out, targets.long())
 
     def _require_fitted(self) -> None:
@@ -266,19 +303,20 @@ class VisionModel(reflow.Model):
         return out.numpy()
 
     def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
-        """``<target>_mean`` (regression) or ``<target>_pred``, ``<target>_prob`` (its probability) and
-        ``<target>_prob_<class>`` per class (classification), on the sample dim."""
+        """``<target>_mean`` for each target (regression) or ``<target>_pred``, ``<target>_prob`` (its
+        probability) and ``<target>_prob_<class>`` per class (classification), on the sample dim."""
         import xarray as xr
         from scipy.special import softmax
 
-        target = self._target()
         images = image_array(data)
         dim = images.dims[0]
         out = self.raw_outputs(data, ctx)
         coords = {dim: data[dim].values} if dim in data.coords else {}
         if self.task_ == "regression":
-            mean = out[:, 0].astype(np.float64) * self.target_std_ + self.target_mean_
-            return xr.Dataset({f"{target}_mean": (dim, mean)}, coords=coords)
+            means, stds = self._scaling()
+            return xr.Dataset({f"{t}_mean": (dim, out[:, j].astype(np.float64) * stds[j] + means[j])
+                               for j, t in enumerate(self.targets)}, coords=coords)
+        target = self._target()
         prob = softmax(out.astype(np.float64), axis=1)
         best = prob.argmax(axis=1)
         classes = np.asarray(self.classes_)

@@ -367,7 +367,7 @@ def test_weibull_stage_feeds_norris_landzberg(write_study, tmp_path):
     assert metrics["b10_cycles_lower"] < metrics["b10_cycles"] < metrics["b10_cycles_upper"]
     assert metrics["beta"] > 0 and metrics["eta"] > 0 and 0 < metrics["failures"] < 40
     assert (run.dir / "life" / "weibull_probability.png").exists()
-    assert 'alt="weibull_probability"' in (run.dir / "report.html").read_text()
+    assert "<code>weibull_probability.png</code>" in (run.dir / "report.html").read_text()
     assert run.manifest["stages"]["life"]["plots"] == ["weibull_probability.png"]
     trials = run.output("field")
     assert list(trials["status"].values) == ["ok", "ok"]
@@ -426,3 +426,102 @@ def test_train_without_target_needs_a_life_model(write_study):
     """)
     with pytest.raises(StudyError, match="name the variable"):
         load_study(path)
+
+
+# ---- failure times from degradation trajectories ---------------------------------------------------------------
+# (unit, cycles, delta_bmax): the rows are shuffled below, so the reader must sort each unit by time
+TRAJECTORIES = [
+    ("A", 0, 0.05), ("A", 100, 0.10), ("A", 500, 0.30), ("A", 1000, 0.50),  # 100 + 0.1/0.2*400 = 300
+    ("B", 0, 0.00), ("B", 500, 0.10), ("B", 1000, 0.15), ("B", 1500, 0.18),  # never: censored at 1500
+    ("C", 0, 0.25), ("C", 100, 0.30), ("C", 500, 0.40),  # defective at 0: left out
+    ("D", 100, 0.30), ("D", 500, 0.40),  # past it at its first measurement (100): failed at 100
+    ("E", 0, 0.10), ("E", 500, 0.21), ("E", 1000, 0.19), ("E", 1500, 0.40),  # 0.1/0.11*500 = 454.545; dip ignored
+    ("F", 0, 0.00), ("F", 1000, 0.10), ("F", 1000, 0.20), ("F", 1500, 0.35),  # 1000 averages 0.15: 1125
+    ("G", 0, 0.10), ("G", 500, np.nan), ("G", 1000, 0.30),  # the missing value is skipped: 0.1/0.2*1000 = 500
+]
+EXPECTED = {"A": (300.0, True), "B": (1500.0, False), "D": (100.0, True), "E": (500 / 1.1, True),
+            "F": (1125.0, True), "G": (500.0, True)}
+
+
+def _trajectories(rows=TRAJECTORIES, seed=0, **extra) -> xr.Dataset:
+    order = np.random.default_rng(seed).permutation(len(rows))
+    unit, cycles, value = (np.array([rows[i][k] for i in order]) for k in range(3))
+    data = {"led_id": ("sample", unit), "cycles": ("sample", cycles.astype(float)),
+            "delta_bmax_mean": ("sample", value.astype(float))}
+    data.update({k: ("sample", np.asarray(v)[order]) for k, v in extra.items()})
+    return xr.Dataset(data, coords={"sample": np.arange(len(rows))})
+
+
+DEGRADATION = {"unit": "led_id", "variable": "delta_bmax_mean", "threshold": 0.2}
+
+
+def test_first_crossing_by_hand():
+    from reflow.plugins.reliability.lifedata import first_crossing
+
+    t = np.array([0.0, 100.0, 500.0])
+    assert first_crossing(t, np.array([0.0, 0.1, 0.3]), 0.2) == (pytest.approx(300.0), True)
+    assert first_crossing(t, np.array([0.0, 0.1, 0.2]), 0.2) == (500.0, False)  # reaching it is not passing it
+    # a strength falling below 0.8: 100 + (0.8 - 0.9) / (0.6 - 0.9) * 400 = 233.33
+    assert first_crossing(t, np.array([1.0, 0.9, 0.6]), 0.8, "below")[0] == pytest.approx(100 + 400 / 3)
+
+
+def test_degradation_gives_per_unit_failure_times(caplog):
+    from reflow.plugins.reliability.lifedata import LifeParams, read_life_data
+
+    data = _trajectories()
+    with caplog.at_level("WARNING", logger="reflow.reliability"):
+        life = read_life_data(data, LifeParams(time="cycles", degradation=DEGRADATION), "weibull")
+    got = {str(u): (t, bool(e)) for u, t, e in zip(life.units, life.time, life.event, strict=True)}
+    assert got.keys() == EXPECTED.keys() and life.excluded == 1  # C was defective before the test
+    for unit, (t, failed) in EXPECTED.items():
+        assert got[unit][0] == pytest.approx(t, rel=1e-12) and got[unit][1] == failed, unit
+    assert "1 unit(s) past delta_bmax_mean > 0.2 per led_id at time 0" in caplog.text and "C" in caplog.text
+    assert "1 measurement(s) without a delta_bmax_mean value" in caplog.text
+    # each unit's first row in time order (its per-unit covariates come from there)
+    first = life.unit_data(data)
+    assert list(first["led_id"].values) == list(life.units)
+    assert list(first["cycles"].values) == [0.0, 0.0, 100.0, 0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize("cls", [Weibull, KaplanMeier])
+def test_life_models_fit_the_crossing_times(cls, ctx, tmp_path):
+    by_trajectory = cls(degradation=DEGRADATION).fit(_trajectories(), ctx)
+    times = [EXPECTED[u][0] for u in sorted(EXPECTED)]
+    events = [EXPECTED[u][1] for u in sorted(EXPECTED)]
+    by_table = cls().fit(_life(times, events), ctx)
+    fitted = {k: v for k, v in by_trajectory.summary().items() if k != "units_excluded_at_start"}
+    assert fitted == pytest.approx(by_table.summary(), rel=1e-5)  # the same data up to rounding
+    if cls is Weibull:
+        assert by_trajectory.summary()["units_excluded_at_start"] == 1
+        by_trajectory.save(tmp_path / "w")
+        assert Weibull.load(tmp_path / "w").summary()["units_excluded_at_start"] == 1
+
+
+def test_cox_takes_one_covariate_value_per_unit(ctx):
+    voids = {"A": 0.3, "B": 0.0, "C": 0.2, "D": 0.25, "E": 0.15, "F": 0.05, "G": 0.1}
+    data = _trajectories(void_fraction=[voids[r[0]] for r in TRAJECTORIES])
+    cox = CoxPH(degradation=DEGRADATION, penalizer=0.1).fit(data, ctx)
+    units = sorted(EXPECTED)
+    table = _life([EXPECTED[u][0] for u in units], [EXPECTED[u][1] for u in units],
+                  void_fraction=[voids[u] for u in units])
+    reference = CoxPH(penalizer=0.1).configure(["void_fraction"], []).fit(table, ctx)
+    assert cox.covariates_ == ["void_fraction"]  # not the unit, the time or the degradation measure
+    assert cox.coef_ == pytest.approx(reference.coef_, rel=1e-6)
+    assert cox.score(data, ctx)["test_concordance"] == pytest.approx(reference.score(table, ctx)["test_concordance"])
+    changing = _trajectories(void_fraction=np.linspace(0.0, 0.3, len(TRAJECTORIES)))
+    with pytest.raises(DataError, match="'void_fraction' changes within unit"):
+        CoxPH(degradation=DEGRADATION).fit(changing, ctx)
+
+
+def test_bad_degradation_input_is_a_clear_error(ctx):
+    with pytest.raises(ValidationError, match="not both 'failure' and 'degradation'"):
+        Weibull(failure="delta_bmax > 0.2", degradation=DEGRADATION)
+    with pytest.raises(ValidationError, match="extra"):
+        Weibull(degradation={**DEGRADATION, "limit": 3})
+    with pytest.raises(DataError, match="no degradation variable 'delta_bmax'"):
+        Weibull(degradation={**DEGRADATION, "variable": "delta_bmax"}).fit(_trajectories(), ctx)
+    with pytest.raises(DataError, match="no unit 'led'"):
+        Weibull(degradation={**DEGRADATION, "unit": "led"}).fit(_trajectories(), ctx)
+    with pytest.raises(DataError, match=r"no failures among 7 units \(events from degradation delta_bmax_mean > "
+                                        r"0.9 per led_id\)"):
+        Weibull(degradation={**DEGRADATION, "threshold": 0.9}).fit(_trajectories(), ctx)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from pydantic import ValidationError
 from reflow.plugins.reliability.pof import (
@@ -139,3 +140,123 @@ def test_engelmaier_in_a_pipeline_after_a_void_doe(write_study, tmp_path):
     assert list(trials["status"].values) == ["ok"] * 3
     assert lives[0] > lives[1] > lives[2]  # more voids, shorter life
     assert trials["field_cycles"].values[0] == pytest.approx(1000 * 17.48671411687, rel=1e-6)
+
+
+# --- Engelmaier calibrated to a test, B10 from a Weibull shape, the strain from a named input -----------------
+
+REFERENCE = {"cycles_to_failure": 2000.0, "shear_strain_range": 0.004, "mean_solder_temp_c": 42.5,
+             "cycles_per_day": 48.0, "void_fraction": 0.05}
+
+
+def test_engelmaier_calibration_hand_computed():
+    # test -40..125 degC (mean 42.5), 48 cycles/day: c = -0.442 - 6e-4 * 42.5 + 0.0174 ln 49
+    #   = -0.442 - 0.0255 + 0.0174 * 3.8918203 = -0.39978233
+    # derated strain 0.004 / 0.95 = 0.00421053; eps_f = 0.00421053 / (2 * 4000^-0.39978233)
+    #   = 0.00421053 / (2 * exp(-0.39978233 * 8.2940496)) = 0.00421053 / (2 * 0.0363046) = 0.0579891
+    e = Engelmaier(calibrate=REFERENCE, weibull_shape=3.0)
+    assert e.ductility() == pytest.approx(0.0579891, rel=1e-5)
+    at_reference = e.evaluate_one({"shear_strain_range": 0.004, "mean_solder_temp_c": 42.5, "cycles_per_day": 48.0,
+                                   "void_fraction": 0.05})
+    assert at_reference["cycles_to_failure"] == pytest.approx(2000.0, rel=1e-12)  # the test is reproduced
+    assert at_reference["fatigue_ductility"] == pytest.approx(0.0579891, rel=1e-5)
+    # B10 = eta (-ln 0.9)^(1/3) = 2000 * 0.1053605^(1/3) = 2000 * 0.4723087 = 944.617
+    assert at_reference["b10_cycles"] == pytest.approx(944.6174, rel=1e-6)
+    # the field: 55 degC mean, 2 cycles/day: c = -0.442 - 0.033 + 0.0174 ln 3 = -0.45588415;
+    # strain 0.0015 with 10 % voids: 0.0016667; N_f = 1/2 (0.0016667 / (2 * 0.0579891))^(1 / -0.45588415)
+    #   = 1/2 * 0.01437054^-2.1935502 = 5503.35; B10 = 5503.35 * 0.4723087 = 2599.28
+    field = e.evaluate_one({"shear_strain_range": 0.0015, "mean_solder_temp_c": 55.0, "cycles_per_day": 2.0,
+                            "void_fraction": 0.1})
+    assert field["fatigue_exponent"] == pytest.approx(-0.45588415, rel=1e-7)
+    assert field["cycles_to_failure"] == pytest.approx(5503.35, rel=1e-5)
+    assert field["b10_cycles"] == pytest.approx(2599.28, rel=1e-5)
+    names = [v.name for v in e.output_variables()]
+    assert names[-2:] == ["fatigue_ductility", "b10_cycles"]
+    assert [v.name for v in Engelmaier().output_variables()] == ["cycles_to_failure", "fatigue_exponent",
+                                                                  "effective_strain_range"]
+
+
+def test_engelmaier_more_voids_in_the_test_mean_a_tougher_solder():
+    """The same observed life with more voids in the tested joints means the solder itself lasts longer."""
+    clean = Engelmaier(calibrate={**REFERENCE, "void_fraction": 0.0}).ductility()
+    voided = Engelmaier(calibrate={**REFERENCE, "void_fraction": 0.2}).ductility()
+    assert voided == pytest.approx(clean / 0.8, rel=1e-12)  # eps_f' is linear in the derated strain
+
+
+def test_engelmaier_strain_from_a_named_input():
+    e = Engelmaier(strain="solder_shear_strain_range")
+    names = [v.name for v in e.input_variables()]
+    assert names[0] == "solder_shear_strain_range" and "shear_strain_range" not in names
+    assert e.input_variables()[0].default is None  # a pipeline without the simulation fails, never takes 0.01
+    base = {"mean_solder_temp_c": 25.0, "cycles_per_day": 24.0, "void_fraction": 0.0}
+    out = e.evaluate_one({**base, "solder_shear_strain_range": 0.01})
+    assert out["cycles_to_failure"] == pytest.approx(16597.630542, rel=1e-8)  # the worked example above
+    from reflow.errors import EvaluationError
+    from reflow.evaluation import run_step
+
+    with pytest.raises(EvaluationError, match="missing inputs solder_shear_strain_range"):
+        run_step(e, base)
+
+
+def test_engelmaier_bad_calibration_params():
+    with pytest.raises(ValidationError, match="either fatigue_ductility or calibrate"):
+        Engelmaier(fatigue_ductility=0.3, calibrate=REFERENCE)
+    with pytest.raises(ValidationError, match="cycles_to_failure"):
+        Engelmaier(calibrate={**REFERENCE, "cycles_to_failure": 0})
+    with pytest.raises(ValidationError, match="cycles_per_day"):
+        Engelmaier(calibrate={**REFERENCE, "cycles_per_day": 5000})
+    with pytest.raises(ValidationError, match="extra"):
+        Engelmaier(calibrate={**REFERENCE, "cycles": 3})
+    with pytest.raises(ValidationError, match="weibull_shape"):
+        Engelmaier(weibull_shape=0)
+    with pytest.raises(ValidationError, match="strain"):
+        Engelmaier(strain="solder strain")
+
+
+def test_engelmaier_calibrated_from_stage_values_in_an_optimization(write_study, tmp_path):
+    """Stage values inside the nested calibrate mapping; b10_cycles (an output only weibull_shape adds) is an
+    objective: checked when the stage starts, with the numbers in place."""
+    import json
+
+    from reflow.runner import run_study
+    from reflow.study import load_study
+
+    study = write_study("""
+        study: calibrated-life
+        seed: 2
+        stages:
+          test:
+            task: doe
+            design: {full-factorial: {levels: 2}}
+            space:
+              shear_strain_range: {low: 0.004, high: 0.006}
+              void_fraction: {value: 0.05}
+            evaluate: engelmaier
+          design:
+            task: optimize
+            space:
+              shear_strain_range: {low: 0.001, high: 0.003}
+              mean_solder_temp_c: {value: 55}
+              cycles_per_day: {value: 2}
+            evaluate:
+              engelmaier:
+                calibrate:
+                  cycles_to_failure: "${test.trials.cycles_to_failure:min}"
+                  shear_strain_range: "${test.trials.shear_strain_range:max}"
+                  mean_solder_temp_c: 25
+                  cycles_per_day: 24
+                  void_fraction: 0.05
+                weibull_shape: "${test.trials.fatigue_exponent:count}"
+            optimizer: sobol
+            objectives: {b10_cycles: max}
+            budget: {initial: 0, evaluations: 4}
+    """)
+    run = run_study(load_study(study), out=tmp_path / "runs", quiet=True)
+    trials = run.result("design").outputs["trials"]
+    assert list(trials["status"].values) == ["ok"] * 4
+    # the reference is the test's worst design (strain 0.006), so eps_f' is the default 0.325 again
+    assert np.allclose(trials["fatigue_ductility"].values, 0.325, rtol=1e-12)
+    expected = trials["cycles_to_failure"].values * (-math.log(0.9)) ** (1 / 2.0)  # shape: the 2 test trials
+    assert np.allclose(trials["b10_cycles"].values, expected, rtol=1e-12)
+    values = json.loads((run.dir / "design" / "stage_values.json").read_text())
+    assert values["${test.trials.shear_strain_range:max}"] == pytest.approx(0.006)
+    assert values["${test.trials.fatigue_exponent:count}"] == 2.0

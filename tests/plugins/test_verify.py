@@ -219,3 +219,85 @@ def test_a_resumed_verification_repeats_no_evaluation(tmp_path):
     assert len(calls) == 3  # nothing evaluated twice
     np.testing.assert_array_equal(again["x_um_true"].values, first["x_um_true"].values)
     assert again["trial"].values.tolist() == first["trial"].values.tolist()
+
+
+# --- the recommended design: the best feasible on one objective, by the verified (true) values when verified -------
+
+TRUE_BOTH = '{python: {function: "sim:grow_and_cost", outputs: [x_um, cost]}}'
+
+
+def _run_recommending(tmp_path, verify: str | None, recommend: str = "x_um"):
+    (tmp_path / "sim.py").write_text(SIM)
+    text = textwrap.dedent(STUDY).replace("OBJECTIVES", "{x_um: min, cost: min}")
+    text = text.replace("    verify: VERIFY\n", (f"    verify: {verify}\n" if verify else "")
+                        + f"    recommend: {recommend}\n    constraints: [cost <= 5]\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    return run_study(load_study(path), out=tmp_path / "runs", quiet=True)
+
+
+def test_recommended_design_is_the_best_feasible_on_its_objective(tmp_path):
+    run = _run_recommending(tmp_path, None)
+    trials = run.output("opt.trials")
+    metrics = json.loads((run.dir / "opt" / "metrics.json").read_text())
+    feasible = trials["cost"].values <= 5  # t_h >= 200
+    assert feasible.any() and (~feasible).any()
+    best = np.flatnonzero(feasible)[np.argmin(trials["x_um"].values[feasible])]
+    assert metrics["recommended_by"] == "optimizer"
+    assert metrics["recommended_trial"] == int(trials["trial"].values[best])
+    assert metrics["recommended_t_h"] == pytest.approx(float(trials["t_h"].values[best]))
+    assert metrics["recommended_x_um"] == pytest.approx(float(trials["x_um"].values[best]))
+    assert metrics["recommended_cost"] <= 5
+
+
+def test_recommended_design_uses_the_true_values_of_the_verified_designs(tmp_path):
+    run = _run_recommending(tmp_path, f"{{evaluate: {TRUE_BOTH}, designs: all}}")
+    trials = run.output("opt.trials")
+    metrics = json.loads((run.dir / "opt" / "metrics.json").read_text())
+    t = trials["t_h"].values
+    feasible = 1000.0 / t <= 5
+    best = np.flatnonzero(feasible)[np.argmin(grow(t[feasible]))]  # by the truth, with its wobble
+    assert metrics["recommended_by"] == "verify"
+    assert metrics["recommended_trial"] == int(trials["trial"].values[best])
+    assert metrics["recommended_x_um"] == pytest.approx(float(grow(t[best])), rel=1e-12)
+    surrogate_pick = np.flatnonzero(feasible)[np.argmin(trials["x_um"].values[feasible])]
+    assert metrics["recommended_x_um"] <= float(grow(t[surrogate_pick]))  # never worse than trusting the surrogate
+
+
+def test_recommend_by_hand():
+    """Four designs, minimize warpage under life >= 1000: by the optimizer's values trial 1 wins; the truth says
+    trial 1 misses the life limit, so trial 2 is recommended; with every verified design infeasible, none."""
+    import xarray as xr
+    from reflow.expressions import parse_constraint
+    from reflow.plugins.tasks.optimize import recommend
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    space = Space.from_specs({"h_mm": ParameterSpec(low=0.1, high=1.0), "uf": ParameterSpec(choices=["A", "B"])})
+    problem = OptimizationProblem(space, [Objective("warpage_um", "min"), Objective("life", "max")],
+                                  [parse_constraint("life >= 1000")])
+    trials = xr.Dataset({"h_mm": ("trial", [0.2, 0.4, 0.6, 0.8]), "uf": ("trial", ["A", "B", "A", "B"]),
+                         "warpage_um": ("trial", [10.0, 20.0, 30.0, 40.0]),
+                         "life": ("trial", [900.0, 1100.0, 1500.0, 2000.0]),
+                         "status": ("trial", ["ok"] * 4)}, coords={"trial": [0, 1, 2, 3]})
+    by_optimizer = recommend(trials, problem, "warpage_um")
+    assert by_optimizer == {"recommended_by": "optimizer", "recommended_trial": 1, "recommended_h_mm": 0.4,
+                            "recommended_uf": "B", "recommended_warpage_um": 20.0, "recommended_life": 1100.0}
+    assert recommend(trials, problem, "life")["recommended_trial"] == 3
+    verified = xr.Dataset({"warpage_um_true": ("trial", [21.0, 29.0]), "life_true": ("trial", [990.0, 1400.0]),
+                           "status": ("trial", ["ok", "ok"])}, coords={"trial": [1, 2]})
+    by_truth = recommend(trials, problem, "warpage_um", verified)
+    assert by_truth["recommended_by"] == "verify" and by_truth["recommended_trial"] == 2
+    assert (by_truth["recommended_h_mm"], by_truth["recommended_life"]) == (0.6, 1400.0)
+    failing = verified.assign(life_true=("trial", [990.0, 800.0]))
+    assert recommend(trials, problem, "warpage_um", failing) == {"recommended_by": "verify"}
+
+
+def test_recommend_must_name_an_objective(tmp_path):
+    (tmp_path / "sim.py").write_text(SIM)
+    text = textwrap.dedent(STUDY).replace("OBJECTIVES", "{x_um: min, cost: min}").replace(
+        "    verify: VERIFY\n", "    recommend: t_h\n")
+    path = tmp_path / "study.yaml"
+    path.write_text(text)
+    with pytest.raises(StudyError, match="stages.opt.recommend.*'t_h' is not an objective"):
+        load_study(path)

@@ -265,6 +265,77 @@ def test_sam_cnn_classifies_held_out_labels(train_data, test_data, tmp_path):
                                   pred["label_prob_void"].values)
 
 
+def with_corner_spot(data: xr.Dataset, seed: int) -> xr.Dataset:
+    """A second target in other units: a 3x3 corner patch whose brightness is ``spot_um`` = 10 + 50 * s."""
+    rng = np.random.default_rng(100 + seed)
+    spot = rng.uniform(0.0, 1.0, data.sizes["sample"])
+    images = data["image"].values.copy()
+    images[:, 0, :3, :3] += (0.8 * spot[:, None, None]).astype(np.float32)
+    return data.assign(image=(data["image"].dims, np.clip(images, 0, 1)), spot_um=("sample", 10.0 + 50.0 * spot))
+
+
+def test_several_targets_learned_by_one_network(train_data, test_data, tmp_path):
+    """Two continuous targets in different units: one output each, standardized with their own mean and std,
+    both predicted well on held-out images; the round trip keeps both."""
+    ctx = test_context(tmp_path)
+    train, test = with_corner_spot(train_data, 1), with_corner_spot(test_data, 2)
+    model = CNN(epochs=12, batch_size=32, lr=3e-3, width=8, transforms=["hflip", "vflip"])
+    model.configure([], ["level", "spot_um"]).fit(train, ctx)
+    assert model.family == "regressor" and model.n_out_ == 2
+    means, stds = model.target_mean_, model.target_std_
+    assert means == pytest.approx([float(train["level"].mean()), float(train["spot_um"].mean())])
+    assert stds == pytest.approx([float(train["level"].std()), float(train["spot_um"].std())])
+    pred = model.predict(test, ctx)
+    assert set(pred.data_vars) == {"level_mean", "spot_um_mean"}
+    for name in ("level", "spot_um"):
+        truth = test[name].values
+        mse = float(np.mean((pred[f"{name}_mean"].values - truth) ** 2))
+        assert mse < 0.25 * np.var(truth), f"{name}: test MSE {mse:.4g} vs variance {np.var(truth):.4g}"
+    model.save(tmp_path / "model")
+    again = CNN.load(tmp_path / "model")
+    assert again.targets == ["level", "spot_um"]
+    for name in ("level_mean", "spot_um_mean"):
+        np.testing.assert_array_equal(again.predict(test, ctx)[name].values, pred[name].values)
+    # a sample missing one of the targets is left out of training
+    gappy = train.copy(deep=True)
+    gappy["spot_um"].values[:5] = np.nan
+    partial = CNN(epochs=1, batch_size=32, width=8, transforms=[]).configure([], ["level", "spot_um"])
+    assert partial.fit(gappy, ctx).target_mean_[1] == pytest.approx(float(np.mean(gappy["spot_um"].values[5:])))
+    # one target still saves plain floats and predicts one variable
+    single = CNN(epochs=1, batch_size=32, width=8, transforms=[]).configure([], ["spot_um"]).fit(train, ctx)
+    assert isinstance(single.target_mean_, float) and set(single.predict(test, ctx).data_vars) == {"spot_um_mean"}
+
+
+def test_several_targets_through_the_train_task(write_study, tmp_path):
+    """The train task scores each target and thresholds one."""
+    from reflow.runner import run_study
+    from reflow.study import load_study
+
+    data = with_corner_spot(make_images(96, seed=5), 5)
+    data.to_netcdf(tmp_path / "images.nc")
+    study = write_study("""
+        study: two-targets
+        seed: 3
+        stages:
+          images:
+            task: data
+            source: {netcdf: {path: images.nc}}
+          inspect:
+            task: train
+            model: {cnn: {width: 8, epochs: 3, batch_size: 32, transforms: [hflip]}}
+            data: images
+            target: [level, spot_um]
+            threshold: {level: 0.5}
+            split: {by: lot, test: 0.25, val: 0.25}
+    """)
+    run = run_study(load_study(study), out=tmp_path / "runs", quiet=True)
+    metrics = run.result("inspect").metrics
+    assert {"level_r2", "spot_um_r2", "level_rmse", "spot_um_rmse", "level_f1"} <= set(metrics)
+    pred = run.output("inspect.predictions")
+    assert {"level_mean", "spot_um_mean", "level", "spot_um"} <= set(pred.data_vars)
+    assert (run.dir / "inspect" / "spot_um_parity.png").exists()
+
+
 def test_timm_backbone_and_local_weights(tmp_path):
     from reflow.plugins.vision.cnn import load_matching
     from safetensors.torch import save_file
@@ -303,8 +374,12 @@ def test_bad_params_give_clear_errors(train_data, tmp_path):
     model = ViT(epochs=1, transforms=[], **{**TINY_VIT, "patch": 5}).configure([], ["level"])
     with pytest.raises(UserInputError, match=r"patch size 5 does not divide the 16x16 images.*\(2, 4, 8, 16\)"):
         model.fit(train_data, test_context(tmp_path))
-    with pytest.raises(UserInputError, match="exactly one target"):
+    with pytest.raises(reflow.DataError, match="several targets are learned together as regression.*'label'"):
         ViT(**TINY_VIT).configure([], ["level", "label"]).fit(train_data, test_context(tmp_path))
+    with pytest.raises(UserInputError, match="classification learns exactly one target"):
+        ViT(task="classification", **TINY_VIT).configure([], ["level", "lot"]).fit(train_data, test_context(tmp_path))
+    with pytest.raises(reflow.DataError, match="no target 'spot'"):
+        ViT(**TINY_VIT).configure([], ["level", "spot"]).fit(train_data, test_context(tmp_path))
 
 
 def test_default_transforms_crop_to_a_multiple_of_the_patch(train_data, tmp_path):
