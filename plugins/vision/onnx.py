@@ -262,10 +262,16 @@ def _eval_inputs(model: Any, data: xr.Dataset) -> torch.Tensor:
     return dataset.batch(range(len(dataset)))
 
 
-def _wrap(module: Any, normalize: list[tuple[tuple[float, ...], tuple[float, ...]]], task: str, mean: float,
-          std: float) -> Any:
+def _wrap(module: Any, normalize: list[tuple[tuple[float, ...], tuple[float, ...]]], task: str, mean: Any,
+          std: Any) -> Any:
+    """``mean``/``std``: the target scaling, one number or one per target (a model with several targets
+    exports a (batch, targets) prediction, each column in its target's units)."""
     import torch
     from torch import nn
+
+    scale_mean = torch.tensor(np.atleast_1d(np.asarray(mean, dtype=np.float32))).view(1, -1)
+    scale_std = torch.tensor(np.atleast_1d(np.asarray(std, dtype=np.float32))).view(1, -1)
+    n_out = scale_mean.shape[1]
 
     class Exported(nn.Module):
         """normalize steps -> network -> (logits, probabilities) or the prediction in the target's units."""
@@ -276,13 +282,15 @@ def _wrap(module: Any, normalize: list[tuple[tuple[float, ...], tuple[float, ...
             for i, (m, s) in enumerate(normalize):
                 self.register_buffer(f"mean{i}", torch.tensor(m, dtype=torch.float32).view(1, -1, 1, 1))
                 self.register_buffer(f"std{i}", torch.tensor(s, dtype=torch.float32).view(1, -1, 1, 1))
+            self.register_buffer("target_mean", scale_mean)
+            self.register_buffer("target_std", scale_std)
 
         def forward(self, image: torch.Tensor) -> Any:
             for i in range(len(normalize)):
                 image = (image - getattr(self, f"mean{i}")) / getattr(self, f"std{i}")
             out = self.net(image)
             if task == "regression":
-                return out[:, :1] * std + mean
+                return out[:, :n_out] * self.target_std + self.target_mean
             return out, torch.softmax(out, dim=-1)
 
     return Exported().eval()

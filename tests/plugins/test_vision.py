@@ -6,6 +6,7 @@ has to look at the square; held-out images come from another seed.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import dask.array
@@ -296,6 +297,17 @@ def test_several_targets_learned_by_one_network(train_data, test_data, tmp_path)
     assert again.targets == ["level", "spot_um"]
     for name in ("level_mean", "spot_um_mean"):
         np.testing.assert_array_equal(again.predict(test, ctx)[name].values, pred[name].values)
+    # the ONNX export predicts both targets, each in its own units
+    if importlib.util.find_spec("onnxruntime") is not None:
+        from reflow.plugins.vision.onnx import export_onnx, onnx_predict, vision_export
+
+        spec = vision_export(model)
+        images = spec["inputs"](test)
+        export_onnx(spec["module"], images, tmp_path / "two.onnx", input_names=("image",),
+                    output_names=spec["output_names"], exporter="torchscript", metadata=spec["metadata"])
+        out = onnx_predict(tmp_path / "two.onnx", images.numpy())["prediction"]
+        np.testing.assert_allclose(out[:, 0], pred["level_mean"].values, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(out[:, 1], pred["spot_um_mean"].values, rtol=1e-4, atol=1e-4)
     # a sample missing one of the targets is left out of training
     gappy = train.copy(deep=True)
     gappy["spot_um"].values[:5] = np.nan
