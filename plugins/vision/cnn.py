@@ -15,6 +15,7 @@ import reflow
 from pydantic import Field, field_validator
 
 from .base import VisionModel, VisionParams, log
+from .weights import check_weights_suffix, read_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -54,9 +55,7 @@ class CNNParams(VisionParams):
     @field_validator("weights")
     @classmethod
     def _weights_suffix(cls, value: str | None) -> str | None:
-        if value is not None and Path(value).suffix not in (".safetensors", ".pt", ".pth", ".bin"):
-            raise ValueError(f"weights {value!r}: expected a .safetensors, .pt, .pth or .bin state dict")
-        return value
+        return check_weights_suffix(value)
 
 
 class CNN(VisionModel):
@@ -96,20 +95,7 @@ class CNN(VisionModel):
 
 def load_matching(module: torch.nn.Module, path: Path) -> list[str]:
     """Copy the tensors of a local state dict whose names and shapes match ``module``; return the skipped names."""
-    import torch
-
-    if not path.is_file():
-        raise reflow.DataError(f"weights: no file {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise reflow.DataError(f"weights: {path} does not hold a state dict")
+    state = read_state_dict(path)
     own = module.state_dict()
     fitting = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
     if not fitting:

@@ -41,6 +41,8 @@ from pydantic import Field, field_validator, model_validator
 from reflow.imaging import image_array, image_shape
 from reflow.training import TrainingConfig
 
+from .weights import check_weights_suffix, read_state_dict
+
 if TYPE_CHECKING:
     import torch
     import xarray as xr
@@ -113,9 +115,7 @@ class DetectorParams(TrainingConfig):
     @field_validator("weights")
     @classmethod
     def _weights_suffix(cls, value: str | None) -> str | None:
-        if value is not None and Path(value).suffix not in (".safetensors", ".pt", ".pth", ".bin"):
-            raise ValueError(f"weights {value!r}: expected a .safetensors, .pt, .pth or .bin state dict")
-        return value
+        return check_weights_suffix(value)
 
     @model_validator(mode="after")
     def _anchors_fit_backbone(self) -> DetectorParams:
@@ -516,20 +516,7 @@ def _with_fpn(body: torch.nn.Module, width: int) -> torch.nn.Module:
 def load_weights(module: torch.nn.Module, path: Path) -> list[str]:
     """Copy the tensors of a local state dict that fit ``module`` (by name and shape); a backbone's state dict
     (``conv1.weight``, ...) is matched under ``backbone.body.``. Returns the names skipped."""
-    import torch
-
-    if not path.is_file():
-        raise reflow.DataError(f"weights: no file {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise reflow.DataError(f"weights: {path} does not hold a state dict")
+    state = read_state_dict(path)
     own = module.state_dict()
 
     def fitting(prefix: str) -> dict[str, Any]:

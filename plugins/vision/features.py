@@ -39,6 +39,7 @@ from reflow.imaging import image_shape
 from reflow.training import TrainingConfig
 
 from .base import VisionModel, _label
+from .weights import check_weights_suffix, read_state_dict
 
 if TYPE_CHECKING:
     import torch
@@ -103,9 +104,7 @@ class TimmFeaturesParams(TrainingConfig):
     @field_validator("weights")
     @classmethod
     def _weights_suffix(cls, value: str | None) -> str | None:
-        if value is not None and Path(value).suffix not in (".safetensors", ".pt", ".pth", ".bin"):
-            raise ValueError(f"weights {value!r}: expected a .safetensors, .pt, .pth or .bin state dict")
-        return value
+        return check_weights_suffix(value)
 
     @model_validator(mode="after")
     def _consistent(self) -> TimmFeaturesParams:
@@ -438,20 +437,7 @@ def _avoid_single_sample_batch(features: Any, labels: Any, batch_size: int) -> t
 def load_backbone_weights(backbone: torch.nn.Module, path: Path) -> None:
     """Load a local state dict into ``backbone``; every backbone tensor must be there (a classifier in the file is
     ignored). Safetensors, or torch files read with ``weights_only=True``."""
-    import torch
-
-    if not path.is_file():
-        raise reflow.DataError(f"weights: no file {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        state = load_file(str(path))
-    else:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
-            state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise reflow.DataError(f"weights: {path} does not hold a state dict")
+    state = read_state_dict(path)
     own = backbone.state_dict()
     missing = sorted(k for k in own if k not in state)
     wrong = sorted(k for k in own if k in state and tuple(state[k].shape) != tuple(own[k].shape))
