@@ -64,3 +64,28 @@ def numeric_columns(data: Any, dim: str, skip: set[str] | frozenset[str]) -> lis
     skip = set(skip) | set(TRIAL_COLUMNS)
     return [str(n) for n in data.data_vars
             if data[n].dims == (dim,) and n not in skip and data[n].dtype.kind in "fiub"]
+
+
+def class_probabilities(pred: Any, t: str) -> dict[str, np.ndarray]:
+    """Class probabilities a classifier predicted as ``<t>_prob_<class>``, by the class part of the name."""
+    head = f"{t}_prob_"
+    return {str(n)[len(head):]: np.asarray(pred[n].values, dtype=float) for n in pred.data_vars
+            if str(n).startswith(head)}
+
+
+def class_score_matrix(probabilities: dict[str, np.ndarray], names: list[str]) -> np.ndarray | None:
+    """(n, classes) probabilities in ``names`` order, or None without probabilities for at least two classes.
+
+    Models name the columns by the class (``chip-crack``) or by its identifier form (``chip_crack``); a class the
+    model never saw in training has no column and gets probability 0 (it cannot predict it)."""
+    import re
+
+    def key(name: str) -> str:
+        return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "class"
+
+    found = {**{key(k): v for k, v in probabilities.items()}, **probabilities}
+    columns = [found.get(n, found.get(key(n))) for n in names]
+    present = [c for c in columns if c is not None]
+    if len(present) < 2:
+        return None
+    return np.column_stack([c if c is not None else np.zeros_like(present[0]) for c in columns])

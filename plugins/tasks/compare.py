@@ -1,10 +1,14 @@
-"""Task ``compare``: k-fold cross-validation of several models on the same folds; the best one, refit on all the
-data, becomes the stage's model.
+"""Task ``compare``: k-fold cross-validation (or repeated random splits) of several models on the same folds; the
+best one, refit on all the data, becomes the stage's model.
 
 Every model sees the same fold assignment (grouped with ``group_by`` so that related samples, e.g. the units of
 one lot, are never split between training and testing). For each model and fold it fits on the other folds,
-predicts the held-out fold and scores R2, RMSE and MAE per target, with the fit and predict times. The ranking
-uses the mean over folds of ``rank_by``; a model that failed on any fold is ranked after every model that did not.
+predicts the held-out fold and scores it, with the fit and predict times: R2, RMSE and MAE per numeric target;
+accuracy, macro F1, macro precision and recall and the one-vs-rest ROC AUC per class-label target (text or bool
+values, or every candidate a classifier). The ranking uses the mean over folds of ``rank_by``; a model that
+failed on any fold is ranked after every model that did not. ``splits: random`` replaces the k folds by
+``repeats`` random train/test splits holding out ``test`` of the samples (or groups) each, as seed 002's ten
+repeated experiments do.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import reflow
@@ -22,6 +26,8 @@ from reflow.store import write_json
 
 from ._scoring import (
     REGRESSION_METRICS,
+    class_probabilities,
+    class_score_matrix,
     numeric_columns,
     prediction_mean,
     r2,
@@ -30,8 +36,10 @@ from ._scoring import (
     successful_rows,
 )
 
-FAMILIES = ("regressor", "surrogate")
-"""Model families compare can score (it predicts numbers: R2, RMSE, MAE)."""
+FAMILIES = ("regressor", "surrogate", "classifier")
+"""Model families compare can score: numbers (R2, RMSE, MAE) and class labels (accuracy, macro F1, ...)."""
+CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc_ovr")
+"""Per-target scores of a class-label target, as ``<target>_<metric>``; all larger-is-better."""
 TIMES = ("fit_seconds", "predict_seconds", "predict_seconds_per_sample")
 
 
@@ -58,6 +66,9 @@ class CompareTask(reflow.Task):
     Outputs: ``summary`` (per model: mean and std over folds of every score, rank), ``scores`` (per model, repeat
     and fold) and ``predictions`` (the out-of-fold predictions of every model with each sample's fold). The
     best model is saved like train's, so ``{stage: NAME}`` uses it as an evaluator in a later stage.
+
+    Image models (vit, cnn, cti, ...) read ``image`` and need no feature columns. Class-label targets are scored
+    as classes (accuracy by default for ``rank_by``) and their folds are stratified by the first such target.
     """
 
     outputs = ("summary", "scores", "predictions")
@@ -69,21 +80,30 @@ class CompareTask(reflow.Task):
         features: list[str] | None = Field(None, description="inputs (default: every other numeric variable)")
         models: list[ModelEntry] = Field(min_length=1, description="the candidates: model specs as in train, "
                                                                    "or {model: spec, label: name}")
+        splits: Literal["kfold", "random"] = Field("kfold", description="kfold: k-fold cross-validation "
+                                                                         "(`folds`); random: `repeats` random "
+                                                                         "train/test splits holding out `test`")
         folds: int = Field(5, ge=2, description="k of k-fold cross-validation")
+        test: float = Field(0.2, gt=0.0, lt=1.0, description="splits: random: the fraction of samples (or groups) "
+                                                             "held out in each split")
         group_by: str | None = Field(None, description="group variable: samples sharing a value stay in one fold")
-        repeats: int = Field(1, ge=1, description="repeat the k-fold split with new shuffles")
+        repeats: int = Field(1, ge=1, description="repeat the k-fold split with new shuffles (splits: random: "
+                                                  "the number of random splits)")
         shuffle: bool = Field(True, description="shuffle samples (or groups) before splitting, with the stage seed")
-        rank_by: str | None = Field(None, description="the score that picks the best: <target>_r2 | _rmse | _mae "
-                                                      "or fit_seconds, predict_seconds_per_sample "
-                                                      "(default: the first target's r2)")
+        rank_by: str | None = Field(None, description="the score that picks the best: <target>_r2 | _rmse | _mae, "
+                                                      "for class labels <target>_accuracy | _macro_f1 | ..., or "
+                                                      "fit_seconds, predict_seconds_per_sample (default: the "
+                                                      "first target's r2, or its accuracy for class labels)")
 
     # ---- validation -----------------------------------------------------------------------------
     def targets(self) -> list[str]:
         t = self.params.target
         return [t] if isinstance(t, str) else list(t)
 
-    def rank_metric(self) -> str:
-        return self.params.rank_by or f"{self.targets()[0]}_r2"
+    def rank_metric(self, classes: dict[str, bool] | None = None) -> str:
+        """``rank_by``, else the first target's accuracy (class labels, ``classes[target]``) or R2."""
+        first = self.targets()[0]
+        return self.params.rank_by or f"{first}_{'accuracy' if (classes or {}).get(first) else 'r2'}"
 
     def labels(self) -> list[str]:
         """Each candidate's label: given, else its model name, with its params where a name repeats."""
@@ -124,14 +144,21 @@ class CompareTask(reflow.Task):
         if p.group_by and (p.group_by in targets or (p.features and p.group_by in p.features)):
             check.problem(("group_by",), f"{p.group_by!r} groups samples into folds; it cannot also be a "
                                          "feature or a target")
-        allowed = [f"{t}_{m}" for t in targets for m in REGRESSION_METRICS] + ["fit_seconds",
-                                                                              "predict_seconds_per_sample"]
+        allowed = [f"{t}_{m}" for t in targets for m in (*REGRESSION_METRICS, *CLASSIFICATION_METRICS)] + [
+            "fit_seconds", "predict_seconds_per_sample"]
         if p.rank_by is not None and p.rank_by not in allowed:
             check.problem(("rank_by",), f"{p.rank_by!r} is not a score of this comparison (allowed: "
                                         f"{', '.join(allowed)})")
         if p.repeats > 1 and not p.shuffle:
             check.problem(("repeats",), f"repeats={p.repeats} without shuffle would repeat the same folds; "
                                         "set shuffle: true or repeats: 1")
+        defaults = type(p).model_fields  # values, not "was it given": a resolved study spells out every default
+        if p.splits == "random" and p.folds != defaults["folds"].default:
+            check.problem(("folds",), "splits: random holds out `test` once per repeat; folds applies to "
+                                      "splits: kfold (leave folds out, or use splits: kfold)")
+        if p.splits == "kfold" and p.test != defaults["test"].default:
+            check.problem(("test",), "test is the held-out fraction of splits: random; k-fold holds out 1/folds "
+                                     "(set splits: random, or leave test out)")
 
     # ---- running --------------------------------------------------------------------------------
     def run(self, ctx):
@@ -140,35 +167,52 @@ class CompareTask(reflow.Task):
         dim = sample_dim(raw)
         data = successful_rows(raw, dim)
         targets = self.targets()
-        features = p.features or numeric_columns(data, dim, set(targets) | {p.group_by})
-        _check_columns(data, p.data, dim, features, targets, p.group_by)
-        known = np.all([np.isfinite(np.asarray(data[t].values, dtype=float)) for t in targets], axis=0)
+        specs = [e.model for e in p.models]
+        candidates = [spec.create() for spec in specs]  # to read what each one is (family, image model)
+        images = [bool(getattr(m, "uses_images", False)) for m in candidates]
+        features = p.features or ([] if all(images) else numeric_columns(data, dim, set(targets) | {p.group_by}))
+        _check_columns(data, p.data, dim, features, targets, p.group_by, need_features=not all(images),
+                       need_images=any(images))
+        classes = {t: _class_order(data[t]) if _class_target(data[t], candidates) else None for t in targets}
+        _check_numeric_targets(data, [t for t in targets if classes[t] is None])
+        known = np.all([_known(data[t].values) for t in targets], axis=0)
         if not known.all():
             ctx.logger.warning("stage %s: %d samples without a value of %s are left out", ctx.stage,
                                int((~known).sum()), " / ".join(targets))
             data = data.isel({dim: np.flatnonzero(known)})
         n = data.sizes[dim]
         groups = np.asarray(data[p.group_by].values) if p.group_by else None
+        strata = next((np.asarray(data[t].values).astype(str) for t in targets if classes[t] is not None), None)
         units = len(np.unique(groups)) if groups is not None else n
-        if p.folds > units:
-            what = f"{units} groups of {p.group_by!r}" if groups is not None else f"{units} samples"
-            raise reflow.DataError(f"compare: folds={p.folds} needs at least {p.folds} "
-                                   f"{'groups' if groups is not None else 'samples'}; stage {p.data} has {what}")
-        assignment = fold_assignment(n, p.folds, p.repeats, p.shuffle, ctx.seed, groups)
+        what = f"{units} groups of {p.group_by!r}" if groups is not None else f"{units} samples"
+        if p.splits == "random":
+            if units < 2:
+                raise reflow.DataError(f"compare: random splits need at least 2 samples or groups; stage {p.data} "
+                                       f"has {what}")
+            assignment, folds = random_assignment(n, p.test, p.repeats, ctx.seed, groups, strata), 1
+        else:
+            if p.folds > units:
+                raise reflow.DataError(f"compare: folds={p.folds} needs at least {p.folds} "
+                                       f"{'groups' if groups is not None else 'samples'}; stage {p.data} has {what}")
+            assignment = fold_assignment(n, p.folds, p.repeats, p.shuffle, ctx.seed, groups, strata=strata)
+            folds = p.folds
         labels = self.labels()
-        specs = [e.model for e in p.models]
-        cv = _CrossValidation(labels, targets, p.repeats, p.folds, n)
-        with ctx.progress(total=len(specs) * p.repeats * p.folds + 1,
+        rank_by = self.rank_metric({t: c is not None for t, c in classes.items()})
+        cv = _CrossValidation(labels, targets, classes, p.repeats, folds, n)
+        if rank_by not in cv.names:
+            raise reflow.UserInputError(f"compare: rank_by {rank_by!r} is not a score of these targets (scores: "
+                                        f"{', '.join(n for n in cv.names if n != 'predict_seconds')})")
+        with ctx.progress(total=len(specs) * p.repeats * folds + 1,
                           description=f"{ctx.stage}: cross-validating") as bar:
             for m, spec in enumerate(specs):
                 for r in range(p.repeats):
-                    for k in range(p.folds):
-                        cv.fold(m, r, k, spec, data, dim, features, assignment[r] == k, ctx)
+                    for k in range(folds):
+                        cv.fold(m, r, k, spec, data, dim, features, images[m], assignment[r] == k, ctx)
                         bar.advance()
-            summary = cv.summary(self.rank_metric())
+            summary = cv.summary(rank_by)
             best = int(np.flatnonzero(summary["rank"].values == 1)[0]) if (summary["rank"].values == 1).any() else -1
             if best < 0:
-                raise reflow.ReflowError(f"compare: no candidate can be ranked by {self.rank_metric()}:\n" + "\n".join(
+                raise reflow.ReflowError(f"compare: no candidate can be ranked by {rank_by}:\n" + "\n".join(
                     f"  - {labels[m]}: {cv.first_error(m)}" for m in range(len(labels))))
             model = specs[best].create()
             model.configure(features, targets)
@@ -176,8 +220,10 @@ class CompareTask(reflow.Task):
             model.save(ctx.folder / "model")
             write_json(ctx.folder / "model" / "component.json", {"name": specs[best].name, "label": labels[best]})
             bar.advance()
-        attrs = {"best_model": labels[best], "rank_by": self.rank_metric(), "targets": targets, "features": features,
-                 "folds": p.folds, "repeats": p.repeats, "group_by": p.group_by or ""}
+        attrs = {"best_model": labels[best], "rank_by": rank_by, "targets": targets, "features": features,
+                 "folds": folds, "repeats": p.repeats, "group_by": p.group_by or "", "splits": p.splits,
+                 "test": p.test if p.splits == "random" else 1.0 / folds,
+                 "class_targets": ",".join(t for t in targets if classes[t] is not None)}
         summary["component"] = ("model", np.array([s.name for s in specs], dtype=str))
         summary.attrs.update(attrs)
         scores = cv.scores()
@@ -185,17 +231,22 @@ class CompareTask(reflow.Task):
         predictions = cv.predictions(data, dim, targets, assignment, p.group_by)
         predictions.attrs.update(attrs)
         return reflow.StageResult({"summary": summary, "scores": scores, "predictions": predictions},
-                                  _metrics(summary, labels, best, self.rank_metric(), n, cv))
+                                  _metrics(summary, labels, best, rank_by, n, cv))
 
     # ---- plots ----------------------------------------------------------------------------------
     def plot(self, result, folder: Path):
         summary = result.outputs["summary"]
         best = str(result.metrics.get("best_model", summary.attrs.get("best_model", "")))
-        paths = [_plot_r2(summary, self.targets(), best, folder),
+        labelled = [t for t in self.targets() if f"{t}_accuracy_mean" in summary]
+        numeric = [t for t in self.targets() if t not in labelled]
+        paths = [_plot_scores(summary, [(t, "r2") for t in numeric], best, folder / "compare_r2.png"),
+                 _plot_scores(summary, [(t, m) for t in labelled for m in ("accuracy", "macro_f1")], best,
+                              folder / "compare_accuracy.png"),
                  _plot_times(summary, result.outputs.get("scores"), best, folder)]
         pred = result.outputs.get("predictions")
         if pred is not None and best in pred["model"].values:
-            paths += [_plot_parity(pred, t, best, folder) for t in self.targets()]
+            paths += [_plot_parity(pred, t, best, folder) for t in numeric]
+            paths += [_plot_confusion(pred, t, best, folder) for t in labelled]
         return [q for q in paths if q is not None]
 
 
@@ -205,56 +256,146 @@ def lower_is_better(metric: str) -> bool:
 
 
 def fold_assignment(n: int, folds: int, repeats: int, shuffle: bool, seed: int,
-                    groups: np.ndarray | None = None) -> np.ndarray:
+                    groups: np.ndarray | None = None, strata: np.ndarray | None = None) -> np.ndarray:
     """The held-out fold of every sample in every repeat, (repeats, n): scikit-learn's KFold, or GroupKFold
-    when ``groups`` are given (every sample of a group in the same fold)."""
-    from sklearn.model_selection import GroupKFold, KFold
+    when ``groups`` are given (every sample of a group in the same fold); with class labels ``strata`` their
+    stratified versions (StratifiedKFold, StratifiedGroupKFold), which keep the class shares in every fold."""
+    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
 
     out = np.full((repeats, n), -1, dtype=int)
     states = np.random.SeedSequence(seed).generate_state(repeats)
     for r in range(repeats):
         state = int(states[r]) if shuffle else None
-        if groups is None:
+        if groups is None and strata is None:
             splits = KFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n))
-        else:
+        elif strata is None:
             splits = GroupKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), groups=groups)
-        for k, (_, test) in enumerate(splits):
-            out[r, test] = k
+        elif groups is None:
+            splits = StratifiedKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), strata)
+        else:
+            splits = StratifiedGroupKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), strata,
+                                                                                            groups=groups)
+        with warnings.catch_warnings():  # "the least populated class has only k members": the user's data
+            warnings.simplefilter("ignore", UserWarning)
+            for k, (_, test) in enumerate(splits):
+                out[r, test] = k
     return out
 
 
-def _check_columns(data, ref, dim: str, features: list[str], targets: list[str], group_by: str | None) -> None:
-    missing = [c for c in [*features, *targets, *([group_by] if group_by else [])] if c not in data]
+def random_assignment(n: int, test: float, repeats: int, seed: int, groups: np.ndarray | None = None,
+                      strata: np.ndarray | None = None) -> np.ndarray:
+    """Repeated random splits, (repeats, n): 0 for the samples held out in that repeat, -1 for the ones trained on.
+
+    Each repeat holds out ``test`` of the groups (every sample of a group on one side) or samples, stratified by
+    ``strata`` when given (reflow.splits.split_indices, the split of ``train``), from its own seed."""
+    from reflow.splits import SplitSpec, split_indices
+
+    out = np.full((repeats, n), -1, dtype=int)
+    states = np.random.SeedSequence(seed).generate_state(repeats)
+    for r in range(repeats):
+        try:
+            parts = split_indices(n, SplitSpec(test=test), np.random.default_rng(int(states[r])), groups, strata)
+        except ValueError as exc:
+            raise reflow.DataError(f"compare: splits: random: {exc}") from None
+        out[r, parts["test"]] = 0
+    return out
+
+
+def _check_columns(data, ref, dim: str, features: list[str], targets: list[str], group_by: str | None, *,
+                   need_features: bool = True, need_images: bool = False) -> None:
+    needed = [*features, *targets, *([group_by] if group_by else []), *(["image"] if need_images else [])]
+    missing = [c for c in needed if c not in data]
     if missing:
         raise reflow.DataError(f"stage {ref}: no variables {', '.join(missing)} "
                                f"(has: {', '.join(map(str, data.data_vars))})")
-    if not features:
+    if need_features and not features:
         raise reflow.DataError(f"stage {ref}: no numeric variable left to use as a feature; name them in features")
-    for t in targets:
-        if data[t].dtype.kind not in "fiu":
-            raise reflow.DataError(f"compare: target {t!r} is {data[t].dtype} (not a number); compare scores "
-                                   "regressions (R2, RMSE, MAE)")
     if data.sizes[dim] < 4:
         raise reflow.DataError(f"stage {ref}: {data.sizes[dim]} samples are too few to cross-validate")
+
+
+def _check_numeric_targets(data, targets: list[str]) -> None:
+    for t in targets:
+        if data[t].dtype.kind not in "fiu":
+            raise reflow.DataError(f"compare: target {t!r} is {data[t].dtype} (not a number) and the candidates "
+                                   "are not all classifiers; compare scores numbers (R2, RMSE, MAE) or class "
+                                   "labels given as text or bool")
+
+
+def _class_target(values, candidates: list) -> bool:
+    """Class labels: text or bool values, or every candidate a classifier."""
+    return values.dtype.kind in "USOb" or all(getattr(m, "family", "") == "classifier" for m in candidates)
+
+
+def _class_order(values) -> list[str]:
+    """The classes of a label variable as text: the data source's order (``attrs["classes"]``) of the classes
+    present, then any others sorted."""
+    import json
+
+    present = sorted({str(v) for v in np.asarray(values.values).reshape(-1)} - {"", "nan"})
+    declared = values.attrs.get("classes")
+    if isinstance(declared, str):
+        try:
+            declared = json.loads(declared)
+        except json.JSONDecodeError:
+            declared = None
+    order = [str(c) for c in declared] if isinstance(declared, (list, tuple, np.ndarray)) else []
+    return [c for c in order if c in present] + [c for c in present if c not in order]
+
+
+def _known(values: np.ndarray) -> np.ndarray:
+    """Samples with a target value: finite numbers, any bool, non-empty text."""
+    values = np.asarray(values)
+    if values.dtype.kind in "fiu":
+        return np.isfinite(values.astype(float))
+    if values.dtype.kind == "b":
+        return np.ones(values.shape, dtype=bool)
+    text = values.astype(str)
+    return (text != "") & (text != "nan")
+
+
+def class_fold_scores(t: str, y: Any, p: Any, order: list[str],
+                      probabilities: dict[str, np.ndarray] | None = None) -> dict[str, float]:
+    """``<t>_accuracy``, ``_macro_f1``, ``_macro_precision``, ``_macro_recall`` (means over the classes in the
+    fold's truth or predictions) and ``_roc_auc_ovr`` (NaN without class probabilities) of one held-out fold."""
+    from reflow.metrics import classification_metrics
+
+    y, p = np.asarray(y).astype(str).reshape(-1), np.asarray(p).astype(str).reshape(-1)
+    seen = set(y.tolist()) | set(p.tolist())
+    labels = [c for c in order if c in seen] + sorted(seen - set(order))
+    scores = class_score_matrix(probabilities or {}, labels)
+    m = classification_metrics(y, p, classes=labels, scores=scores)
+    per_class = m["per_class"].values()
+    return {f"{t}_accuracy": m["accuracy"], f"{t}_macro_f1": m["macro_f1"],
+            f"{t}_macro_precision": float(np.mean([c["precision"] for c in per_class])),
+            f"{t}_macro_recall": float(np.mean([c["recall"] for c in per_class])),
+            f"{t}_roc_auc_ovr": float(m.get("roc_auc_ovr", np.nan))}
 
 
 class _CrossValidation:
     """The scores and out-of-fold predictions of every (model, repeat, fold), filled in fold by fold."""
 
-    def __init__(self, labels: list[str], targets: list[str], repeats: int, folds: int, n: int):
-        self.labels, self.targets = labels, targets
+    def __init__(self, labels: list[str], targets: list[str], classes: dict[str, list[str] | None], repeats: int,
+                 folds: int, n: int):
+        """``classes[t]``: the class order of a class-label target, None for a numeric one."""
+        self.labels, self.targets, self.classes = labels, targets, classes
         shape = (len(labels), repeats, folds)
-        self.names = [f"{t}_{m}" for t in targets for m in REGRESSION_METRICS] + list(TIMES)
+        self.names = [f"{t}_{m}" for t in targets
+                      for m in (REGRESSION_METRICS if classes[t] is None else CLASSIFICATION_METRICS)] + list(TIMES)
         self.values = {name: np.full(shape, np.nan) for name in self.names}
         self.train_samples = np.zeros(shape, dtype=int)
         self.test_samples = np.zeros(shape, dtype=int)
         self.errors = np.full(shape, "", dtype=object)
-        self.mean = {t: np.full((len(labels), repeats, n), np.nan) for t in targets}
-        self.std = {t: np.full((len(labels), repeats, n), np.nan) for t in targets}
+        numeric = [t for t in targets if classes[t] is None]
+        self.mean = {t: np.full((len(labels), repeats, n), np.nan) for t in numeric}
+        self.std = {t: np.full((len(labels), repeats, n), np.nan) for t in numeric}
+        self.predicted = {t: np.full((len(labels), repeats, n), "", dtype=object) for t in targets if t not in numeric}
 
-    def fold(self, m: int, r: int, k: int, spec, data, dim: str, features: list[str], held_out: np.ndarray,
-             ctx) -> None:
-        """Fit a fresh model on every fold but ``k`` and score it on fold ``k``; a failure is recorded, not raised."""
+    def fold(self, m: int, r: int, k: int, spec, data, dim: str, features: list[str], images: bool,
+             held_out: np.ndarray, ctx) -> None:
+        """Fit a fresh model on every fold but ``k`` and score it on fold ``k``; a failure is recorded, not raised.
+
+        An image model (``images``) is handed the held-out samples without the targets, others their features."""
         test_idx, train_idx = np.flatnonzero(held_out), np.flatnonzero(~held_out)
         self.train_samples[m, r, k], self.test_samples[m, r, k] = train_idx.size, test_idx.size
         train, test = data.isel({dim: train_idx}), data.isel({dim: test_idx})
@@ -265,16 +406,31 @@ class _CrossValidation:
             model.fit(train, ctx)
             fit_seconds = time.perf_counter() - t0
             t0 = time.perf_counter()
-            pred = model.predict(test[features], ctx)
+            inputs = test.drop_vars([t for t in self.targets if t in test]) if images else test[features]
+            pred = model.predict(inputs, ctx)
             predict_seconds = time.perf_counter() - t0
-            means = {t: np.asarray(prediction_mean(pred, t), dtype=float).reshape(-1) for t in self.targets}
-            for t, v in means.items():
+            means, fold_scores = {}, {}
+            for t in self.targets:
+                if self.classes[t] is not None:
+                    v = np.asarray(_class_prediction(pred, t)).reshape(-1)
+                    if v.size != test_idx.size:
+                        raise reflow.DataError(f"predicted {v.size} labels of {t} for {test_idx.size} held-out "
+                                               "samples")
+                    means[t] = v
+                    fold_scores[t] = class_fold_scores(t, test[t].values, v, self.classes[t],
+                                                       class_probabilities(pred, t))
+                    continue
+                if getattr(model, "family", "") == "classifier":
+                    raise reflow.DataError(f"the model treats {t!r} as class labels, but its values are numbers "
+                                           "and not every candidate is a classifier: give the labels as text, or "
+                                           "set the model's task to regression")
+                v = np.asarray(prediction_mean(pred, t), dtype=float).reshape(-1)
                 if v.size != test_idx.size:
                     raise reflow.DataError(f"predicted {v.size} values of {t} for {test_idx.size} held-out samples")
                 if not np.isfinite(v).all():
                     raise reflow.DataError(f"predicted {int((~np.isfinite(v)).sum())} non-finite values of {t}")
-            fold_scores = {t: regression_scores(t, np.asarray(test[t].values, dtype=float), means[t])
-                           for t in self.targets}
+                means[t] = v
+                fold_scores[t] = regression_scores(t, np.asarray(test[t].values, dtype=float), v)
         except Exception as exc:  # one candidate failing must not end the comparison of the others
             self.errors[m, r, k] = f"{type(exc).__name__}: {exc}"
             ctx.logger.warning("stage %s: %s failed on repeat %d fold %d: %s", ctx.stage, self.labels[m], r, k,
@@ -283,6 +439,9 @@ class _CrossValidation:
         for t in self.targets:
             for name, value in fold_scores[t].items():
                 self.values[name][m, r, k] = value
+            if t in self.predicted:
+                self.predicted[t][m, r, test_idx] = means[t].astype(str)
+                continue
             self.mean[t][m, r, test_idx] = means[t]
             if f"{t}_std" in pred:
                 self.std[t][m, r, test_idx] = np.asarray(pred[f"{t}_std"].values, dtype=float).reshape(-1)
@@ -294,8 +453,8 @@ class _CrossValidation:
         errs = [e for e in self.errors[m].ravel() if e]
         if errs:
             return f"failed on {len(errs)} folds, first: {errs[0]}"
-        return ("the score is undefined on every fold (R2 needs held-out folds of at least 2 different values: "
-                "use fewer folds, or rank by an error such as rmse)")
+        return ("the score is undefined on every fold (R2 needs held-out folds of at least 2 different values, "
+                "ROC AUC class probabilities: use fewer folds, or rank by an error such as rmse or by accuracy)")
 
     def scores(self):
         import xarray as xr
@@ -341,6 +500,10 @@ class _CrossValidation:
         ds = xr.Dataset(coords={"model": np.array(self.labels, dtype=str), "repeat": np.arange(assignment.shape[0]),
                                 "sample": ids})
         for t in targets:
+            if t in self.predicted:  # class labels, as text ("" where a sample was not held out)
+                ds[t] = ("sample", np.asarray(data[t].values).astype(str), dict(data[t].attrs))
+                ds[f"{t}_pred"] = (("model", "repeat", "sample"), self.predicted[t].astype(str))
+                continue
             ds[t] = ("sample", np.asarray(data[t].values, dtype=float), dict(data[t].attrs))
             ds[f"{t}_mean"] = (("model", "repeat", "sample"), self.mean[t])
             if np.isfinite(self.std[t]).any():
@@ -364,6 +527,14 @@ def _metrics(summary, labels: list[str], best: int, rank_by: str, n: int, cv: _C
                                                              len(labels) + 1), kind="stable")]
     out["models"] = per_model
     return out
+
+
+def _class_prediction(pred: Any, t: str) -> np.ndarray:
+    """The predicted class of target ``t``: ``<t>_pred`` (classifiers), else ``<t>``."""
+    for name in (f"{t}_pred", t):
+        if name in pred:
+            return np.asarray(pred[name].values)
+    raise reflow.DataError(f"the model's predictions have no {t}_pred (has: {', '.join(map(str, pred.data_vars))})")
 
 
 def _num(v: Any) -> Any:
@@ -392,16 +563,20 @@ def _colours(labels, best: str) -> list[str]:
     return ["#c44e52" if str(m) == best else "#4c72b0" for m in labels]
 
 
-def _plot_r2(summary, targets: list[str], best: str, folder: Path) -> Path | None:
-    if not summary.sizes.get("model"):
+NAMES = {"r2": "R2", "accuracy": "accuracy", "macro_f1": "macro F1"}
+
+
+def _plot_scores(summary, panels: list[tuple[str, str]], best: str, path: Path) -> Path | None:
+    """One panel per (target, metric): a bar per model, the mean over folds with the std as the error bar."""
+    if not summary.sizes.get("model") or not panels:
         return None
     plt = _figure()
     labels = [str(m) for m in summary["model"].values]
-    fig, axes = plt.subplots(1, len(targets), figsize=(4.5 * len(targets) + 1, 0.45 * len(labels) + 1.8),
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1, 0.45 * len(labels) + 1.8),
                              squeeze=False)
     folds, repeats = summary.attrs.get("folds", "k"), summary.attrs.get("repeats", 1)
-    for ax, t in zip(axes[0], targets, strict=True):
-        mean, std = summary[f"{t}_r2_mean"].values, summary[f"{t}_r2_std"].values
+    for ax, (t, metric) in zip(axes[0], panels, strict=True):
+        mean, std = summary[f"{t}_{metric}_mean"].values, summary[f"{t}_{metric}_std"].values
         y = np.arange(len(labels))
         ax.barh(y, mean, xerr=np.nan_to_num(std), color=_colours(labels, best), capsize=3)
         failed = summary["folds_failed"].values
@@ -414,11 +589,14 @@ def _plot_r2(summary, targets: list[str], best: str, folder: Path) -> Path | Non
         ax.axvline(0, color="0.3", lw=0.8)
         ax.set_xlim(min(0.0, float(np.nanmin(mean - np.nan_to_num(std))) if np.isfinite(mean).any() else 0.0) - 0.05,
                     1.1)
-        ax.set_xlabel(f"{t}: out-of-fold R2")
+        held = "held-out" if summary.attrs.get("splits") == "random" else "out-of-fold"
+        ax.set_xlabel(f"{t}: {held} {NAMES.get(metric, metric)}")
         ax.grid(axis="x", alpha=0.3)
-    fig.suptitle(f"R2 on held-out folds (mean +- std over {folds} folds x {repeats} repeats; red: best)",
-                 fontsize=10)
-    return _save(plt, fig, folder / "compare_r2.png")
+    what = " and ".join(dict.fromkeys(NAMES.get(m, m) for _, m in panels))
+    where = (f"{repeats} random splits" if summary.attrs.get("splits") == "random"
+             else f"{folds} folds x {repeats} repeats")
+    fig.suptitle(f"{what} on held-out samples (mean +- std over {where}; red: best)", fontsize=10)
+    return _save(plt, fig, path)
 
 
 def _plot_times(summary, scores, best: str, folder: Path) -> Path | None:
@@ -474,3 +652,23 @@ def _plot_parity(pred, t: str, best: str, folder: Path) -> Path | None:
     ax.set_ylabel(f"{t} (predicted while held out)")
     ax.set_title(f"{best}: out-of-fold R2 = {r2(y[ok], p[ok]):.3f} (pooled, {int(ok.sum())} samples)", fontsize=10)
     return _save(plt, fig, folder / f"compare_parity_{t}.png")
+
+
+def _plot_confusion(pred, t: str, best: str, folder: Path) -> Path | None:
+    """The best model's out-of-fold predictions against the truth, pooled over every repeat."""
+    from reflow.metrics import classification_metrics, confusion_matrix_figure
+
+    truth = np.asarray(pred[t].values).astype(str)
+    guess = np.asarray(pred[f"{t}_pred"].sel(model=best).values).astype(str)  # (repeat, sample)
+    y = np.broadcast_to(truth, guess.shape).reshape(-1)
+    p = guess.reshape(-1)
+    held = p != ""
+    if not held.any():
+        return None
+    seen = set(y[held].tolist()) | set(p[held].tolist())
+    order = [c for c in _class_order(pred[t]) if c in seen] + sorted(seen - set(_class_order(pred[t])))
+    m = classification_metrics(y[held], p[held], classes=order)
+    plt = _figure()
+    fig = confusion_matrix_figure(m["confusion"], order, f"{best}: held-out {t}, {guess.shape[0]} repeat(s)\n"
+                                                        f"accuracy {m['accuracy']:.3f}")
+    return _save(plt, fig, folder / f"compare_confusion_{t}.png")

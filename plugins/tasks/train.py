@@ -21,6 +21,8 @@ from reflow.specs import ModelSpec, StageData
 from reflow.splits import SplitSpec, split_indices
 from reflow.store import write_json
 
+from ._scoring import class_probabilities as _probabilities
+from ._scoring import class_score_matrix as _class_scores
 from ._scoring import prediction_mean as _mean
 from ._scoring import r2 as _r2
 from ._scoring import scores as _scores
@@ -74,7 +76,7 @@ class TrainTask(reflow.Task):
                                                         "threshold, e.g. {delta_bmax: 0.2}")
         test_data: StageData | None = Field(None, description="an explicit held-out set (an earlier stage's "
                                                               "output) to test on; `split` then only makes the "
-                                                              "validation part")
+                                                              "validation part (split.test is not used)")
         where: str | None = Field(None, description="keep only the rows of `data` where this condition holds, "
                                                     "e.g. 'synthetic == 0' (parsed, never eval'd)")
 
@@ -89,8 +91,7 @@ class TrainTask(reflow.Task):
             return value
 
     def check(self, check):
-        if self.params.test_data is not None and self.params.split.test > 0 \
-                and "test" in self.params.split.model_fields_set:
+        if self.params.test_data is not None and self.params.split.test not in (0.0, SplitSpec().test):
             check.problem(("split", "test"), f"the test set comes from test_data ({self.params.test_data}); "
                                              "split only makes the validation part: leave split.test out")
         if self.params.model.stage is not None:
@@ -277,7 +278,36 @@ def _held_out(test, dim: str, ref, needed: list[str]):
     if missing:
         raise reflow.DataError(f"train: test_data {ref} has no variables {', '.join(missing)} "
                                f"(has: {', '.join(map(str, test.data_vars))})")
+    if not test.sizes[dim]:
+        raise reflow.DataError(f"train: test_data {ref} holds no samples to test on")
     return test
+
+
+def _class_roc_figure(y, scores: np.ndarray, classes: list, t: str):
+    """One-vs-rest ROC curves of a classifier's class probabilities (two classes: the second class's curve)."""
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_curve
+
+    truth = np.asarray(y).astype(str)
+    fig, ax = plt.subplots(figsize=(5.2, 4.8))
+    shown = list(enumerate(classes))[1:] if len(classes) == 2 else list(enumerate(classes))
+    for j, c in shown:
+        positive = truth == str(c)
+        if positive.all() or not positive.any():
+            continue  # undefined without both positives and negatives
+        fpr, tpr, _ = roc_curve(positive, scores[:, j])
+        ax.plot(fpr, tpr, lw=1.6, label=f"{c}: AUC {roc_auc(positive, scores[:, j]):.3f}")
+    ax.plot([0, 1], [0, 1], "k--", lw=1)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.01)
+    ax.set_xlabel("false positive rate")
+    ax.set_ylabel("true positive rate")
+    if len(ax.lines) > 1:
+        ax.legend(loc="lower right", fontsize=7)
+    else:
+        ax.text(0.5, 0.5, "undefined: the test samples hold one class only", ha="center", va="center", fontsize=9)
+    ax.set_title(f"{t}: ROC, one class vs the rest ({truth.size} test samples)", fontsize=10)
+    return fig
 
 
 def _save(fig, path: Path) -> Path:
@@ -301,31 +331,6 @@ def _classes(value) -> list | None:
     return list(value) if isinstance(value, (list, tuple)) else None
 
 
-def _probabilities(pred, t: str) -> dict[str, np.ndarray]:
-    """Class probabilities a classifier predicted as ``<t>_prob_<class>``, by class name."""
-    head = f"{t}_prob_"
-    return {str(n)[len(head):]: np.asarray(pred[n].values, dtype=float) for n in pred.data_vars
-            if str(n).startswith(head)}
-
-
-def _class_scores(probabilities: dict[str, np.ndarray], names: list[str]) -> np.ndarray | None:
-    """(n, classes) probabilities in ``names`` order, or None without probabilities for at least two classes.
-
-    Models name the columns by the class (``chip-crack``) or by its identifier form (``chip_crack``); a class the
-    model never saw in training has no column and gets probability 0 (it cannot predict it)."""
-    import re
-
-    def key(name: str) -> str:
-        return re.sub(r"[^0-9A-Za-z_]+", "_", name).strip("_") or "class"
-
-    found = {**{key(k): v for k, v in probabilities.items()}, **probabilities}
-    columns = [found.get(n, found.get(key(n))) for n in names]
-    present = [c for c in columns if c is not None]
-    if len(present) < 2:
-        return None
-    return np.column_stack([c if c is not None else np.zeros_like(present[0]) for c in columns])
-
-
 def _target_scores(t: str, y, p, family: str, classes: list | None = None,
                    probabilities: dict[str, np.ndarray] | None = None) -> dict:
     """Test metrics of target ``t``: per-class ones (reflow.metrics) for a classifier's, a text or a bool
@@ -341,6 +346,9 @@ def _target_scores(t: str, y, p, family: str, classes: list | None = None,
             score, p = p, p > 0.5
         if classes is not None and not set(np.unique(y).tolist()) <= set(classes):
             classes = None
+        if classes is not None:  # the source's order, without classes neither in the truth nor predicted
+            seen = set(np.unique(y).tolist()) | set(np.unique(p).tolist())
+            classes = [c for c in classes if c in seen]
         out = flatten(t, classification_metrics(y, p, classes=classes))
         names = [str(c) for c in out[f"{t}_classes"]]
         scores = _class_scores(probabilities or {}, names)
