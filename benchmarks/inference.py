@@ -93,12 +93,14 @@ def build(name: str) -> torch.nn.Module:
     return cls(**params).build_module(1, (SIDE, SIDE), 1).eval()
 
 
-def throughput(module: torch.nn.Module, batch: int, device: str, repeats: int, min_seconds: float) -> float:
-    """Median images/s of the forward pass at ``batch`` (after two warm-up passes)."""
+def throughput(module: torch.nn.Module, batch: int, device: str, repeats: int, min_seconds: float,
+               precision: str = "auto") -> float:
+    """Median images/s of the forward pass at ``batch`` (after two warm-up passes); ``precision`` as the
+    training loop's (auto: bf16 autocast on CUDA only; bf16: also on the CPU)."""
     x = torch.rand(batch, 1, SIDE, SIDE, device=device)
     cuda = device.startswith("cuda")
     rates = []
-    with torch.inference_mode(), autocast(device):
+    with torch.inference_mode(), autocast(device, precision):
         for _ in range(2):
             module(x)
         for _ in range(repeats):
@@ -167,6 +169,9 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=None, help="images per training epoch "
                         "(default: 512 on the CPU, 4096 on the GPU; 64 with --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--cpu-precision", choices=["fp32", "bf16"], default="fp32",
+                        help="bf16: autocast the CPU throughput columns to bfloat16 (fast on CPUs with "
+                             "avx512_bf16 or AMX); memory and training stay fp32")
     parser.add_argument("--models", nargs="*", default=list(MODELS), choices=list(MODELS), metavar="MODEL")
     args = parser.parse_args()
 
@@ -193,13 +198,14 @@ def main() -> None:
         for name in args.models:
             module = build(name).to(device)
             params = sum(p.numel() for p in module.parameters()) / 1e6
-            rates = [throughput(module, b, device, repeats, min_seconds) for b in batches]
+            precision = args.cpu_precision if device == "cpu" else "auto"
+            rates = [throughput(module, b, device, repeats, min_seconds, precision) for b in batches]
             del module
             if device == "cuda":
                 torch.cuda.empty_cache()
             memory = peak_memory_mib(name, batches[-1], device, args.threads)
             train, pretrain = epoch_seconds(name, device, n, data)
-            label = "cuda bf16" if device == "cuda" else "cpu fp32"
+            label = "cuda bf16" if device == "cuda" else f"cpu {args.cpu_precision}"
             epoch = f"{train:.2f} ({n})" + (f"; MAE pre-training {pretrain:.2f}" if pretrain is not None else "")
             print(f"| {name} | {label} | {params:.2f} | " + " | ".join(f"{r:,.0f}" for r in rates)
                   + f" | {memory:,.1f} | {epoch} |", flush=True)
