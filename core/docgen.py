@@ -493,14 +493,9 @@ def hook_docs() -> list[HookDoc]:
 def _hook_callers() -> dict[str, list[str]]:
     """Where reflow calls each lifecycle hook: ``run.hook("NAME", ...)`` calls found in its own source."""
     import reflow
+    import reflow.plugins as builtin_plugins
 
-    roots = [Path(reflow.__file__).parent]
-    try:
-        import reflow.plugins as builtin_plugins
-
-        roots.append(Path(builtin_plugins.__file__).parent)
-    except ImportError:
-        pass
+    roots = [Path(reflow.__file__).parent, Path(builtin_plugins.__file__).parent]
     found: dict[str, set[str]] = {}
     for root, package in zip(roots, ("reflow", "reflow.plugins"), strict=False):
         for path in sorted(root.rglob("*.py")):

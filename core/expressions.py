@@ -168,3 +168,14 @@ def _term(tokens: list[tuple[str, str]], i: int, text: str) -> tuple[float, str 
             raise ExpressionError(f"{text!r}: only a number may multiply {name!r} (the grammar is linear)")
         return 1.0, name, i
     raise ExpressionError(f"{text!r}: unexpected {value!r}")
+
+
+def validate_condition(value: str | None) -> str | None:
+    """A pydantic field validator body for an optional condition string (``"delta_bmax > 0.2"``): parse it now so
+    that a study with a bad condition fails validation, and keep the text."""
+    if value is not None:
+        try:
+            parse_constraint(value)
+        except ExpressionError as exc:
+            raise ValueError(str(exc)) from None
+    return value

@@ -22,37 +22,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from _report_studies import FAILING_STUDY, run_keeping_failures
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
 BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 
-FAILING_STUDY = """
-study: report-failure
-description: A DOE, then a life model that asks for a factor the DOE does not have.
-seed: 3
-stages:
-  warpage:
-    task: doe
-    design: {lhs: {samples: 8}}
-    space:
-      die_thickness_mm: {low: 0.1, high: 0.8, units: mm}
-      substrate_thickness_mm: {low: 0.4, high: 1.6, units: mm}
-      delta_t_k: {value: -200, units: K}
-    evaluate: bilayer-warpage
-    plot: [warpage_um]
-  fit:
-    task: train
-    model: {weibull: {time: warpage_um}}
-    data: warpage
-    features: [no_such_factor_mm]
-  field:
-    task: doe
-    design: {lhs: {samples: 4}}
-    space:
-      die_thickness_mm: {low: 0.1, high: 0.8, units: mm}
-    evaluate: [{stage: fit}]
-"""
+
 
 # What the page reports about itself once loaded (no script is added to the report for the test).
 PAGE_STATE = """JSON.stringify({
@@ -186,26 +162,13 @@ def browser(chromium, tmp_path_factory):
     b.close()
 
 
-def _run(study_path: Path, out: Path, overrides: list[str] | None = None) -> Path:
-    from reflow.errors import ReflowError
-    from reflow.runner import execute, start_run
-    from reflow.study import load_study
-
-    run = start_run(load_study(study_path, overrides or []), out, quiet=True)
-    try:
-        execute(run)
-    except ReflowError:
-        pass  # the failing study is meant to fail; its report is written all the same
-    return run.dir
-
-
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> dict[str, Path]:
     base = tmp_path_factory.mktemp("report-browser")
     failing = base / "failing.yaml"
     failing.write_text(textwrap.dedent(FAILING_STUDY).lstrip())
-    return {"quickstart": _run(REPO / "studies" / "quickstart.yaml", base / "runs"),
-            "failing": _run(failing, base / "runs")}
+    return {"quickstart": run_keeping_failures(REPO / "studies" / "quickstart.yaml", base / "runs"),
+            "failing": run_keeping_failures(failing, base / "runs")}
 
 
 @pytest.mark.parametrize("name", ["quickstart", "failing"])

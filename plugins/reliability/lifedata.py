@@ -26,7 +26,7 @@ import numpy as np
 import reflow
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from reflow.errors import DataError, UserInputError
-from reflow.expressions import ExpressionError, parse_constraint
+from reflow.expressions import parse_constraint, validate_condition
 
 log = logging.getLogger("reflow.reliability")
 
@@ -67,12 +67,7 @@ class LifeParams(reflow.Params):
     @field_validator("failure")
     @classmethod
     def _condition(cls, value: str | None) -> str | None:
-        if value is not None:
-            try:
-                parse_constraint(value)
-            except ExpressionError as exc:
-                raise ValueError(str(exc)) from None
-        return value
+        return validate_condition(value)
 
     @model_validator(mode="after")
     def _one_event_source(self) -> LifeParams:

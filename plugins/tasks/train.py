@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import reflow
 from pydantic import Field, field_validator
-from reflow.expressions import ExpressionError, parse_constraint
+from reflow.expressions import parse_constraint, validate_condition
 from reflow.metrics import (
     classification_metrics,
     confusion_matrix_figure,
@@ -83,12 +83,7 @@ class TrainTask(reflow.Task):
         @field_validator("where")
         @classmethod
         def _condition(cls, value: str | None) -> str | None:
-            if value is not None:
-                try:
-                    parse_constraint(value)
-                except ExpressionError as exc:
-                    raise ValueError(str(exc)) from None
-            return value
+            return validate_condition(value)
 
     def check(self, check):
         if self.params.test_data is not None and self.params.split.test not in (0.0, SplitSpec().test):

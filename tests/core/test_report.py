@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from _report_studies import FAILING_STUDY, run_keeping_failures
 from reflow.report import (
     caption,
     format_value,
@@ -23,47 +24,9 @@ from reflow.report import (
 
 REPO = Path(__file__).resolve().parents[2]
 
-FAILING_STUDY = """
-study: report-failure
-description: A DOE, then a life model that asks for a factor the DOE does not have.
-seed: 3
-stages:
-  warpage:
-    task: doe
-    design: {lhs: {samples: 8}}
-    space:
-      die_thickness_mm: {low: 0.1, high: 0.8, units: mm}
-      substrate_thickness_mm: {low: 0.4, high: 1.6, units: mm}
-      delta_t_k: {value: -200, units: K}
-    evaluate: bilayer-warpage
-    plot: [warpage_um]
-  fit:
-    task: train
-    model: {weibull: {time: warpage_um}}
-    data: warpage
-    features: [no_such_factor_mm]
-  field:
-    task: doe
-    design: {lhs: {samples: 4}}
-    space:
-      die_thickness_mm: {low: 0.1, high: 0.8, units: mm}
-    evaluate: [{stage: fit}]
-"""
+
 
 EXTERNAL = re.compile(r"""(?:src|href|action|poster)\s*=\s*["']?(?!#|data:image/png;base64,)[^"'\s>]""", re.I)
-
-
-def _run(study_path: Path, out: Path, overrides: list[str] | None = None) -> Path:
-    from reflow.errors import ReflowError
-    from reflow.runner import execute, start_run
-    from reflow.study import load_study
-
-    run = start_run(load_study(study_path, overrides or []), out, quiet=True)
-    try:
-        execute(run)
-    except ReflowError:
-        pass
-    return run.dir
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +35,9 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     failing = base / "failing.yaml"
     failing.write_text(textwrap.dedent(FAILING_STUDY).lstrip())
     return {
-        "quickstart": _run(REPO / "studies" / "quickstart.yaml", base / "runs",
+        "quickstart": run_keeping_failures(REPO / "studies" / "quickstart.yaml", base / "runs",
                            ["stages.warpage.design.lhs.samples=12"]),
-        "failing": _run(failing, base / "runs"),
+        "failing": run_keeping_failures(failing, base / "runs"),
     }
 
 
