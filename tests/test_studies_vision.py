@@ -1,5 +1,6 @@
-"""The vision studies (studies/wlp_defects_gan.yaml, ic_material_cti.yaml, sem_sinter_transfer.yaml) run end to
-end at a tiny size set through overrides, and their stages wire together as the docs say."""
+"""The vision studies (studies/led_sam_mae.yaml, wlp_defects_gan.yaml, ic_material_cti.yaml,
+sem_sinter_transfer.yaml) run end to end at a tiny size set through overrides, and their stages wire together as
+the docs say."""
 
 from __future__ import annotations
 
@@ -25,6 +26,32 @@ def _run(name: str, overrides: list[str], tmp_path: Path):
 
 def _metrics(run, stage: str) -> dict:
     return json.loads((run.dir / stage / "metrics.json").read_text())
+
+
+def test_led_sam_mae_study_tiny(tmp_path):
+    vit = "size=tiny,width=32,heads=2,depth=1,patch=4,head_hidden=32,epochs=2,batch_size=16"
+    sets = [f"stages.{stage}.model.{name}.{kv}" for stage, name in (("supervised", "vit"), ("mae", "vit-mae"))
+            for kv in vit.split(",")]
+    run = _run("led_sam_mae.yaml", [
+        "stages.sam.source.synthetic-sam.leds=20", "stages.sam.source.synthetic-sam.size=32", *sets,
+        "stages.mae.model.vit-mae.pretrain_epochs=2", "stages.mae.model.vit-mae.decoder_width=32",
+        "stages.mae.model.vit-mae.decoder_heads=2", "stages.mae.model.vit-mae.decoder_depth=1",
+        "stages.cnn.model.cnn.width=4", "stages.cnn.model.cnn.epochs=2", "stages.explain_mae.samples=4",
+    ], tmp_path)
+    # the three models are compared on the same held-out LEDs, none of which they trained on
+    tested = [run.output(f"{s}.predictions")["led_id"].values for s in ("supervised", "mae", "cnn")]
+    for other in tested[1:]:
+        np.testing.assert_array_equal(tested[0], other)
+    for stage in ("supervised", "mae", "cnn"):
+        m = _metrics(run, stage)
+        assert m["test_samples"] == tested[0].size
+        assert {"delta_bmax_mse", "delta_bmax_r2", "delta_bmax_f1", "delta_bmax_roc_auc"} <= set(m), sorted(m)
+    assert (run.dir / "mae" / "pretrain" / "epochs.csv").exists()
+    # what "done" asks of the report: metrics, Grad-CAM overlays and MAE reconstructions
+    for name in ("cams.png", "mae_reconstructions.png"):
+        assert (run.dir / "explain_mae" / name).stat().st_size > 5000
+    report = (run.dir / "report.html").read_text()
+    assert report.count("data:image/png;base64") >= 5 and "delta_bmax" in report
 
 
 def test_wlp_defects_gan_study_tiny(tmp_path):
@@ -119,7 +146,8 @@ def test_sem_sinter_transfer_study_tiny(tmp_path):
     assert set(binary["label"].values.astype(str).tolist()) <= {"b100", "b250"}
 
 
-@pytest.mark.parametrize("name", ["wlp_defects_gan.yaml", "ic_material_cti.yaml", "sem_sinter_transfer.yaml"])
+@pytest.mark.parametrize("name", [
+    "led_sam_mae.yaml", "wlp_defects_gan.yaml", "ic_material_cti.yaml", "sem_sinter_transfer.yaml"])
 def test_vision_studies_validate_at_their_default_size(name):
     study = load_study(STUDIES / name)
     assert study.stages
