@@ -17,22 +17,32 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import xarray as xr
+from reflow.errors import ReflowError
+from reflow.runner import Run, open_run
 
 
-def load_stage(run: Path, stage: str, target: str, group: str) -> xr.Dataset:
-    path = run / stage / "predictions.nc"
-    if not path.is_file():
-        raise SystemExit(f"{path}: no predictions (is '{stage}' a finished train stage of this run?)")
-    with xr.open_dataset(path) as data:
-        needed = [target, f"{target}_mean", group]
-        missing = [name for name in needed if name not in data]
-        if missing:
-            raise SystemExit(f"{path}: missing variable(s) {missing}")
-        return data[needed].load()
+def fail(message: str) -> NoReturn:
+    """Bad input: say what is wrong and exit with 2, as the CLI does."""
+    print(message, file=sys.stderr)
+    raise SystemExit(2)
+
+
+def load_stage(run: Run, stage: str, target: str, group: str) -> xr.Dataset:
+    """A finished train stage's test predictions, through the run folder's own reader."""
+    try:
+        data = run.output(f"{stage}.predictions")
+    except (ReflowError, OSError) as exc:
+        fail(f"{run.dir}: stage '{stage}' has no predictions ({exc})")
+    missing = [name for name in (target, f"{target}_mean", group) if name not in data]
+    if missing:
+        fail(f"{run.dir / stage}: predictions lack variable(s) {missing}")
+    return data[[target, f"{target}_mean", group]].load()
 
 
 def main() -> None:
@@ -45,11 +55,15 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    stages = {name: load_stage(args.run, name, args.target, args.group) for name in args.stages}
+    try:
+        run = open_run(args.run, quiet=True)
+    except ReflowError as exc:
+        fail(str(exc))
+    stages = {name: load_stage(run, name, args.target, args.group) for name in args.stages}
     first = next(iter(stages.values()))
     for name, data in stages.items():
         if not np.array_equal(data["sample"].values, first["sample"].values):
-            raise SystemExit(f"stage '{name}' was tested on other samples than '{args.stages[0]}': not paired")
+            fail(f"stage '{name}' was tested on other samples than '{args.stages[0]}': not paired")
 
     groups, group_index = np.unique(first[args.group].values, return_inverse=True)
     squared = {name: (data[f"{args.target}_mean"].values - data[args.target].values) ** 2
