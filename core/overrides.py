@@ -11,9 +11,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import yaml
 from reflow.errors import Problem, StudyError
-from reflow.yamlio import SafeLoader
+from reflow.yamlio import load_value
 
 COMPONENT_KEYS = ("model", "source", "design", "optimizer", "evaluate")
 
@@ -27,18 +26,17 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ValueError(f"--set: bad key path {key!r}")
     try:
         parsed = _load_scalar(value) if value.strip() else ""
-    except yaml.YAMLError:
-        parsed = value
+    except StudyError as exc:
+        problem = exc.problems[0].message
+        if not problem.startswith("invalid YAML"):  # too big, too deep, control characters: refused
+            raise ValueError(f"{key.strip()}: {problem}") from None
+        parsed = value  # text that is not YAML is taken as a string, as before
     return parts, parsed
 
 
 def _load_scalar(value: str) -> Any:
-    """A value as YAML, read like the study file (safe_load rules, ``1e-3`` is a number)."""
-    loader = SafeLoader(value)
-    try:
-        return loader.get_single_data()
-    finally:
-        loader.dispose()
+    """A value as YAML, read like the study file (safe_load rules, ``1e-3`` is a number, same limits)."""
+    return load_value(value, "--set")
 
 
 def apply_overrides(raw: Any, overrides: list[str], source: str = "<study>") -> Any:

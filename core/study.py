@@ -21,7 +21,7 @@ from reflow.errors import PluginError, Problem, StudyError
 from reflow.overrides import apply_overrides
 from reflow.specs import ComponentSpec, DataRef
 from reflow.stagevalues import StageValue
-from reflow.yamlio import dotted, line_of, load_with_lines
+from reflow.yamlio import brief, dotted, line_of, load_with_lines, read_text
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
@@ -458,7 +458,7 @@ def _message(err: dict[str, Any], model: type, loc: tuple[Any, ...]) -> str:
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
     if "input" in err and kind not in ("value_error", "assertion_error") and not isinstance(err["input"], dict):
-        msg += f" (got {err['input']!r})"
+        msg += f" (got {brief(err['input'])})"
     return msg
 
 
@@ -538,12 +538,7 @@ def validate_study(raw: Any, *, lines: dict | None = None, source: str = "<study
 def load_study(path: str | Path, overrides: list[str] | None = None, registry: Any = None) -> Study:
     """Read, override (``--set``) and validate a study file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StudyError([Problem("", f"study file not found: {path}")], str(path)) from None
-    except OSError as exc:
-        raise StudyError([Problem("", f"cannot read study file: {exc}")], str(path)) from None
+    text = read_text(path)
     raw, lines = load_with_lines(text, str(path))
     if overrides:
         raw = apply_overrides(raw, overrides, source=str(path))
