@@ -74,7 +74,7 @@ class Registry:
 
     def add(self, name: str, kind: str, cls: Any, plugin: str) -> None:
         where = f"plugin {plugin!r} registering {name!r}"
-        if not isinstance(name, str) or not NAME_PATTERN.match(name):
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
             raise PluginError(f"{where}: component names are kebab-case (like 'fea-package'), got {name!r}")
         check_component_class(kind, cls, where)
         if name in self.clashes:

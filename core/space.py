@@ -13,11 +13,22 @@ In a study::
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
+
+VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+"""A factor's name: usable in constraints (``a + b <= 1``) and stage values (``${stage.output.name}``)."""
+
+
+def variable_name_problem(name: Any) -> str | None:
+    """Why ``name`` cannot name a variable (matched whole, so a trailing newline fails), or None."""
+    if isinstance(name, str) and VARIABLE_NAME.fullmatch(name):
+        return None
+    return f"variable names use letters, digits and '_' and start with a letter or '_', got {name!r}"
 
 
 class ParameterSpec(BaseModel):

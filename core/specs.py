@@ -130,9 +130,9 @@ class DataRef:
 def _parse_ref(value: Any) -> DataRef:
     if isinstance(value, DataRef):
         return value
-    if not isinstance(value, str) or not _REF.match(value):
+    if not isinstance(value, str) or not _REF.fullmatch(value):
         raise ValueError(f"a data reference is 'stage' or 'stage.output', got {value!r}")
-    stage, output = _REF.match(value).groups()
+    stage, output = _REF.fullmatch(value).groups()
     return DataRef(stage, output)
 
 

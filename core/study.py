@@ -19,12 +19,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 from reflow.errors import PluginError, Problem, StudyError
 from reflow.overrides import apply_overrides
+from reflow.space import ParameterSpec, variable_name_problem
 from reflow.specs import ComponentSpec, DataRef
 from reflow.stagevalues import StageValue
 from reflow.yamlio import brief, dotted, line_of, load_with_lines, read_text
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+# Names are matched whole (re.fullmatch): with re.match, "$" also matches before a trailing newline.
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
+_DEVICE = re.compile(r"auto|cpu|cuda(:\d+)?|mps")
 
 
 class ExecutorConfig(BaseModel):
@@ -96,14 +98,14 @@ class StudyHeader(BaseModel):
     @field_validator("study")
     @classmethod
     def _study_name(cls, v: str) -> str:
-        if not _NAME.match(v):
+        if not _NAME.fullmatch(v):
             raise ValueError(f"use letters, digits, '-' and '_' (it names a folder), got {v!r}")
         return v
 
     @field_validator("device")
     @classmethod
     def _device(cls, v: str) -> str:
-        if not _DEVICE.match(str(v)):
+        if not _DEVICE.fullmatch(str(v)):
             raise ValueError(f"allowed: auto, cpu, cuda, cuda:N; got {v!r}")
         return v
 
@@ -273,7 +275,7 @@ class _Validator:
                 values[name] = self._stage_values(name, body)
         for name, body in stages_raw.items():
             path = ("stages", name)
-            if not isinstance(name, str) or not _NAME.match(name):
+            if not isinstance(name, str) or not _NAME.fullmatch(name):
                 self.add(path, f"stage names use letters, digits, '-' and '_' (no dots), got {name!r}")
                 continue
             if not isinstance(body, dict):
@@ -307,6 +309,7 @@ class _Validator:
                 self.add(path, "stage keys must be strings")
                 continue
             parsed[name] = (task, cls, params)
+            self._check_space_names(path, params)
 
         stages: dict[str, Stage] = {}
         graph: dict[str, set[str]] = {}
@@ -338,6 +341,16 @@ class _Validator:
         if self.problems:
             return stages
         return {s: stages[s] for s in _stable_topo(graph, list(stages))}
+
+    def _check_space_names(self, path: tuple[Any, ...], params: BaseModel) -> None:
+        """Space factors name variables (dataset columns, constraint and ``${...}`` names): checked whole."""
+        for field_name in type(params).model_fields:
+            value = getattr(params, field_name)
+            if isinstance(value, dict) and value and all(isinstance(v, ParameterSpec) for v in value.values()):
+                for key in value:
+                    problem = variable_name_problem(key)
+                    if problem:
+                        self.add(path + (field_name, key), problem)
 
     def _check_valid_fields(self, path: tuple[Any, ...], model: type[BaseModel], fields: dict[str, Any],
                             exc: ValidationError) -> None:

@@ -247,6 +247,8 @@ def dotted(path: Path_) -> str:
     for part in path:
         if isinstance(part, int):
             out += f"[{part}]"
+        elif isinstance(part, str) and (not part.isprintable() or part != part.strip()):
+            out += f"[{part!r}]"  # a key with a line break or edge spaces, shown as it is
         else:
             out += ("." if out else "") + str(part)
     return out
