@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, model_validator
+from reflow.yamlio import brief
 
 VARIABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 """A factor's name: usable in constraints (``a + b <= 1``) and stage values (``${stage.output.name}``)."""
@@ -29,6 +30,45 @@ def variable_name_problem(name: Any) -> str | None:
     if isinstance(name, str) and VARIABLE_NAME.fullmatch(name):
         return None
     return f"variable names use letters, digits and '_' and start with a letter or '_', got {name!r}"
+
+
+MAX_BOUND = 1e30
+"""Largest magnitude of a float bound: beyond it ``high - low`` and the unit mapping lose all precision."""
+MAX_INT_BOUND = 2**53
+"""Largest magnitude of an integer bound: every integer up to it is exact as a float (and fits int64)."""
+MAX_DESIGN_BYTES = 2**30
+"""Memory a design and its trial records may take (1 GiB): far beyond any set of points that can be evaluated."""
+
+
+def _finite_number(value: Any) -> bool:
+    return not isinstance(value, (int, float)) or isinstance(value, bool) or math.isfinite(value)
+
+
+def format_bytes(n: float) -> str:
+    """``31_999_999_999_999`` -> ``29.1 TiB``."""
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
+        if n < 1024 or unit == "PiB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
+def design_bytes(points: int, space: Space) -> int:
+    """An estimate of the memory ``points`` design points take: the unit-cube array (one float per free
+    factor), the values and their dataset copy (two per factor) and a trial record (about eight more)."""
+    return int(points) * 8 * (len(space.free) + 2 * len(space.parameters) + 8)
+
+
+def design_size_problem(field: str, points: int, space: Space) -> str | None:
+    """Why ``points`` design points over ``space`` cannot run (their memory estimate is over
+    :data:`MAX_DESIGN_BYTES`), or None. Checked at validation, so the run does not fail on a MemoryError."""
+    need = design_bytes(points, space)
+    if need <= MAX_DESIGN_BYTES:
+        return None
+    per = design_bytes(1, space)
+    return (f"{field} = {points:,} points need about {format_bytes(need)} of memory for the design and its "
+            f"trials ({per} bytes a point with {len(space.parameters)} factors); at most "
+            f"{MAX_DESIGN_BYTES // per:,} points fit in the {format_bytes(MAX_DESIGN_BYTES)} allowed")
 
 
 class ParameterSpec(BaseModel):
@@ -60,6 +100,11 @@ class ParameterSpec(BaseModel):
                 raise ValueError("a range needs both low and high")
             if not (math.isfinite(self.low) and math.isfinite(self.high)):
                 raise ValueError(f"bounds must be finite numbers, got low={self.low}, high={self.high}")
+            limit = MAX_INT_BOUND if self.type == "int" else MAX_BOUND
+            if max(abs(self.low), abs(self.high)) > limit:
+                kind = "integer bounds" if self.type == "int" else "bounds"
+                raise ValueError(f"{kind} must lie within +-{limit:.6g} (rescale the units: mm, GPa, ...), "
+                                 f"got low={self.low:g}, high={self.high:g}")
             if self.low >= self.high:
                 raise ValueError(f"low must be below high, got low={self.low:g} >= high={self.high:g}")
             if self.log and self.low <= 0:
@@ -68,11 +113,16 @@ class ParameterSpec(BaseModel):
                 raise ValueError(f"an integer range needs whole bounds, got {self.low:g}..{self.high:g}")
         elif self.type is not None or self.log:
             raise ValueError("'type' and 'log' apply to ranges (low/high) only")
+        if self.value is not None and not _finite_number(self.value):
+            raise ValueError(f"a fixed value must be a finite number or a text, got {self.value!r}")
         if self.choices is not None:
+            bad = [c for c in self.choices if not _finite_number(c)]
+            if bad:
+                raise ValueError(f"choices must be finite numbers or texts, got {bad[0]!r}")
             if len(self.choices) < 2:
-                raise ValueError(f"choices needs at least two values, got {self.choices!r}")
+                raise ValueError(f"choices needs at least two values, got {brief(self.choices)}")
             if len({repr(c) for c in self.choices}) != len(self.choices):
-                raise ValueError(f"choices has duplicates: {self.choices!r}")
+                raise ValueError(f"choices has duplicates: {brief(self.choices)}")
         return self
 
 

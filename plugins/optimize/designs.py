@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import reflow
 from pydantic import Field
-from reflow.space import Space
+from reflow.space import Space, design_size_problem
 
 
 def _seed(rng: np.random.Generator) -> int:
@@ -27,6 +27,10 @@ class _SpaceFilling(reflow.Design):
 
     def unit(self, d: int, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
+
+    def space_problems(self, space: Space) -> list[str]:
+        problem = design_size_problem("samples", self.params.samples, space)
+        return [problem] if problem else []
 
     def generate(self, space: Space, rng: np.random.Generator):
         d = len(space.free)
@@ -210,7 +214,8 @@ class CentralComposite(_Coded):
         face: Literal["circumscribed", "inscribed", "faced"] = Field(
             "faced", description="where the axial points go; 'faced' keeps three levels per factor")
         alpha: Literal["orthogonal", "rotatable"] = Field("orthogonal", description="axial distance rule")
-        center: tuple[int, int] = Field((1, 1), description="centre points in the factorial and axial blocks")
+        center: tuple[Annotated[int, Field(ge=0, le=1000)], Annotated[int, Field(ge=0, le=1000)]] = Field(
+            (1, 1), description="centre points in the factorial and axial blocks")
 
     def space_problems(self, space):
         return super().space_problems(space) + _response_surface_problems(space, "central composite", 2)
@@ -226,7 +231,7 @@ class BoxBehnken(_Coded):
     """Box-Behnken design (pyDOE3 ``bbdesign``): three levels, no corner points; 3+ numeric factors."""
 
     class Params(reflow.Params):
-        center: int | None = Field(None, ge=1, description="centre points (default: pyDOE3's choice)")
+        center: int | None = Field(None, ge=1, le=1000, description="centre points (default: pyDOE3's choice)")
 
     def space_problems(self, space):
         return super().space_problems(space) + _response_surface_problems(space, "Box-Behnken", 3)

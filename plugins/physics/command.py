@@ -46,6 +46,7 @@ class CommandEvaluator(reflow.Evaluator):
     def __init__(self, params=None, **kwargs):
         super().__init__(params, **kwargs)
         self._cwd: str | None = None
+        self._program: str | None = None
         self._keep_dir: str | None = None
 
     def output_variables(self):
@@ -54,10 +55,12 @@ class CommandEvaluator(reflow.Evaluator):
     def setup(self, ctx):
         self._cwd = str(ctx.study_dir)
         program = self.params.argv[0]
-        if "/" in program:
-            resolved = ctx.resolve_path(program)
+        if "/" in program or program.startswith("~"):
+            resolved = ctx.resolve_path(program)  # against the study's folder, like every path in a study
             if not resolved.exists():
-                raise reflow.UserInputError(f"command: program not found: {resolved}")
+                raise reflow.UserInputError(f"command: program not found: {resolved} (argv[0] {program!r}; "
+                                            f"relative paths start at the study's folder {ctx.study_dir})")
+            self._program = str(resolved)
         elif shutil.which(program) is None:
             raise reflow.UserInputError(f"command: program {program!r} is not on PATH")
         if self.params.keep:
@@ -76,10 +79,9 @@ class CommandEvaluator(reflow.Evaluator):
             subst = {"{inputs}": str(in_path), "{outputs}": str(out_path), "{workdir}": str(work)}
             argv = [subst.get(a, a) for a in self.params.argv]
             if self._cwd:  # files next to the study (sim.py, a template) as absolute paths
-                argv[1:] = [str(Path(self._cwd) / a) if a not in subst and a and not Path(a).is_absolute()
-                            and (Path(self._cwd) / a).exists() else a for a in argv[1:]]
-            if "/" in argv[0] and self._cwd and not Path(argv[0]).is_absolute():
-                argv[0] = str(Path(self._cwd) / argv[0])
+                argv[1:] = [a if a in subst else _study_file(self._cwd, a) for a in argv[1:]]
+            if self._program:
+                argv[0] = self._program
             try:  # its own process group, so a timeout kills the solvers a wrapper script started too
                 proc = subprocess.Popen(argv, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                         env={**os.environ, **self.params.env, "REFLOW_STUDY_DIR": self._cwd or ""},
@@ -109,6 +111,19 @@ class CommandEvaluator(reflow.Evaluator):
         finally:
             if not self.params.keep:
                 shutil.rmtree(work, ignore_errors=True)
+
+
+def _study_file(study_dir: str, arg: str) -> str:
+    """``arg`` as the absolute path of a file or folder it names relative to the study (resolved the way
+    ``RunContext.resolve_path`` resolves every path in a study), else ``arg`` unchanged."""
+    if not arg or arg.startswith("-"):
+        return arg
+    try:
+        path = Path(arg).expanduser()
+        path = path if path.is_absolute() else (Path(study_dir) / path).resolve()
+        return str(path) if path.exists() and not Path(arg).is_absolute() else arg
+    except (OSError, ValueError):  # not a path at all (a NUL, a name too long): an ordinary argument
+        return arg
 
 
 def _kill_tree(proc: subprocess.Popen) -> None:

@@ -27,7 +27,7 @@ from reflow.errors import UserInputError, WaitingForResults
 from reflow.evaluation import build_evaluator, evaluate_trials, records_to_dataset
 from reflow.expressions import ExpressionError, parse_constraint
 from reflow.problem import Objective, OptimizationProblem
-from reflow.space import ParameterSpec, Space
+from reflow.space import ParameterSpec, Space, design_size_problem
 from reflow.specs import EvaluatorPipeline, OptimizerSpec
 from reflow.store import TrialJournal, atomic_write_text
 
@@ -108,6 +108,9 @@ class OptimizeTask(reflow.Task):
         if not free:
             check.problem(("space",), "the space needs at least one parameter that varies")
         check_space_inputs(check, list(p.space), p.evaluate)
+        too_big = design_size_problem("evaluations", p.budget.evaluations, Space.from_specs(p.space))
+        if too_big:
+            check.problem(("budget", "evaluations"), too_big)
         pipeline = pipeline_for_check(check, p.evaluate)
         outputs = [v.name for v in pipeline.output_variables()] if pipeline is not None else []
         if pipeline is not None and any(s.manual for s in pipeline.steps) and len(pipeline.steps) > 1:

@@ -522,3 +522,116 @@ def test_python_batch_without_declared_outputs_keeps_inputs_as_parameters(write_
     assert trials["x"].attrs["role"] == "parameter"  # the echoed input is not taken for an output
     assert trials["y"].attrs["role"] == "metric"
     assert (trials["y"].values == 3.0 * trials["x"].values).all()
+
+
+# ---- paths relative to the study, and imports next to the module ---------------------------------
+
+
+@pytest.fixture
+def nested_ctx(tmp_path):
+    """A study in tmp_path/studies/beam with shared code in tmp_path/shared (``../../shared`` from it)."""
+    study_dir = tmp_path / "studies" / "beam"
+    folder = study_dir / "run" / "s"
+    folder.mkdir(parents=True)
+    return RunContext(run=None, stage="s", seed=1, device="cpu", folder=folder, study_dir=study_dir, quiet=True)
+
+
+@pytest.mark.parametrize("reference", ["../shared/model:evaluate", "../shared/model.py:evaluate",
+                                       "./../shared/model:evaluate"])
+def test_python_module_path_with_dot_dot(reference, tmp_path):
+    """``../shared/model`` is a path relative to the study (its dots are not turned into slashes)."""
+    study_dir = tmp_path / "study"
+    study_dir.mkdir()
+    write(tmp_path / "shared" / "model.py", "def evaluate(x):\n    return {'y': 3 * x}\n")
+    ctx = RunContext(run=None, stage="s", seed=1, device="cpu", folder=study_dir, study_dir=study_dir, quiet=True)
+    ev = PythonEvaluator(function=reference)
+    ev.setup(ctx)
+    assert ev._module_path == str(tmp_path / "shared" / "model.py")
+    assert ev.evaluate_one({"x": 2.0}) == {"y": 6.0}
+
+
+def test_python_missing_module_shows_the_resolved_path(nested_ctx, tmp_path):
+    with pytest.raises(UserInputError) as err:
+        PythonEvaluator(function="../../lib/absent:evaluate").setup(nested_ctx)
+    assert f"module file not found: {tmp_path / 'lib' / 'absent.py'}" in str(err.value)
+    assert str(tmp_path / "studies" / "beam") in str(err.value)
+
+
+def test_python_module_imports_a_helper_next_to_it_and_next_to_the_study(nested_ctx, tmp_path):
+    """``import helper`` works for a helper beside the module and one beside the study, at load and call
+    time, and the folders are off ``sys.path`` again afterwards."""
+    write(tmp_path / "shared" / "mathhelp_r17.py", "def triple(x):\n    return 3 * x\n")
+    write(nested_ctx.study_dir / "units_r17.py", "SCALE = 10.0\n")
+    write(tmp_path / "shared" / "model.py", """
+        import mathhelp_r17
+
+        def evaluate(x):
+            import units_r17  # imported while the function runs
+
+            return {"y": mathhelp_r17.triple(x) * units_r17.SCALE}
+    """)
+    before = list(sys.path)
+    try:
+        ev = PythonEvaluator(function="../../shared/model:evaluate")
+        ev.setup(nested_ctx)
+        assert ev.evaluate_one({"x": 2.0}) == {"y": 60.0}
+        assert sys.path == before
+    finally:
+        for name in ("mathhelp_r17", "units_r17"):
+            sys.modules.pop(name, None)
+
+
+def test_python_error_while_importing_the_module_is_a_clean_error(ctx, tmp_path):
+    write(tmp_path / "needs.py", "import no_such_helper_r17\n\ndef f(x):\n    return {'y': x}\n")
+    with pytest.raises(UserInputError) as err:
+        PythonEvaluator(function="needs:f").setup(ctx)
+    msg = str(err.value)
+    assert "importing" in msg and "No module named 'no_such_helper_r17'" in msg
+    assert "needs.py, line 1" in msg
+    assert str(tmp_path) not in sys.path
+
+
+def test_python_helper_import_in_worker_processes(write_study, tmp_path):
+    """Process-pool workers load the module themselves: its helper import works there too."""
+    write(tmp_path / "code" / "beamhelp_r17.py", "def double(x):\n    return 2 * x\n")
+    write(tmp_path / "code" / "beam.py", """
+        import os
+
+        import beamhelp_r17
+
+        def evaluate(x):
+            return {"y": beamhelp_r17.double(x), "pid": float(os.getpid())}
+    """)
+    path = write_study("""
+        study: python-helper-workers
+        executor: {local: {workers: 2}}
+        stages:
+          doe:
+            task: doe
+            design: {lhs: {samples: 4}}
+            space:
+              x: {low: 0, high: 1}
+            evaluate: {python: {function: "code/beam:evaluate"}}
+    """)
+    try:
+        run = run_study(load_study(path), out=tmp_path / "runs", quiet=True)
+    finally:
+        sys.modules.pop("beamhelp_r17", None)
+    trials = run.output("doe")
+    assert trials["status"].values.tolist() == ["ok"] * 4, trials["error"].values
+    np.testing.assert_allclose(trials["y"].values, 2 * trials["x"].values)
+    assert os.getpid() not in set(trials["pid"].values.astype(int).tolist())
+
+
+def test_command_program_relative_to_the_study_from_another_folder(nested_ctx, tmp_path, monkeypatch):
+    """A program path like ``../../bin/sim.py`` is resolved against the study's folder, not the working
+    directory, and the message of a missing one shows the resolved path."""
+    write(tmp_path / "bin" / "sim.py", "#!" + sys.executable + "\n" + textwrap.dedent(SIM))
+    (tmp_path / "bin" / "sim.py").chmod(0o755)
+    monkeypatch.chdir(tmp_path / "bin")  # a working directory where the relative path means something else
+    ev = CommandEvaluator(argv=["../../bin/sim.py", "{inputs}", "{outputs}"])
+    ev.setup(nested_ctx)
+    assert ev.evaluate_one({"a": 2.0, "b": 1.0})["y"] == 21.0
+    with pytest.raises(UserInputError) as err:
+        CommandEvaluator(argv=["../../bin/absent", "{inputs}"]).setup(nested_ctx)
+    assert f"program not found: {tmp_path / 'bin' / 'absent'}" in str(err.value)
