@@ -1,21 +1,29 @@
 """Running evaluators over trials: pipelines, input defaults, output checks and failure capture.
 
 A trial fails, and the study goes on, when its evaluator raises, times out, returns a non-number or NaN,
-or leaves out a declared output. The failure is kept as the trial's ``status``/``error``.
+or leaves out a declared output. The failure is kept as the trial's ``status``/``error``, located in the
+plugin's code (:mod:`reflow.frames`). What a stage says about its failures as a whole (every evaluation
+failed: the stage fails; more than ``max_failed``: a warning) is summarized here and kept in
+``<stage>/failures.json`` for the report and for ``--resume``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import difflib
+import json
 import math
+import re
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from reflow.components import Evaluator, Variable
-from reflow.errors import EvaluationError
+from reflow.errors import EvaluationError, ReflowError
 from reflow.executors import call_safely
+from reflow.frames import describe, source_location
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -69,7 +77,8 @@ class Pipeline:
             try:
                 out = run_step(step, ns)
             except Exception as exc:
-                raise EvaluationError(f"step {label!r}: {type(exc).__name__}: {exc}") from exc
+                kind = "" if isinstance(exc, EvaluationError) else f"{type(exc).__name__}: "
+                raise EvaluationError(f"step {label!r}: {kind}{exc}") from exc
             ns.update(out)
             outputs.update(out)
         return outputs
@@ -104,7 +113,7 @@ def check_outputs(step: Any, out: Any) -> dict[str, Any]:
     variables = {v.name: v for v in step.output_variables()}
     missing = [n for n in variables if n not in out]
     if missing:
-        raise EvaluationError(f"missing outputs: {', '.join(missing)}")
+        raise EvaluationError(f"missing outputs: {', '.join(missing)} ({_returned(missing, out, variables)})")
     clean: dict[str, Any] = {}
     for name, value in out.items():
         var = variables.get(name)
@@ -123,8 +132,30 @@ def check_outputs(step: Any, out: Any) -> dict[str, Any]:
     return clean
 
 
+def _returned(missing: list[str], out: Mapping[str, Any], declared: Mapping[str, Any]) -> str:
+    """What the evaluator did return, and the closest returned name for each missing one."""
+    returned = [str(k) for k in out]
+    spare = [r for r in returned if r not in declared] or returned
+    hints = []
+    for name in missing:
+        close = difflib.get_close_matches(name, spare, n=1, cutoff=0.6)
+        if close:
+            hints.append(f"did you mean {close[0]!r}" + (f" for {name!r}" if len(missing) > 1 else "") + "?")
+    text = f"the evaluator returned: {', '.join(returned)}" if returned else "the evaluator returned nothing"
+    return "; ".join([text, *hints])
+
+
 def run_step(step: Evaluator, namespace: Mapping[str, Any]) -> dict[str, Any]:
-    return check_outputs(step, step.evaluate_one(step_inputs(step, namespace)))
+    """One step on one trial: its inputs from ``namespace``, its outputs checked.
+
+    A bad output (missing, NaN, not a number) is located at the function that returned it, not here.
+    """
+    out = step.evaluate_one(step_inputs(step, namespace))
+    try:
+        return check_outputs(step, out)
+    except EvaluationError as exc:
+        exc.location = source_location(step)
+        raise
 
 
 def _run_trial(evaluator: Any, row: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +294,8 @@ def _batch_step(step: Evaluator, ids: list[int], alive: dict[int, dict[str, Any]
             values = {n: _scalar(sel[n].values) for n in names if n in result}
             out[t] = (check_outputs(step, values), None)
         except Exception as exc:
-            out[t] = (None, f"{type(exc).__name__}: {exc}")
+            exc.location = source_location(step)
+            out[t] = (None, describe(exc))
     return out
 
 
@@ -327,6 +359,10 @@ class ModelEvaluator(Evaluator):
             out.append(Variable(t))
         return tuple(out)
 
+    def source_function(self) -> Callable[..., Any]:
+        """The model's ``predict``: a NaN prediction is located there."""
+        return self.model.predict
+
     def evaluate(self, designs: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         pred = self.model.predict(designs, ctx)
         out = designs.copy()
@@ -364,11 +400,13 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     from reflow.store import JOURNAL, TrialJournal
 
     journal = TrialJournal(ctx.folder / JOURNAL)
-    earlier = journal.read()
-    done = {r["trial"] for r in earlier}
+    earlier = latest_records(journal.read())
+    retry = ctx.resuming and failed_before(ctx.folder)
+    done = {r["trial"] for r in earlier if not (retry and r.get("status") == "failed")}
     rows = [(tid, row) for tid, row in design_rows(designs) if tid not in done]
-    if done:
-        ctx.logger.info("stage %s: %d trials finished earlier, %d to go", ctx.stage, len(done), len(rows))
+    if done or retry:
+        ctx.logger.info("stage %s: %d trials finished earlier, %d to go%s", ctx.stage, len(done), len(rows),
+                        " (the stage failed for its failed trials: they are evaluated again)" if retry else "")
     first_batch = max((r.get("batch", 0) for r in earlier), default=-1) + 1
     input_names = [n for n in designs.data_vars if designs[n].dims == ("trial",)]
     with ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating") as bar:
@@ -379,4 +417,110 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     output_names = [v.name for v in pipeline.output_variables()] or None
     all_units = {v.name: v.units for v in (*pipeline.input_variables(), *pipeline.output_variables())}
     all_units.update(units or {})
-    return records_to_dataset(journal.read(), input_names, output_names, all_units)
+    return records_to_dataset(latest_records(journal.read()), input_names, output_names, all_units)
+
+
+def latest_records(records: list[TrialRecord]) -> list[TrialRecord]:
+    """One record per trial, the last one journaled (a failed trial evaluated again on resume)."""
+    return list({r["trial"]: r for r in records}.values())
+
+
+# ---- failures of a stage as a whole -----------------------------------------------------------------
+
+FAILURES = "failures.json"
+"""In a stage folder: what the stage said about its failed trials, by part (``trials``, ``verify``)."""
+
+MAX_FAILED = 0.2
+"""The default share of failed evaluations above which a stage warns."""
+
+SHOWN_ERRORS = 3
+
+_AT = re.compile(r" \(at [^()]*\)$")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
+class TrialsFailed(ReflowError):
+    """Every evaluation of a stage failed (or more than the task can use): the stage fails, exit code 1."""
+
+
+def _error_kind(error: str) -> str:
+    """Errors that differ only in their numbers (a trial's value, an id) are one kind; the place is kept."""
+    at = _AT.search(error)
+    head, tail = (error[:at.start()], at.group()) if at else (error, "")
+    return _NUMBER.sub("#", head) + tail
+
+
+def distinct_errors(errors: list[str], limit: int = SHOWN_ERRORS) -> tuple[list[tuple[str, int]], int]:
+    """The ``limit`` most frequent kinds of error as (an example, count), and how many other kinds there are."""
+    kinds: dict[str, list[Any]] = {}
+    for error in errors:
+        entry = kinds.setdefault(_error_kind(error or "failed (no error given)"), [error or "failed", 0])
+        entry[1] += 1
+    ranked = sorted(kinds.values(), key=lambda e: -e[1])
+    return [(str(e), int(c)) for e, c in ranked[:limit]], max(0, len(ranked) - limit)
+
+
+def failure_note(trials: xr.Dataset, max_failed: float, *, what: str = "evaluations",
+                 fail_above: float | None = None) -> dict[str, Any] | None:
+    """What a stage must say about the failed trials of ``trials`` (``status``/``error``), or None.
+
+    Every one failed, or more than ``fail_above`` (a task that needs them all): verdict ``failed``. More than
+    ``max_failed``: ``warning``. The note holds the counts, the distinct errors and the message.
+    """
+    status = np.asarray(trials["status"].values).astype(str) if "status" in trials else np.zeros(0, str)
+    total = int(status.size)
+    bad = status == "failed"
+    failed = int(bad.sum())
+    if not total or not failed:
+        return None
+    share = failed / total
+    if failed == total or (fail_above is not None and share > fail_above):
+        verdict = "failed"
+        head = (f"all {total} {what} failed" if failed == total
+                else f"{failed} of {total} {what} failed")
+    elif share > max_failed:
+        verdict = "warning"
+        head = f"{failed} of {total} {what} failed ({share:.0%}, more than max_failed {max_failed:.0%})"
+    else:
+        return None
+    errors = [str(e) for e in np.asarray(trials["error"].values)[bad]] if "error" in trials else []
+    shown, more = distinct_errors(errors)
+    lines = [f"  {count} x {error}" for error, count in shown]
+    if more:
+        lines.append(f"  ... and {more} other kind{'s' if more != 1 else ''} of error")
+    return {"verdict": verdict, "what": what, "trials": total, "failed": failed, "max_failed": max_failed,
+            "errors": [{"error": e, "count": c} for e, c in shown], "more": more,
+            "message": head + ":\n" + "\n".join(lines)}
+
+
+def read_failures(folder: Path) -> dict[str, Any]:
+    """The notes of ``<folder>/failures.json`` by part; ``{}`` when there are none (or the file is unreadable)."""
+    path = Path(folder) / FAILURES
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_failures(folder: Path, part: str, note: dict[str, Any] | None) -> None:
+    """Keep (or, with None, drop) the note of ``part`` in ``<folder>/failures.json``."""
+    from reflow.store import atomic_write_text
+
+    notes = read_failures(folder)
+    if note is None and part not in notes:
+        return
+    if note is None:
+        notes.pop(part)
+    else:
+        notes[part] = note
+    path = Path(folder) / FAILURES
+    if notes:
+        atomic_write_text(path, json.dumps(notes, indent=2))
+    else:
+        path.unlink(missing_ok=True)
+
+
+def failed_before(folder: Path, part: str = "trials") -> bool:
+    """Did the stage in ``folder`` fail for its failed trials last time? Then ``--resume`` evaluates them again."""
+    return read_failures(folder).get(part, {}).get("verdict") == "failed"

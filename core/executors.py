@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import threading
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from concurrent.futures import TimeoutError as FutureTimeout
 from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
 
+from reflow.frames import describe
 from reflow.study import ExecutorConfig
 
 
@@ -38,12 +38,8 @@ class Outcome:
 
 
 def _describe(exc: BaseException) -> str:
-    root = exc  # where the original error was raised, not where reflow wrapped it
-    while root.__cause__ is not None and root.__cause__.__traceback__ is not None:
-        root = root.__cause__
-    tb = traceback.extract_tb(root.__traceback__)
-    where = f" (at {tb[-1].filename.rsplit('/', 1)[-1]}:{tb[-1].lineno})" if tb else ""
-    return f"{type(exc).__name__}: {exc}{where}"
+    """The error as a trial stores it, located in the plugin's code (see :mod:`reflow.frames`)."""
+    return describe(exc)
 
 
 def call_safely(fn: Callable[..., Any], args: tuple, timeout: float | None) -> Outcome:

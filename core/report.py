@@ -452,6 +452,17 @@ def stage_traceback(run_dir: Path, stage: str) -> str:
     return found
 
 
+def failure_notes(folder: Path, status: str = "done") -> list[dict[str, Any]]:
+    """The warnings a stage gave about its failed evaluations (``failures.json``), to show on the page.
+
+    A note whose verdict is ``failed`` is the stage's own error, shown as such when the stage failed.
+    """
+    from reflow.evaluation import read_failures
+
+    notes = [n for n in read_failures(folder).values() if isinstance(n, dict) and n.get("message")]
+    return [n for n in notes if n.get("verdict") == "warning" or status != "failed"]
+
+
 # ---- the page -----------------------------------------------------------------------------------------
 
 
@@ -578,12 +589,14 @@ def render(run_dir: Path) -> str:
         if _is_number(info.get("seconds")):
             total_seconds += float(info["seconds"])
         deps = sorted({lk.source for lk in links if lk.target == name})
+        notes = failure_notes(folder, status)
         if status == "failed":
             key_cell = f"<span class='warn'>{_e(_first_line(info.get('error') or 'failed'))}</span>"
         elif status == "waiting":
             key_cell = f"<span class='warn'>{_e(_first_line(info.get('waiting') or 'waiting'))}</span>"
         else:
             key_cell = "<ul class='keys'>" + "".join(
+                f"<li class=warn>warning: {_e(_first_line(n['message']))}</li>" for n in notes) + "".join(
                 f"<li{' class=warn' if k.warn else ''}><code>{_e(k.label)}</code> {_e(k.text)}</li>"
                 for k in numbers[:SUMMARY_KEY_NUMBERS]) + "</ul>"
         summary_rows.append(
@@ -596,6 +609,9 @@ def render(run_dir: Path) -> str:
                 + (f" <span class='task'>in {_e(_seconds(info.get('seconds')))}</span>" if info.get("seconds")
                    is not None else "") + "</h2>"]
         part.append(_links_html(name, links))
+        for note in notes:
+            part.append(f"<div class='note'><b>Warning: failed {_e(note.get('what', 'evaluations'))}.</b>"
+                        f"<pre>{_e(note['message'])}</pre></div>")
         if status == "failed":
             trace = stage_traceback(run_dir, name)
             part.append(f"<div class='error'><b>This stage failed.</b><pre>{_e(info.get('error') or '')}</pre>"

@@ -153,6 +153,10 @@ class PythonEvaluator(reflow.Evaluator):
     def _folders(self) -> tuple[str, ...]:
         return _folders(Path(self._module_path), self._study_dir)
 
+    def source_function(self):
+        """The user's function: a bad output it returns (NaN, a missing name) is reported at its file and line."""
+        return self._fn()
+
     def evaluate_one(self, inputs):
         fn = self._fn()
         params = inspect.signature(fn).parameters

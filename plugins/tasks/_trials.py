@@ -1,12 +1,55 @@
-"""What the trial-running tasks share: pipeline checks against a space, and the trials figures."""
+"""What the trial-running tasks share: pipeline checks against a space, what a stage says about its failed
+trials, and the trials figures."""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from reflow.evaluation import Pipeline
+from pydantic import Field
+from reflow.evaluation import MAX_FAILED, Pipeline, TrialsFailed, failure_note, write_failures
+from reflow.store import JOURNAL
+
+
+def max_failed_field() -> Any:
+    """The ``max_failed`` key of every stage that runs trials (doe, evaluate, optimize, sensitivity)."""
+    return Field(MAX_FAILED, ge=0.0, le=1.0,
+                 description="share of failed evaluations above which the stage ends with a warning that lists "
+                             "the errors (1: never warn); when every evaluation fails the stage fails")
+
+
+def say_failures(trials, ctx, max_failed: float = MAX_FAILED, *, part: str = "trials", what: str = "evaluations",
+                 journal: str = JOURNAL, fail_above: float | None = None, why: str = "",
+                 resume_retries: bool = True) -> None:
+    """Say the failed trials of a stage where the user looks: the console, ``run.log`` and the report.
+
+    Every evaluation failed (or more than ``fail_above``): raise :class:`TrialsFailed`, so the run stops at
+    this stage (exit 1) with the distinct errors, their counts and the plugin's file and line, instead of a
+    later stage failing for lack of data. More than ``max_failed`` failed: a warning saying the same. The note
+    goes to ``failures.json`` for the report. ``resume_retries``: a stage that failed so evaluates its failed
+    trials again on ``reflow run --resume`` (``failed_before``); the message says what to do either way.
+    """
+    note = failure_note(trials, max_failed, what=what, fail_above=fail_above)
+    write_failures(ctx.folder, part, note)
+    if note is None:
+        return
+    message = f"stage {ctx.stage!r}: {note['message']}"
+    if note["verdict"] == "failed":
+        then = (f"continue with: reflow run --resume {ctx.run.dir} (the failed trials are evaluated again)"
+                if resume_retries else "run the study again")
+        raise TrialsFailed(f"{message}\n{why}The trials are in {ctx.folder / journal}. Fix the cause and {then}.")
+    ctx.logger.warning("%s", message)
+    _console_warning(message)
+
+
+def _console_warning(message: str) -> None:
+    """A warning on stderr, also with --quiet (which silences progress, not problems)."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    Console(stderr=True, highlight=False, soft_wrap=True).print(f"[bold yellow]warning:[/] {escape(message)}")
 
 
 def pipeline_for_check(checker, specs) -> Pipeline | None:

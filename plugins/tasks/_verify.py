@@ -15,7 +15,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from reflow.errors import UserInputError
-from reflow.evaluation import Pipeline, build_evaluator, evaluate_trials
+from reflow.evaluation import Pipeline, build_evaluator, evaluate_trials, failed_before
 from reflow.specs import EvaluatorPipeline
 from reflow.store import TrialJournal
 
@@ -123,7 +123,8 @@ def verify_designs(pipeline: Pipeline, verify: VerifySpec, trials, problem, ctx,
                            verify.designs, "" if verify.designs == "all" else " feasible")
     ids = [int(trials["trial"].values[i]) for i in positions]
     journal = TrialJournal(ctx.folder / JOURNAL)
-    done = {r["trial"]: r for r in journal.read() if r["trial"] in ids}
+    retry = ctx.resuming and failed_before(ctx.folder, "verify")  # it failed for its failures: try them again
+    done = {r["trial"]: r for r in journal.read() if r["trial"] in ids and not (retry and r["status"] == "failed")}
     rows = [(tid, inputs_of(int(i))) for tid, i in zip(ids, positions, strict=True) if tid not in done]
     if rows:
         with ctx.progress(total=len(rows), description=f"{ctx.stage}: verifying") as bar:

@@ -12,7 +12,7 @@ from reflow.space import ParameterSpec, Space
 from reflow.specs import EvaluatorPipeline, OptimizerSpec
 from reflow.store import read_dataset, write_dataset
 
-from ._trials import check_space_inputs, plot_trials, trial_metrics
+from ._trials import check_space_inputs, max_failed_field, plot_trials, say_failures, trial_metrics
 
 
 class DoeTask(reflow.Task):
@@ -31,6 +31,7 @@ class DoeTask(reflow.Task):
         evaluate: EvaluatorPipeline = Field(description="an evaluator or a pipeline of them")
         batch_size: int = Field(16, ge=1, description="trials per batch reported to on_trial_batch")
         plot: list[str] | None = Field(None, description="outputs to plot (default: every declared output)")
+        max_failed: float = max_failed_field()
 
     def check(self, check):
         p = self.params
@@ -61,6 +62,7 @@ class DoeTask(reflow.Task):
         outputs = [v.name for v in pipeline.output_variables()] or [
             n for n in trials.data_vars if trials[n].attrs.get("role") == "metric"]
         trials.attrs.update(inputs=list(space.names), outputs=outputs, design=p.design.name)
+        say_failures(trials, ctx, p.max_failed)
         return reflow.StageResult({"trials": trials, "design": design}, trial_metrics(trials, outputs))
 
     def plot(self, result, folder: Path):

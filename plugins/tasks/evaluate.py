@@ -10,7 +10,7 @@ from pydantic import Field
 from reflow.evaluation import build_evaluator, run_journaled
 from reflow.specs import EvaluatorPipeline, StageData
 
-from ._trials import check_space_inputs, plot_trials, trial_metrics
+from ._trials import check_space_inputs, max_failed_field, plot_trials, say_failures, trial_metrics
 
 
 class EvaluateTask(reflow.Task):
@@ -26,6 +26,7 @@ class EvaluateTask(reflow.Task):
         evaluate: EvaluatorPipeline = Field(description="an evaluator or a pipeline of them")
         inputs: list[str] | None = Field(None, description="variables of data to pass as inputs")
         batch_size: int = Field(16, ge=1, description="trials per batch reported to on_trial_batch")
+        max_failed: float = max_failed_field()
 
     def check(self, check):
         if self.params.inputs:
@@ -49,6 +50,7 @@ class EvaluateTask(reflow.Task):
         outputs = [v.name for v in pipeline.output_variables()] or [
             n for n in trials.data_vars if trials[n].attrs.get("role") == "metric"]
         trials.attrs.update(inputs=names, outputs=outputs)
+        say_failures(trials, ctx, self.params.max_failed)
         return reflow.StageResult({"trials": trials}, trial_metrics(trials, outputs))
 
     def plot(self, result, folder: Path):

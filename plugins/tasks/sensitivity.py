@@ -19,7 +19,7 @@ from reflow.evaluation import build_evaluator, run_journaled
 from reflow.space import ParameterSpec, Space
 from reflow.specs import EvaluatorPipeline
 
-from ._trials import check_space_inputs, pipeline_for_check
+from ._trials import check_space_inputs, pipeline_for_check, say_failures
 
 INDICES = ("S1", "S1_conf", "ST", "ST_conf")
 
@@ -92,6 +92,7 @@ class SensitivityTask(reflow.Task):
         pipeline = build_evaluator(p.evaluate, ctx)
         units = {prm.name: prm.units for prm in space.parameters if prm.units}
         trials = run_journaled(pipeline, designs, ctx, batch_size=p.batch_size, units=units)
+        say_failures(trials, ctx, fail_above=0.0, why="Sobol indices need every sample. ")
         declared = [v.name for v in pipeline.output_variables()]
         available = declared or [str(n) for n in trials.data_vars if trials[n].attrs.get("role") == "metric"]
         outputs = p.outputs or available
@@ -100,12 +101,6 @@ class SensitivityTask(reflow.Task):
             raise reflow.UserInputError(f"sensitivity: outputs {', '.join(missing)} are not produced by the "
                                         f"evaluator (it gives: {', '.join(available) or 'nothing'})")
         trials.attrs.update(inputs=space.names, outputs=outputs)
-        failed = trials["status"].values != "ok"
-        if failed.any():
-            first = str(trials["error"].values[np.flatnonzero(failed)[0]])
-            raise reflow.ReflowError(
-                f"sensitivity: {int(failed.sum())} of {failed.size} evaluations failed (first: {first}); Sobol "
-                f"indices need every sample. The evaluated points are kept in {ctx.folder / 'trials.jsonl'}")
         results = {}
         for out in outputs:
             y = np.asarray(trials[out].values, dtype=float)

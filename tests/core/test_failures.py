@@ -8,8 +8,10 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
+from reflow.evaluation import TrialsFailed
 from reflow.runner import run_study
-from reflow.store import read_dataset, read_manifest
+from reflow.store import TrialJournal, read_dataset, read_manifest
 from reflow.study import load_study
 
 MODEL = '''
@@ -41,13 +43,13 @@ def evaluate(case, x):
 # what each case must leave in trials.nc: (status, words the error must contain)
 EXPECTED = {
     0: ("ok", []),
-    1: ("failed", ["ValueError", "bad case 1", "model.py"]),
-    2: ("failed", ["'y'", "nan"]),
-    3: ("failed", ["'y'", "not a number", "oops"]),
+    1: ("failed", ["ValueError", "bad case 1", "model.py:9)"]),
+    2: ("failed", ["'y'", "nan", "model.py:6)"]),  # a bad value is located at the function that returned it
+    3: ("failed", ["'y'", "not a number", "oops", "model.py:6)"]),
     4: ("failed", ["timeout", "2"]),
-    5: ("failed", ["missing outputs", "y"]),
+    5: ("failed", ["missing outputs: y", "the evaluator returned: z)", "model.py:6)"]),
     6: ("failed", ["mapping", "str"]),
-    7: ("failed", ["'y'", "inf"]),
+    7: ("failed", ["'y'", "inf", "model.py:6)"]),
     8: ("ok", []),
 }
 
@@ -171,18 +173,23 @@ def test_batch_python_evaluator_failures(tmp_path, write_study):
             data: cases
             evaluate: {python: {function: "vec:broken", batch: true, outputs: [y]}}
         """)
-    run = run_study(load_study(study), tmp_path / "runs", quiet=True)
-    trials = _trials(run, "vec")
+    with pytest.raises(TrialsFailed) as err:  # every evaluation of the last stage failed: it fails, and says why
+        run_study(load_study(study), tmp_path / "runs", quiet=True)
+    run_dir = next((tmp_path / "runs" / "batch").iterdir())
+    trials = read_dataset(run_dir / "vec" / "trials.nc")
     x = trials["x"].values
     ok = trials["status"].values == "ok"
     assert ok.tolist() == (x <= 4.5).tolist()
     np.testing.assert_allclose(trials["y"].values[ok], x[ok] * 10.0)
-    assert all("nan" in str(e) for e in trials["error"].values[~ok])
+    assert all("nan" in str(e) and "vec.py:4)" in str(e) for e in trials["error"].values[~ok])
 
-    broken = _trials(run, "broken")
-    assert set(broken["status"].values.tolist()) == {"failed"}
-    assert all("RuntimeError" in str(e) and "the whole batch broke" in str(e) for e in broken["error"].values)
-    assert read_manifest(run.dir)["stages"]["broken"]["status"] == "done"
+    message = str(err.value)
+    assert "stage 'broken': all 8 evaluations failed" in message
+    assert "8 x" in message and "RuntimeError: the whole batch broke" in message and "vec.py:10)" in message
+    broken = TrialJournal(run_dir / "broken" / "trials.jsonl").read()
+    assert len(broken) == 8 and {r["status"] for r in broken} == {"failed"}
+    manifest = read_manifest(run_dir)
+    assert manifest["stages"]["vec"]["status"] == "done" and manifest["stages"]["broken"]["status"] == "failed"
 
 
 SIM = '''
