@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 from reflow.context import RunContext
-from reflow.errors import EvaluationError, StudyError, UserInputError
+from reflow.errors import EvaluationError, ReflowError, StudyError, UserInputError
 from reflow.plugins.physics.command import CommandEvaluator
 from reflow.plugins.physics.python_function import PythonEvaluator
 from reflow.runner import run_study
@@ -241,10 +241,9 @@ def test_python_batch_result_without_trial_coordinate(write_study, tmp_path):
                                                     ("as_dict", "must return an xarray.Dataset, got dict")])
 def test_python_batch_result_malformed(write_study, tmp_path, function, message):
     write(tmp_path / "variants.py", BATCH_VARIANTS)
-    run = run_study(load_study(_batch_study(write_study, function)), out=tmp_path / "runs", quiet=True)
-    trials = run.output("doe")
-    assert set(trials["status"].values.tolist()) == {"failed"}
-    assert message in str(trials["error"].values[0])
+    with pytest.raises(ReflowError) as err:  # every trial failed: the stage fails and says why (issue 17)
+        run_study(load_study(_batch_study(write_study, function)), out=tmp_path / "runs", quiet=True)
+    assert "all 10 evaluations failed" in str(err.value) and message in str(err.value)
 
 
 def test_python_per_trial_in_a_pipeline_study(write_study, tmp_path):
