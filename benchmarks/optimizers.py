@@ -1,303 +1,316 @@
-"""Multi-objective optimizers head to head: reflow qnehvi / nsga2 / sobol against Optuna and Ax.
+"""Optimizers head to head on problems nobody tuned them for: reflow's default against Ax, Optuna TPE, BayBE, Sobol.
 
-Same problems, budgets and seeds for every tool; evaluations are sequential (one point per suggestion,
-except the NSGA-II variants, which need a population: 10 per generation). For each run the script records
-the hypervolume of the points found after 30 and 50 evaluations as a fraction of the problem's maximum,
-and the optimizer's own seconds per suggestion (time inside ask/suggest/get_next_trials and tell, not the
-evaluation). Problems (all minimized here):
+Each cell is one (problem, variant, tool, seed) run of ``--budget`` sequential evaluations; the scores at
+30 and 50 evaluations are read from the same run. Variants: ``none`` (objectives only) and ``ref`` (the
+problem's reference point given to every tool that can use it: reflow as ``reference``, Ax as objective
+thresholds, Optuna as constraints; multi-objective problems only). The score is always measured against
+the same reference (benchmarks/_opt_problems.py): the hypervolume as a fraction of the best known, or its
+1-D analogue for one objective. Time per suggestion: every step of every tool, set-up and initial design
+included, measured the same way (benchmarks/_opt_tools.py). reflow runs its default optimizer for the
+problem type (qlognei / qnehvi) through the study path (validate_study, start_run, the optimize task).
 
-- BraninCurrin (2-D, 2 objectives; BoTorch's test function, reference point (18, 6), max HV 59.3601)
-- DTLZ2 (6-D, 2 objectives; reference point (1.1, 1.1), max HV 1.1^2 - pi/4)
-- epoxy-lab (5-D, reflow's simulated epoxy lab without noise; maximize Tg and elongation at break; the
-  composition is parametrized as PES, DDS, and the TGDDM share of the remaining epoxy so that every tool
-  sees the same box; the maximum HV is that of a 20 000-evaluation NSGA-II run, or anything better found).
+W/T/L: per problem, variant and budget, reflow against each peer, paired over seeds with the Wilcoxon
+signed-rank test, one-sided each way at 0.05 (with 5 seeds that means reflow ahead, or behind, on all 5);
+"T" when neither direction is significant.
 
-Run:  python benchmarks/optimizers.py [--repeats 5] [--budget 50] [--problems braincurrin,dtlz2,epoxy]
-                                      [--tools reflow-qnehvi,reflow-nsga2,reflow-sobol,optuna-tpe,optuna-nsga2,ax]
-Needs the bench extra (pip install -e '.[bench]') for Optuna and Ax. Prints a table (medians over repeats)
-and writes benchmarks/optimizers.json and benchmarks/optimizers.png.
+Run (the full grid; resumable: cells already in --out are skipped):
+  OMP_NUM_THREADS=1 nice -n 10 python benchmarks/optimizers.py --budget 100 --seeds 5 --jobs 2
+  python benchmarks/optimizers.py --problems branin,zdt1 --tools reflow,sobol --seeds 1 --budget 6
+  python benchmarks/optimizers.py --table-only            # the tables of an existing --out
+Writes benchmarks/optimizers.json (gitignored) after every cell and prints markdown tables.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import logging
-import math
 import os
 import platform
+import subprocess
+import sys
 import time
-import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from multiprocessing import get_context
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-POP = 10  # NSGA-II population / generation size for the 50-evaluation budget
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+from _opt_problems import PROBLEM_NAMES, get_problem  # noqa: E402
+
+TOOL_NAMES = ["reflow", "ax", "tpe", "baybe", "sobol"]
+PEERS = ["ax", "tpe", "baybe", "sobol"]
+LABELS = {"reflow": "reflow", "ax": "Ax", "tpe": "TPE", "baybe": "BayBE", "sobol": "Sobol"}
+ALPHA = 0.05
 
 
-@dataclass
-class BenchProblem:
-    name: str
-    names: list[str]
-    low: np.ndarray
-    high: np.ndarray
-    fn: Callable[[np.ndarray], np.ndarray]  # (d,) -> (m,) values to minimize
-    ref: np.ndarray
-    max_hv: float
+def cell_key(problem: str, variant: str, tool: str, seed: int, budget: int) -> str:
+    return f"{problem}|{variant}|{tool}|{seed}|{budget}"
 
 
-def branin_currin() -> BenchProblem:
-    import torch
-    from botorch.test_functions.multi_objective import BraninCurrin
-
-    f = BraninCurrin()
-    return BenchProblem("BraninCurrin", ["x0", "x1"], np.zeros(2), np.ones(2),
-                        lambda x: f(torch.as_tensor(x, dtype=torch.double)[None]).numpy()[0],
-                        np.array([18.0, 6.0]), float(f._max_hv))
-
-
-def dtlz2() -> BenchProblem:
-    import torch
-    from botorch.test_functions.multi_objective import DTLZ2
-
-    f = DTLZ2(dim=6, num_objectives=2)
-    return BenchProblem("DTLZ2-6D", [f"x{i}" for i in range(6)], np.zeros(6), np.ones(6),
-                        lambda x: f(torch.as_tensor(x, dtype=torch.double)[None]).numpy()[0],
-                        np.array([1.1, 1.1]), 1.1**2 - math.pi / 4)
+def reflow_commit() -> str:
+    """The last commit touching reflow's optimizer code, with '+dirty' when it has uncommitted changes."""
+    root = HERE.parent
+    paths = ["plugins/optimize", "plugins/tasks/optimize.py"]
+    try:
+        sha = subprocess.run(["git", "log", "-1", "--format=%h", "--", *paths], cwd=root, capture_output=True,
+                             text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=root, capture_output=True,
+                               text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return sha + ("+dirty" if dirty else "")
 
 
-def epoxy() -> BenchProblem:
-    from reflow.plugins.physics.epoxy import EpoxyLab
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
 
-    lab = EpoxyLab(noise=0)
-
-    def fn(x: np.ndarray) -> np.ndarray:
-        pes, dds, share, temp, hours = x
-        rest = 1.0 - pes - dds
-        out = lab.evaluate_one({"dgeba": rest * (1 - share), "tgddm": rest * share, "dds": dds, "pes": pes,
-                                "cure_temperature_c": temp, "cure_time_h": hours})
-        return -np.array([out["tg_c"], out["elongation_pct"]])
-
-    low, high = np.array([0.0, 0.15, 0.0, 150.0, 1.0]), np.array([0.2, 0.4, 1.0, 220.0, 6.0])
-    ref = np.array([-100.0, 0.0])  # Tg 100 degC, elongation 0 %
-    max_hv = _reference_front_hv(fn, low, high, ref)
-    return BenchProblem("epoxy-lab", ["pes", "dds", "tgddm_share", "cure_temperature_c", "cure_time_h"], low, high,
-                        fn, ref, max_hv)
+    out = {}
+    for pkg in ("reflow", "botorch", "torch", "ax-platform", "optuna", "baybe", "pymoo"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
 
 
-def _reference_front_hv(fn, low, high, ref) -> float:
-    """The HV of a long NSGA-II run (200 x 100) on ``fn``: the best front we know."""
-    from pymoo.algorithms.moo.nsga2 import NSGA2
-    from pymoo.core.problem import Problem
-    from pymoo.optimize import minimize
+def _init_worker() -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import logging
+    import warnings
 
-    class P(Problem):
-        def __init__(self):
-            super().__init__(n_var=len(low), n_obj=2, xl=low, xu=high)
-
-        def _evaluate(self, x, out, *args, **kwargs):
-            out["F"] = np.array([fn(row) for row in x])
-
-    res = minimize(P(), NSGA2(pop_size=100), ("n_gen", 200), seed=1, verbose=False)
-    return hypervolume(res.F, ref)
-
-
-def hypervolume(points: np.ndarray, ref: np.ndarray) -> float:
-    from pymoo.indicators.hv import HV
-
-    points = np.asarray(points, dtype=float)
-    points = points[np.all(points < ref, axis=1)] if len(points) else points
-    return float(HV(ref_point=ref)(points)) if len(points) else 0.0
-
-
-# ---- tools: each returns (all evaluated points as (n, m) minimized values, seconds per suggestion) ----------
-def run_reflow(problem: BenchProblem, optimizer: str, budget: int, seed: int):
-    from reflow.evaluation import records_to_dataset
-    from reflow.problem import Objective, OptimizationProblem
-    from reflow.registry import get_registry
-    from reflow.sampling import space_filling
-    from reflow.space import ParameterSpec, Space
-
-    space = Space.from_specs({n: ParameterSpec(low=lo, high=hi) for n, lo, hi in
-                              zip(problem.names, problem.low, problem.high, strict=True)})
-    objectives = [Objective(f"f{j}", "min", float(problem.ref[j])) for j in range(len(problem.ref))]
-    prob = OptimizationProblem(space, objectives)
-    initial = budget if optimizer == "sobol" else (POP if optimizer == "nsga2" else 5)  # Ax starts with 5 too
-    batch = POP if optimizer == "nsga2" else 1
-    opt = None if optimizer == "sobol" else get_registry().get(optimizer, "optimizer").cls()
-    if opt is not None:
-        opt.setup(prob, seed)
-    t0 = time.perf_counter()
-    unit = space_filling(prob, initial, seed, center=optimizer != "sobol")  # a centre run, as Ax starts
-    seconds = [time.perf_counter() - t0]
-    values, records = [], []
-
-    def evaluate(points: dict[str, np.ndarray], n: int) -> list[dict]:
-        recs = []
-        for i in range(n):
-            x = np.array([float(points[k][i]) for k in problem.names])
-            f = problem.fn(x)
-            values.append(f)
-            recs.append({"trial": len(records) + len(recs), "inputs": {k: x[j] for j, k in enumerate(problem.names)},
-                         "outputs": {f"f{j}": float(v) for j, v in enumerate(f)}, "status": "ok", "error": "",
-                         "batch": len(records) // batch, "started": 0.0, "finished": 0.0})
-        records.extend(recs)
-        return recs
-
-    recs = evaluate(prob.decode(unit), initial)
-
-    class Ctx:
-        device = "cpu"
-
-    while len(records) < budget:
-        n = min(batch, budget - len(records))
-        t0 = time.perf_counter()
-        opt.tell(records_to_dataset(recs))
-        ds = opt.ask(n, Ctx())
-        seconds.append((time.perf_counter() - t0) / n)
-        recs = evaluate({k: ds[k].values for k in problem.names}, n)
-    return np.array(values), float(np.mean(seconds[1:] if len(seconds) > 1 else seconds))
-
-
-def run_optuna(problem: BenchProblem, sampler: str, budget: int, seed: int):
-    import optuna
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    m = len(problem.ref)
-    if sampler == "tpe":
-        s = optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    else:
-        s = optuna.samplers.NSGAIISampler(seed=seed, population_size=POP)
-    study = optuna.create_study(directions=["minimize"] * m, sampler=s)
-    values, seconds = [], []
-    for _ in range(budget):
-        t0 = time.perf_counter()
-        trial = study.ask()
-        x = np.array([trial.suggest_float(n, lo, hi) for n, lo, hi in
-                      zip(problem.names, problem.low, problem.high, strict=True)])
-        seconds.append(time.perf_counter() - t0)
-        f = problem.fn(x)
-        values.append(f)
-        t0 = time.perf_counter()
-        study.tell(trial, list(map(float, f)))
-        seconds[-1] += time.perf_counter() - t0
-    return np.array(values), float(np.mean(seconds))
-
-
-def run_ax(problem: BenchProblem, budget: int, seed: int):
-    from ax import Client, RangeParameterConfig
-
-    logging.getLogger("ax").setLevel(logging.WARNING)
-    client = Client(random_seed=seed)
-    client.configure_experiment(parameters=[RangeParameterConfig(name=n, bounds=(float(lo), float(hi)),
-                                                                 parameter_type="float")
-                                            for n, lo, hi in zip(problem.names, problem.low, problem.high,
-                                                                 strict=True)])
-    m = len(problem.ref)
-    client.configure_optimization(objective=", ".join(f"-f{j}" for j in range(m)))
-    values, seconds = [], []
-    for _ in range(budget):
-        t0 = time.perf_counter()
-        trials = client.get_next_trials(max_trials=1)
-        seconds.append(time.perf_counter() - t0)
-        ((index, params),) = trials.items()
-        x = np.array([params[n] for n in problem.names])
-        f = problem.fn(x)
-        values.append(f)
-        t0 = time.perf_counter()
-        client.complete_trial(trial_index=index, raw_data={f"f{j}": float(v) for j, v in enumerate(f)})
-        seconds[-1] += time.perf_counter() - t0
-    return np.array(values), float(np.mean(seconds))
-
-
-TOOLS = {
-    "reflow-qnehvi": lambda p, b, s: run_reflow(p, "qnehvi", b, s),
-    "reflow-nsga2": lambda p, b, s: run_reflow(p, "nsga2", b, s),
-    "reflow-sobol": lambda p, b, s: run_reflow(p, "sobol", b, s),
-    "optuna-tpe": lambda p, b, s: run_optuna(p, "tpe", b, s),
-    "optuna-nsga2": lambda p, b, s: run_optuna(p, "nsga2", b, s),
-    "ax": lambda p, b, s: run_ax(p, b, s),
-}
-PROBLEMS = {"branincurrin": branin_currin, "dtlz2": dtlz2, "epoxy": epoxy}
-
-
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--budget", type=int, default=50)
-    ap.add_argument("--problems", default=",".join(PROBLEMS))
-    ap.add_argument("--tools", default=",".join(TOOLS))
-    ap.add_argument("--out", type=Path, default=HERE / "optimizers.json")
-    args = ap.parse_args()
     warnings.simplefilter("ignore")
-    from reflow.device import quiet_torch_imports
+    logging.disable(logging.INFO)  # Ax logs every trial at INFO; reflow's run log is not needed here
+    import torch
 
-    quiet_torch_imports()
-    checkpoints = [c for c in (30, 50) if c <= args.budget] or [args.budget]
-    results = []
-    for pname in args.problems.split(","):
-        problem = PROBLEMS[pname]()
-        print(f"{problem.name}: max hypervolume {problem.max_hv:.5g}", flush=True)
-        for tool in args.tools.split(","):
-            for seed in range(args.repeats):
-                values, sps = TOOLS[tool](problem, args.budget, seed)
-                fractions = {c: hypervolume(values[:c], problem.ref) / problem.max_hv for c in checkpoints}
-                curve = [hypervolume(values[:k], problem.ref) / problem.max_hv for k in range(1, len(values) + 1)]
-                results.append({"problem": problem.name, "tool": tool, "seed": seed, "seconds_per_suggestion": sps,
-                                "hv_fraction": {str(c): f for c, f in fractions.items()}, "curve": curve})
-                print(f"  {tool:14s} seed {seed}: " + ", ".join(f"HV@{c} {f:.3f}" for c, f in fractions.items())
-                      + f", {sps:.3f} s/suggestion", flush=True)
-    machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, no GPU used"
-    args.out.write_text(json.dumps({"machine": machine, "budget": args.budget, "results": results}, indent=1))
-    table(results, checkpoints)
-    plot(results, args.out.with_suffix(".png"))
+    torch.set_num_threads(1)  # every tool on one thread, the same conditions
+    try:
+        from reflow.device import quiet_torch_imports
+
+        quiet_torch_imports()
+    except ImportError:
+        pass
 
 
-def table(results: list[dict], checkpoints: list[int]) -> None:
-    problems = list(dict.fromkeys(r["problem"] for r in results))
-    tools = list(dict.fromkeys(r["tool"] for r in results))
-    head = "| tool | " + " | ".join(f"{p} HV@{c}" for p in problems for c in checkpoints) + " | " + \
-        " | ".join(f"{p} s/suggestion" for p in problems) + " |"
-    print("\nmedians over seeds\n" + head)
-    print("|" + "---|" * (1 + len(problems) * (len(checkpoints) + 1)))
-    for tool in tools:
-        cells = []
-        for p in problems:
-            rs = [r for r in results if r["tool"] == tool and r["problem"] == p]
-            cells += [f"{np.median([r['hv_fraction'][str(c)] for r in rs]):.3f}" for c in checkpoints]
-        for p in problems:
-            rs = [r for r in results if r["tool"] == tool and r["problem"] == p]
-            cells.append(f"{np.median([r['seconds_per_suggestion'] for r in rs]):.3f}")
-        print(f"| {tool} | " + " | ".join(cells) + " |")
+def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int, checkpoints: list[int],
+             commit: str) -> dict[str, Any]:
+    """One (problem, variant, tool, seed) run: scores at the checkpoints and the seconds of every step."""
+    from _opt_tools import run_tool
+
+    problem = get_problem(problem_name)
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    load = os.getloadavg()[0]
+    out: dict[str, Any] = {"problem": problem_name, "variant": variant, "tool": tool, "seed": seed,
+                           "budget": budget, "started": started, "load_start": round(load, 2),
+                           "reflow_commit": commit if tool == "reflow" else None}
+    try:
+        rec = run_tool(tool, problem, budget, seed, variant == "ref")
+    except Exception as exc:  # a tool that fails is reported, never silently dropped
+        out["error"] = f"{type(exc).__name__}: {exc}"
+        out["traceback"] = traceback.format_exc()[-3000:]
+        return out
+    rows = np.array(rec.rows)
+    steps = rec.step_seconds()
+    out.update(
+        evaluations=len(rows),
+        score={str(c): problem.score(rows[:c]) for c in checkpoints if c <= len(rows)},
+        curve=[problem.score(rows[:k]) for k in range(5, len(rows) + 1, 5)],
+        step_seconds=[round(s, 5) for s in steps],
+        seconds_mean=float(np.mean(steps)), seconds_median=float(np.median(steps)), seconds_max=float(np.max(steps)),
+        load_end=round(os.getloadavg()[0], 2), metrics=rec.metrics)
+    return out
 
 
-def plot(results: list[dict], path: Path) -> None:
-    import matplotlib
+def _save(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=0))
+    tmp.replace(path)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    problems = list(dict.fromkeys(r["problem"] for r in results))
-    tools = list(dict.fromkeys(r["tool"] for r in results))
-    fig, axes = plt.subplots(1, len(problems), figsize=(5 * len(problems), 4), squeeze=False)
-    for ax, p in zip(axes[0], problems, strict=True):
-        for tool in tools:
-            curves = np.array([r["curve"] for r in results if r["tool"] == tool and r["problem"] == p])
-            x = np.arange(1, curves.shape[1] + 1)
-            ax.plot(x, np.median(curves, axis=0), label=tool)
-            ax.fill_between(x, curves.min(axis=0), curves.max(axis=0), alpha=0.12)
-        ax.set_title(p)
-        ax.set_xlabel("evaluations")
-        ax.set_ylabel("hypervolume / maximum")
-        ax.set_ylim(0, 1)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    print(f"wrote {path}")
+def _seed_list(text: str) -> list[int]:
+    """'5' -> 0..4; '0,3' -> [0, 3]; '2-4' -> [2, 3, 4]."""
+    if "," in text:
+        return [int(s) for s in text.split(",")]
+    if "-" in text:
+        a, b = text.split("-")
+        return list(range(int(a), int(b) + 1))
+    return list(range(int(text)))
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--problems", default=",".join(PROBLEM_NAMES), help="comma-separated (default: all)")
+    ap.add_argument("--tools", default=",".join(TOOL_NAMES), help="comma-separated: " + ",".join(TOOL_NAMES))
+    ap.add_argument("--variants", default="none,ref", help="none (objectives only), ref (references given)")
+    ap.add_argument("--seeds", default="5", help="a count (5: seeds 0-4), a range 2-4 or a list 0,3")
+    ap.add_argument("--budget", type=int, default=100, help="evaluations per run")
+    ap.add_argument("--checkpoints", default="30,50,100", help="evaluations at which runs are scored")
+    ap.add_argument("--jobs", type=int, default=1, help="cells run in parallel processes")
+    ap.add_argument("--out", type=Path, default=HERE / "optimizers.json")
+    ap.add_argument("--order", choices=["problem", "seed"], default="problem",
+                    help="problem: all seeds of a problem before the next (a partial run has whole problems); "
+                         "seed: every problem at one seed before the next seed")
+    ap.add_argument("--fresh", action="store_true", help="ignore the cells already in --out (default: resume)")
+    ap.add_argument("--rerun-tool", default="", help="rerun this tool's cells even if present (e.g. reflow after "
+                                                     "a change of its defaults)")
+    ap.add_argument("--table-only", action="store_true", help="print the tables of --out and stop")
+    args = ap.parse_args(argv)
+    checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if int(c) <= args.budget} | {args.budget})
+    data: dict[str, Any] = {"cells": {}}
+    if args.out.exists() and not args.fresh:
+        data = json.loads(args.out.read_text())
+    if args.table_only:
+        print_tables(data)
+        return data
+    commit = reflow_commit()
+    data.setdefault("runs", []).append({
+        "argv": sys.argv if argv is None else argv, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.python_version()}, no GPU used",
+        "load": os.getloadavg(), "versions": _versions(), "reflow_commit": commit, "jobs": args.jobs})
+    data.setdefault("cells", {})
+    problems, tools, seeds = args.problems.split(","), args.tools.split(","), _seed_list(args.seeds)
+    todo = []
+    for p in problems:  # tools interleaved within each seed: they run under the same conditions
+        multi = get_problem(p).multi
+        for variant in args.variants.split(","):
+            if variant == "ref" and not multi:
+                continue  # one objective: no threshold that every tool can take (see README)
+            for seed in seeds:
+                for tool in tools:
+                    key = cell_key(p, variant, tool, seed, args.budget)
+                    cell = data["cells"].get(key)
+                    if cell and "error" not in cell and tool != args.rerun_tool:
+                        continue
+                    todo.append((p, variant, tool, seed))
+    if args.order == "seed":  # every problem at seed 0 first, then seed 1, ...
+        todo.sort(key=lambda c: c[3])  # stable: the problem order is kept within a seed
+    print(f"{len(todo)} cells to run, {args.jobs} job(s); reflow optimizer code at {commit}", flush=True)
+
+    def record(cell: dict[str, Any]) -> None:
+        key = cell_key(cell["problem"], cell["variant"], cell["tool"], cell["seed"], cell["budget"])
+        data["cells"][key] = cell
+        _save(args.out, data)
+        if "error" in cell:
+            print(f"  {key}: ERROR {cell['error']}", flush=True)
+        else:
+            print(f"  {key}: " + ", ".join(f"@{c} {v:.3f}" for c, v in cell["score"].items())
+                  + f"; s/step mean {cell['seconds_mean']:.3f} max {cell['seconds_max']:.2f}"
+                  + f" (load {cell['load_start']})", flush=True)
+
+    if args.jobs <= 1:
+        _init_worker()
+        for p, variant, tool, seed in todo:
+            record(run_cell(p, variant, tool, seed, args.budget, checkpoints, commit))
+    else:
+        with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
+            pending: set[Future] = set()
+            queue = list(todo)
+            while queue or pending:
+                while queue and len(pending) < args.jobs:
+                    p, variant, tool, seed = queue.pop(0)
+                    pending.add(pool.submit(run_cell, p, variant, tool, seed, args.budget, checkpoints, commit))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in done:
+                    record(fut.result())
+    print_tables(data)
+    return data
+
+
+# ---- statistics and tables ---------------------------------------------------------------------------
+def paired(a: list[float], b: list[float]) -> tuple[str, float]:
+    """'W', 'T' or 'L' for a against b over paired seeds (Wilcoxon signed-rank, one-sided each way), and the
+    smaller one-sided p."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(a) - np.asarray(b)
+    d = d[np.abs(d) > 1e-12]
+    if len(d) == 0:
+        return "T", 1.0
+    p_gt = float(wilcoxon(d, alternative="greater").pvalue)
+    p_lt = float(wilcoxon(d, alternative="less").pvalue)
+    if p_gt < ALPHA:
+        return "W", p_gt
+    if p_lt < ALPHA:
+        return "L", p_lt
+    return "T", min(p_gt, p_lt)
+
+
+def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per (problem, variant, checkpoint): medians per tool, W/T/L of reflow against each peer and
+    the time ratios (mean seconds per step of reflow over the peer's, all steps of all seeds)."""
+    cells = [c for c in data["cells"].values() if "error" not in c]
+    rows = []
+    groups = dict.fromkeys((c["problem"], c["variant"], c["budget"]) for c in cells)
+    for problem, variant, budget in groups:
+        group = [c for c in cells if (c["problem"], c["variant"], c["budget"]) == (problem, variant, budget)]
+        by_tool = {t: {c["seed"]: c for c in group if c["tool"] == t} for t in TOOL_NAMES}
+        checkpoints = sorted({int(k) for c in group for k in c["score"]})
+        for cp in checkpoints:
+            row: dict[str, Any] = {"problem": problem, "variant": variant, "budget": budget, "at": cp, "median": {},
+                                   "n": {}, "vs": {}, "time_ratio": {}}
+            for t, seeds in by_tool.items():
+                vals = [c["score"][str(cp)] for c in seeds.values() if str(cp) in c["score"]]
+                if vals:
+                    row["median"][t], row["n"][t] = float(np.median(vals)), len(vals)
+            mine = by_tool["reflow"]
+            for peer in PEERS:
+                common = sorted(set(mine) & set(by_tool[peer]))
+                if not common:
+                    continue
+                a = [mine[s]["score"][str(cp)] for s in common]
+                b = [by_tool[peer][s]["score"][str(cp)] for s in common]
+                res, p = paired(a, b)
+                row["vs"][peer] = {"result": res, "p": p, "seeds": len(common)}
+                ta = np.mean([x for s in common for x in mine[s]["step_seconds"]])
+                tb = np.mean([x for s in common for x in by_tool[peer][s]["step_seconds"]])
+                row["time_ratio"][peer] = float(ta / tb) if tb > 0 else float("inf")
+            rows.append(row)
+    return rows
+
+
+def print_tables(data: dict[str, Any]) -> None:
+    rows = summarize(data)
+    if not rows:
+        print("no results")
+        return
+    for cp in sorted({r["at"] for r in rows}):
+        sel = [r for r in rows if r["at"] == cp]
+        tools = [t for t in TOOL_NAMES if any(t in r["median"] for r in sel)]
+        peers = [t for t in PEERS if any(t in r["vs"] for r in sel)]
+        print(f"\n#### Score after {cp} evaluations (median over seeds; reflow vs peer: W/T/L, Wilcoxon p)\n")
+        print("| problem | refs | seeds | " + " | ".join(LABELS[t] for t in tools) + " | "
+              + " | ".join(f"vs {LABELS[p]}" for p in peers) + " | time reflow/Ax |")
+        print("|---|---|---|" + "---|" * (len(tools) + len(peers) + 1))
+        for r in sel:
+            med = [f"{r['median'][t]:.3f}" if t in r["median"] else "-" for t in tools]
+            vs = [f"{r['vs'][p]['result']} ({r['vs'][p]['p']:.2f})" if p in r["vs"] else "-" for p in peers]
+            n = min(r["n"].values())
+            ratio = f"{r['time_ratio']['ax']:.2f}" if "ax" in r["time_ratio"] else "-"
+            print(f"| {r['problem']} | {r['variant']} | {n} | " + " | ".join(med) + " | " + " | ".join(vs)
+                  + f" | {ratio} |")
+        tally = {p: {k: sum(r["vs"].get(p, {}).get("result") == k for r in sel) for k in "WTL"} for p in peers}
+        print("\ntotal W/T/L: " + "; ".join(f"vs {LABELS[p]} {t['W']}/{t['T']}/{t['L']}" for p, t in tally.items()))
+    cells = [c for c in data["cells"].values() if "error" not in c]
+    print("\n#### Seconds per suggestion, all steps of all cells (set-up and initial design included)\n")
+    print("| tool | cells | mean | median | max | reflow / tool (mean, per-problem median) |")
+    print("|---|---|---|---|---|---|")
+    first = [r for r in rows if r["at"] == min(x["at"] for x in rows)]
+    for t in TOOL_NAMES:
+        steps = [s for c in cells if c["tool"] == t for s in c["step_seconds"]]
+        if not steps:
+            continue
+        ratios = [r["time_ratio"][t] for r in first if t in r["time_ratio"]]
+        ratio = f"{np.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
+        print(f"| {LABELS[t]} | {sum(c['tool'] == t for c in cells)} | {np.mean(steps):.3f} | {np.median(steps):.4f} "
+              f"| {np.max(steps):.2f} | {ratio} |")
+    errors = [k for k, c in data["cells"].items() if "error" in c]
+    if errors:
+        print(f"\n{len(errors)} cell(s) failed: " + ", ".join(errors[:10]))
 
 
 if __name__ == "__main__":

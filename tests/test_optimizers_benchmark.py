@@ -1,0 +1,57 @@
+"""Smoke test of benchmarks/optimizers.py: 2 problems x 2 tools x 1 seed x 6 evaluations, resume, paired test."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCH))
+
+optimizers = pytest.importorskip("optimizers")
+
+
+def test_grid_runs_scores_times_and_resumes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "opt.json"
+    argv = ["--problems", "branin,zdt1", "--tools", "reflow,sobol", "--seeds", "1", "--budget", "6",
+            "--out", str(out)]
+    data = optimizers.main(argv)
+    cells = data["cells"]
+    # branin: one variant; zdt1 (two objectives): without and with references
+    assert len(cells) == 6, sorted(cells)
+    for key, cell in cells.items():
+        assert "error" not in cell, (key, cell.get("traceback"))
+        assert cell["evaluations"] == 6
+        assert len(cell["step_seconds"]) == 6  # every step timed, the initial design too
+        assert cell["seconds_max"] >= cell["seconds_mean"] >= 0
+        assert 0.0 <= cell["score"]["6"] <= 1.5
+    assert cells["zdt1|ref|reflow|0|6"]["reflow_commit"]
+    printed = capsys.readouterr().out
+    assert "| branin | none | 1 |" in printed and "vs Sobol" in printed
+    assert json.loads(out.read_text())["cells"].keys() == cells.keys()
+    again = optimizers.main(argv)  # resume: nothing left to run
+    assert "0 cells to run" in capsys.readouterr().out
+    assert again["cells"] == cells
+
+
+def test_paired_test_needs_every_seed_for_a_win_with_five() -> None:
+    a = [0.9, 0.8, 0.85, 0.95, 0.7]
+    assert optimizers.paired(a, [x - 0.1 for x in a])[0] == "W"
+    assert optimizers.paired([x - 0.1 for x in a], a)[0] == "L"
+    assert optimizers.paired(a, [x - 0.1 for x in a[:4]] + [0.75])[0] == "T"  # one seed the other way
+    assert optimizers.paired(a, a) == ("T", 1.0)
+
+
+def test_scores_are_fractions_of_the_best_known() -> None:
+    from _opt_problems import get_problem
+
+    p = get_problem("branin")
+    optimum = np.array([[-np.pi, 12.275], [np.pi, 2.275]])
+    assert p.score(optimum) == pytest.approx(1.0, abs=1e-4)
+    assert p.score(np.array([[-5.0, 0.0]])) == 0.0  # worse than the reference
+    bc = get_problem("branincurrin")
+    assert 0.0 < bc.score(np.random.default_rng(0).random((200, 2))) < 1.0
