@@ -25,6 +25,10 @@ MAX_NODES = 100_000
 """Most values a document may hold once its aliases are expanded (every key, value and list item)."""
 
 
+class _TooDeep(yaml.composer.ComposerError):
+    """Valid YAML nested beyond :data:`MAX_DEPTH`: a limit, not a syntax error."""
+
+
 class SafeLoader(yaml.SafeLoader):
     """``yaml.SafeLoader`` plus YAML 1.2 floats without a dot (``1e-3``), which YAML 1.1 reads as text,
     and a limit on nesting depth while composing (the composer recurses, so deep input would otherwise end
@@ -36,10 +40,8 @@ class SafeLoader(yaml.SafeLoader):
         self._depth += 1
         try:
             if self._depth > MAX_DEPTH:
-                mark = self.peek_event().start_mark
-                raise yaml.composer.ComposerError(
-                    None, None, f"nesting deeper than {MAX_DEPTH} levels (mappings and lists inside each "
-                                "other); a study needs far fewer", mark)
+                raise _TooDeep(None, None, f"nesting deeper than {MAX_DEPTH} levels (mappings and lists inside "
+                                           "each other); a study needs far fewer", self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -139,11 +141,26 @@ def _guarded_node(loader: SafeLoader, source: str) -> yaml.Node | None:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise StudyError([Problem("", f"invalid YAML: {reason}", line)], source) from None
+        prefix = "" if isinstance(exc, _TooDeep) else "invalid YAML: "
+        raise StudyError([Problem("", f"{prefix}{reason}", line)], source) from None
     if node is not None and expanded_size(node) > MAX_NODES:
         raise StudyError([Problem("", f"the YAML expands to more than {MAX_NODES:,} values (through aliases "
-                                      "like *name); refused before building it", node.start_mark.line + 1)],
+                                      "like *name); refused before building it", _culprit(node).start_mark.line + 1)],
                          source)
+    return node
+
+
+def _culprit(node: yaml.Node) -> yaml.Node:
+    """The smallest node that alone expands beyond :data:`MAX_NODES` (the anchor to point the user at)."""
+    seen: set[int] = set()
+    while id(node) not in seen:
+        seen.add(id(node))
+        children = ([c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode)
+                    else node.value if isinstance(node, yaml.SequenceNode) else [])
+        big = next((c for c in children if expanded_size(c) > MAX_NODES), None)
+        if big is None:
+            return node
+        node = big
     return node
 
 
