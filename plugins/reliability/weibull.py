@@ -29,6 +29,7 @@ import reflow
 from pydantic import Field, field_validator
 from reflow.errors import DataError
 
+from .censoring import Censored, log_likelihood
 from .lifedata import (
     LifeParams,
     check_targets,
@@ -39,6 +40,9 @@ from .lifedata import (
     read_life_data,
     with_bounds,
 )
+from .probplot import adjusted_ranks
+
+__all__ = ["Weibull", "adjusted_ranks", "fit_three_parameter", "fit_two_parameter", "weibull_loglik"]
 
 
 def _log_space_optimizer(func, x0, args=(), disp=0):
@@ -142,19 +146,6 @@ def fit_three_parameter(t: np.ndarray, event: np.ndarray, who: str = "weibull") 
     return gamma, beta, eta
 
 
-def adjusted_ranks(t: np.ndarray, event: np.ndarray) -> np.ndarray:
-    """Median-rank unreliability of each failure (in time order): Johnson's adjusted ranks, Benard's formula."""
-    order = np.lexsort((~event, t))  # by time; a failure before a suspension at the same time
-    n = t.size
-    prev = 0.0
-    out = []
-    for pos, i in enumerate(order):
-        if event[i]:
-            prev += (n + 1.0 - prev) / (1.0 + (n - pos))
-            out.append((prev - 0.3) / (n + 0.4))
-    return np.asarray(out)
-
-
 class Weibull(reflow.Model):
     """Weibull life model fitted to a (censored) life test; B-lives and reliability with confidence bounds.
 
@@ -170,6 +161,9 @@ class Weibull(reflow.Model):
     class Params(LifeParams):
         parameters: Literal[2, 3] = Field(2, description="2: shape and scale; 3: also a location (failure-free "
                                                           "cycles), by profile likelihood")
+        bounds: Literal["fisher", "likelihood-ratio"] = Field(
+            "fisher", description="confidence bounds: fisher (Fisher matrix, delta method) or likelihood-ratio "
+                                  "(profile likelihood; better for few failures, slower)")
         b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0],
                                      description="B-lives to report: percent of units failed, e.g. [1, 10]")
 
@@ -195,8 +189,24 @@ class Weibull(reflow.Model):
     def fit(self, data, ctx):
         who = "weibull"
         no_covariates(self.features, self.params.time, who)
-        life = read_life_data(data, self.params, who, min_failures=self.params.parameters)
+        life = read_life_data(data, self.params, who, min_failures=self.params.parameters, intervals=True)
+        censored = life.life
         t, event = life.time, life.event
+        self.lower_, self.upper_, self.truncation_ = censored.lower, censored.upper, censored.truncation
+        if (censored.interval | censored.left).any() or censored.truncation is not None:
+            # intervals and truncation: the shared censored maximum likelihood (distributions.fit_distribution)
+            from .distributions import fit_distribution
+
+            name = "weibull" if self.params.parameters == 2 else "weibull-3p"
+            fitted = fit_distribution(name, censored, who=who)
+            self.theta_ = fitted.internal  # (ln eta, ln beta[, gamma]): this model's own ordering
+            self.cov_ = fitted.cov if np.all(np.isfinite(fitted.cov)) and np.all(np.diag(fitted.cov)[:2] > 0) \
+                else np.full_like(fitted.cov, np.nan)
+            self.log_likelihood_ = fitted.loglik
+            self.times_, self.events_ = t, event
+            self.excluded_units_ = life.excluded
+            self._set_outputs()
+            return self
         if np.any(t[event] <= 0):
             raise DataError(f"{who}: failures at time 0 in {self.params.time!r} cannot come from a Weibull "
                             "distribution; drop them or shift the time origin")
@@ -250,9 +260,27 @@ class Weibull(reflow.Model):
         return float(self.theta_[2]) if self.theta_.size > 2 else 0.0
 
     def _z(self) -> float:
-        from scipy.stats import norm
+        from .bounds import z_value
 
-        return float(norm.ppf(0.5 + self.params.confidence / 2.0))
+        return z_value(self.params.confidence, self.params.one_sided)
+
+    def _censored(self) -> Censored:
+        """The training units under the one censoring convention (intervals kept when there were any)."""
+        lower = getattr(self, "lower_", None)
+        if lower is None:
+            return Censored(self.times_, np.where(self.events_, self.times_, np.inf))
+        return Censored(lower, self.upper_, self.truncation_)
+
+    def _fit(self):
+        """This fit as a :class:`distributions.Fit` (for the likelihood-ratio bounds of :mod:`bounds`)."""
+        from .distributions import Fit, get
+
+        dist = get("weibull" if self.theta_.size == 2 else "weibull-3p")
+        params = np.array([self.eta, self.beta] + ([self.gamma] if self.theta_.size > 2 else []))
+        return Fit(dist, params, self.log_likelihood_, self.cov_, self._censored())
+
+    def _likelihood_ratio(self) -> bool:
+        return self.params.bounds == "likelihood-ratio" and bool(np.all(np.isfinite(self.cov_)))
 
     def _grad(self, g2: np.ndarray) -> np.ndarray:
         """Gradients are given for (ln eta, ln beta, gamma); drop gamma's for the 2-parameter model."""
@@ -260,6 +288,10 @@ class Weibull(reflow.Model):
 
     def b_life(self, percent: float) -> tuple[float, float, float]:
         """B-life (cycles by which ``percent`` % of units fail) with its lower and upper bound."""
+        if self._likelihood_ratio():
+            from .bounds import lr_quantile
+
+            return lr_quantile(self._fit(), percent / 100.0, self.params.confidence, self.params.one_sided)
         k = -math.log1p(-percent / 100.0)
         core = self.eta * k ** (1.0 / self.beta)
         value = self.gamma + core
@@ -271,6 +303,10 @@ class Weibull(reflow.Model):
 
     def reliability(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """R(t) with its lower and upper bounds (1 before the location gamma)."""
+        if self._likelihood_ratio():
+            from .bounds import reliability
+
+            return reliability(self._fit(), t, "likelihood-ratio", self.params.confidence, self.params.one_sided)
         t = np.asarray(t, dtype=float)
         x = t - self.gamma
         alive = x > 0
@@ -285,7 +321,12 @@ class Weibull(reflow.Model):
         return r, lower, upper
 
     def parameter_bounds(self) -> dict[str, tuple[float, float, float]]:
-        """beta, eta (and gamma) with their Fisher-matrix bounds."""
+        """beta, eta (and gamma) with their Fisher-matrix (or likelihood-ratio) bounds."""
+        if self._likelihood_ratio():
+            from .bounds import parameter_bounds
+
+            found = parameter_bounds(self._fit(), "likelihood-ratio", self.params.confidence, self.params.one_sided)
+            return {name: found[name] for name in ("beta", "eta", "gamma") if name in found}
         se = np.sqrt(np.diag(self.cov_))
         zc = self._z()
         out = {"beta": (self.beta, self.beta * math.exp(-zc * se[1]), self.beta * math.exp(zc * se[1])),
@@ -312,6 +353,7 @@ class Weibull(reflow.Model):
         out["mean_life"] = self.gamma + self.eta * math.gamma(1.0 + 1.0 / self.beta)
         out["units"] = int(self.times_.size)
         out["failures"] = int(self.events_.sum())
+        out.update({f"{k}_units": v for k, v in self._censored().counts().items() if k != "exact" and v})
         if getattr(self, "excluded_units_", 0):  # degradation: units past the threshold before the test
             out["units_excluded_at_start"] = int(self.excluded_units_)
         out["log_likelihood"] = self.log_likelihood_
@@ -344,8 +386,11 @@ class Weibull(reflow.Model):
 
     def score(self, data, ctx) -> dict[str, float]:
         """On held-out units: the mean log-likelihood per unit (compare with the training value)."""
-        life = read_life_data(data, self.params, "weibull", min_failures=0)
-        ll = weibull_loglik(self.theta_, life.time, life.event)
+        life = read_life_data(data, self.params, "weibull", min_failures=0, intervals=True)
+        if life.censored is None:
+            ll = weibull_loglik(self.theta_, life.time, life.event)
+        else:
+            ll = log_likelihood(life.censored, self._fit().frozen())
         return {"test_log_likelihood_per_unit": ll / life.time.size,
                 "train_log_likelihood_per_unit": self.log_likelihood_ / self.times_.size}
 
@@ -353,7 +398,7 @@ class Weibull(reflow.Model):
     def save_state(self, directory):
         np.savez(Path(directory) / "state.npz", theta=self.theta_, cov=self.cov_, times=self.times_,
                  events=self.events_, log_likelihood=self.log_likelihood_,
-                 excluded_units=getattr(self, "excluded_units_", 0))
+                 excluded_units=getattr(self, "excluded_units_", 0), **self._interval_state())
         (Path(directory) / "weibull.json").write_text(json.dumps(self.summary(), indent=2))
 
     def load_state(self, directory):
@@ -364,6 +409,17 @@ class Weibull(reflow.Model):
             self.events_ = state["events"].astype(bool)
             self.log_likelihood_ = float(state["log_likelihood"])
             self.excluded_units_ = int(state["excluded_units"]) if "excluded_units" in state.files else 0
+            self.lower_ = state["lower"] if "lower" in state.files else None
+            self.upper_ = state["upper"] if "upper" in state.files else None
+            trunc = state["truncation"] if "truncation" in state.files else np.zeros(0)
+            self.truncation_ = trunc if trunc.size else None
+
+    def _interval_state(self) -> dict[str, np.ndarray]:
+        lower = getattr(self, "lower_", None)
+        if lower is None:
+            return {}
+        trunc = self.truncation_
+        return {"lower": lower, "upper": self.upper_, "truncation": trunc if trunc is not None else np.zeros(0)}
 
     # ---- plot ----------------------------------------------------------------------------------------------
     def plot(self, folder: Path) -> list[Path]:
@@ -373,20 +429,24 @@ class Weibull(reflow.Model):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
+        from .probplot import plotting_positions
+
         t, event = self.times_, self.events_
-        f = adjusted_ranks(t, event)
-        tf = np.sort(t[event]) - self.gamma
+        t_pts, f, how = plotting_positions(self._censored())
+        tf = t_pts - self.gamma
 
         def wy(p):
             return np.log(-np.log1p(-np.asarray(p, dtype=float)))
 
-        span_lo = max(float(np.min(tf)) * 0.3, 1e-9)
+        keep_pts = tf > 0
+        tf, f = tf[keep_pts], f[keep_pts]
+        span_lo = max(float(np.min(tf)) * 0.3 if tf.size else float(np.min(t)) * 0.3, 1e-9)
         span_hi = max(float(np.max(t - self.gamma)), self.b_life(max(self.params.b_lives))[0] - self.gamma) * 2.5
         grid = np.geomspace(span_lo, span_hi, 200)
         r, lo, hi = self.reliability(grid + self.gamma)
         keep = (1 - r > 5e-4) & (1 - r < 0.99)
         fig, ax = plt.subplots(figsize=(7, 5.2))
-        ax.plot(tf, wy(f), "o", ms=5, label="failures (Johnson adjusted median ranks)")
+        ax.plot(tf, wy(f), "o", ms=5, label=f"failures ({how})")
         suspended = np.sort(t[~event])
         if suspended.size:
             ax.plot([], [], " ", label=f"{suspended.size} suspended (last at {suspended.max():g})")
@@ -394,7 +454,8 @@ class Weibull(reflow.Model):
         if np.all(np.isfinite(lo)):
             band = keep & (1 - lo < 0.99999) & (1 - hi > 1e-6)
             ax.fill_between(grid[band], wy(1 - hi[band]), wy(1 - lo[band]), color="C3", alpha=0.15,
-                            label=f"{self.params.confidence:.0%} Fisher-matrix bounds")
+                            label=f"{self.params.confidence:.0%} {'one' if self.params.one_sided else 'two'}-sided "
+                                  f"{self.params.bounds} bounds")
         for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
             value = self.b_life(p)[0] - self.gamma
             ax.plot([value], [wy(p / 100.0)], "s", color="k", ms=5)

@@ -485,7 +485,8 @@ def test_degradation_gives_per_unit_failure_times(caplog):
 
 @pytest.mark.parametrize("cls", [Weibull, KaplanMeier])
 def test_life_models_fit_the_crossing_times(cls, ctx, tmp_path):
-    by_trajectory = cls(degradation=DEGRADATION).fit(_trajectories(), ctx)
+    # interpolated crossings: Kaplan-Meier's default; the Weibull's default is the interval (below)
+    by_trajectory = cls(degradation={**DEGRADATION, "method": "interpolate"}).fit(_trajectories(), ctx)
     times = [EXPECTED[u][0] for u in sorted(EXPECTED)]
     events = [EXPECTED[u][1] for u in sorted(EXPECTED)]
     by_table = cls().fit(_life(times, events), ctx)
@@ -495,6 +496,30 @@ def test_life_models_fit_the_crossing_times(cls, ctx, tmp_path):
         assert by_trajectory.summary()["units_excluded_at_start"] == 1
         by_trajectory.save(tmp_path / "w")
         assert Weibull.load(tmp_path / "w").summary()["units_excluded_at_start"] == 1
+
+
+# the readouts around each crossing, by hand from TRAJECTORIES: (lower, upper); lower 0: past it at the first
+# readout after 0 (left-censored); upper inf: never past it (suspended at the last readout)
+INTERVALS = {"A": (100.0, 500.0), "B": (1500.0, np.inf), "D": (0.0, 100.0), "E": (0.0, 500.0),
+             "F": (1000.0, 1500.0), "G": (0.0, 1000.0)}
+
+
+def test_weibull_default_is_the_interval_between_readouts(ctx):
+    from reflow.plugins.reliability.lifedata import LifeParams, read_life_data
+
+    life = read_life_data(_trajectories(), LifeParams(time="cycles", degradation=DEGRADATION), "weibull",
+                          intervals=True)
+    got = {str(u): (lo, up) for u, lo, up in zip(life.units, life.censored.lower, life.censored.upper, strict=True)}
+    assert got == INTERVALS
+    by_trajectory = Weibull(degradation=DEGRADATION).fit(_trajectories(), ctx)
+    lower, upper = (np.array([INTERVALS[u][k] for u in sorted(INTERVALS)]) for k in (0, 1))
+    table = xr.Dataset({"lo": ("sample", lower), "up": ("sample", upper)})
+    by_table = Weibull(lower="lo", upper="up").fit(table, ctx)
+    fitted = {k: v for k, v in by_trajectory.summary().items() if k != "units_excluded_at_start"}
+    assert fitted == pytest.approx(by_table.summary(), rel=1e-9)
+    assert fitted["left_units"] == 3 and fitted["interval_units"] == 2 and fitted["right_units"] == 1
+    with pytest.raises(DataError, match="exact and right-censored times only"):
+        KaplanMeier(degradation={**DEGRADATION, "method": "interval"}).fit(_trajectories(), ctx)
 
 
 def test_cox_takes_one_covariate_value_per_unit(ctx):
