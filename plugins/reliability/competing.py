@@ -1,0 +1,237 @@
+"""Competing failure modes ``competing-modes``: a column names each failure's mode; one Weibull per mode and the
+reliability of the unit, which survives only if every mode spares it.
+
+For mode k, the failures of mode k are failures and every other unit is censored where its life is known to
+have gone on: a suspension at its time, a failure of another mode at its failure time (exact) or at the last
+readout before it (interval), the classical competing-risks likelihood under independent modes (Nelson 1982,
+ch. 5; Meeker and Escobar 1998, 15.3), which factorizes into one Weibull fit per mode (``distributions``'
+censored MLE, with its observed-information covariance). The unit's reliability is R(t) = prod_k R_k(t) and
+its B-life solves sum_k (t / eta_k)^beta_k = -ln(1 - p); its bounds come from the delta method on ln B with the
+modes' (independent) covariances.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import reflow
+from pydantic import Field, field_validator
+from reflow.errors import DataError
+
+from .alt import CensoredLifeParams, read_censored, require_failures
+from .censoring import Censored
+from .lifedata import check_targets, life_output_name, no_covariates, output_dim, with_bounds
+
+
+def mode_labels(rows: Any, name: str, failed: np.ndarray, who: str) -> np.ndarray:
+    """The failure mode of each unit as text ('' for units that did not fail); a failure without one is an error
+    naming the row."""
+    if name not in rows.data_vars and name not in rows.coords:
+        raise DataError(f"{who}: no failure-mode variable {name!r} (params.mode); the data has "
+                        f"{', '.join(map(str, rows.data_vars))}")
+    raw = np.asarray(rows[name].values).reshape(-1)
+    if raw.size != failed.size:
+        raise DataError(f"{who}: failure mode {name!r} has {raw.size} values for {failed.size} units")
+    labels = np.array(["" if (isinstance(v, float) and math.isnan(v)) or v is None else str(v).strip()
+                       for v in raw.tolist()], dtype=object)
+    labels = np.array([s[:-2] if s.endswith(".0") and s[:-2].lstrip("-").isdigit() else s for s in labels],
+                      dtype=object)
+    missing = np.flatnonzero(failed & (labels == ""))
+    if missing.size:
+        raise DataError(f"{who}: row {missing[0]} failed but its failure mode {name!r} is empty; every failure "
+                        f"needs a mode (suspended units may leave it empty)")
+    return np.where(failed, labels, "")
+
+
+def mode_data(life: Censored, labels: np.ndarray, mode: str) -> Censored:
+    """The units as seen by one mode: its failures kept, everything else censored where its life went on."""
+    upper = np.where(labels == mode, life.upper, np.inf)  # lower is the failure time or the last readout before it
+    return Censored(life.lower, upper, life.truncation)
+
+
+class CompetingModes(reflow.Model):
+    """One Weibull per failure mode (the others censored) and the unit's reliability, the product of the modes'.
+
+    Train it on a life test with a mode column: ``{competing-modes: {time: cycles, failed: failed, mode:
+    failure_mode}}`` (or ``lower``/``upper``). Outputs (evaluator ``{stage: modes}``): the unit's B-lives
+    ``b10_<time>`` with ``_lower``/``_upper``.
+    """
+
+    family = "life-model"
+
+    class Params(CensoredLifeParams):
+        mode: str = Field("mode", description="variable naming each failure's mode (text or a code); suspended units "
+                                              "may leave it empty")
+        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")
+
+        @field_validator("b_lives")
+        @classmethod
+        def _percent(cls, value: list[float]) -> list[float]:
+            bad = [p for p in value if not 0.0 < p < 100.0]
+            if bad or not value:
+                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {value}")
+            return list(dict.fromkeys(value))
+
+    def _b_names(self) -> list[str]:
+        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
+
+    def outputs(self) -> list[str]:
+        return with_bounds(self._b_names())
+
+    def fit(self, data, ctx):
+        from .distributions import fit_distribution
+
+        who = "competing-modes"
+        no_covariates(self.features, self.params.time, who)
+        units = read_censored(data, self.params, who)
+        life = units.life
+        require_failures(life, 2, who, "the data")
+        labels = mode_labels(units.rows, self.params.mode, life.failed, who)
+        modes = sorted(set(labels[life.failed].tolist()))
+        fits = []
+        for m in modes:
+            fits.append(fit_distribution("weibull", mode_data(life, labels, m), who=f"{who}: mode {m!r}"))
+        self.modes_ = modes
+        self.eta_ = np.array([f.params[0] for f in fits])
+        self.beta_ = np.array([f.params[1] for f in fits])
+        self.cov_ = np.stack([f.cov for f in fits])  # each on (ln eta, ln beta)
+        self.logliks_ = np.array([f.loglik for f in fits])
+        self.lower_, self.upper_, self.labels_ = life.lower, life.upper, labels.astype(str)
+        targets = list(self.targets) or with_bounds(self._b_names())
+        check_targets(targets, self.outputs(), who)
+        self.targets = targets
+        return self
+
+    # ---- quantities --------------------------------------------------------------------------------------
+    def _z(self) -> float:
+        from scipy.stats import norm
+
+        c = self.params.confidence
+        return float(norm.ppf(c if getattr(self.params, "one_sided", False) else 0.5 + c / 2.0))
+
+    def reliability(self, t: np.ndarray) -> np.ndarray:
+        """R(t) = prod_k exp(-(t / eta_k)^beta_k)."""
+        t = np.asarray(t, dtype=float)[..., None]
+        return np.exp(-np.sum((t / self.eta_) ** self.beta_, axis=-1))
+
+    def b_life(self, percent: float) -> tuple[float, float, float]:
+        """The unit's B-life (all modes) with delta-method bounds on ln B."""
+        from scipy.optimize import brentq
+
+        c = -math.log1p(-percent / 100.0)
+        ln_eta = np.log(self.eta_)
+
+        def excess(u: float) -> float:
+            return float(np.sum(np.exp(self.beta_ * (u - ln_eta)))) - c
+
+        q_all = ln_eta + math.log(c) / self.beta_
+        q_share = ln_eta + math.log(c / len(self.modes_)) / self.beta_
+        lo, hi = float(np.min(q_share)), float(np.min(q_all))
+        u = lo if hi - lo < 1e-12 else brentq(excess, lo - 1e-12, hi + 1e-12, xtol=1e-14)
+        h = np.exp(self.beta_ * (u - ln_eta))  # each mode's cumulative hazard at B
+        d_u = float(np.sum(self.beta_ * h))
+        var = 0.0
+        for k in range(len(self.modes_)):
+            g = -np.array([-self.beta_[k] * h[k], h[k] * math.log(h[k])]) / d_u  # d u / d(ln eta_k, ln beta_k)
+            var += float(g @ self.cov_[k] @ g)
+        value = math.exp(u)
+        se = math.sqrt(var)
+        if not math.isfinite(se):
+            return value, math.nan, math.nan
+        z = self._z()
+        return value, value * math.exp(-z * se), value * math.exp(z * se)
+
+    def summary(self):
+        z = self._z()
+        out: dict[str, float] = {}
+        failed = np.isfinite(self.upper_)
+        for k, m in enumerate(self.modes_):
+            se = np.sqrt(np.diag(self.cov_[k]))
+            for name, v, s in (("eta", self.eta_[k], se[0]), ("beta", self.beta_[k], se[1])):
+                out.update({f"{m}_{name}": float(v), f"{m}_{name}_lower": float(v * math.exp(-z * s)),
+                            f"{m}_{name}_upper": float(v * math.exp(z * s))})
+            out[f"{m}_failures"] = int(np.sum(failed & (self.labels_ == m)))
+            out[f"{m}_log_likelihood"] = float(self.logliks_[k])
+        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
+            v, lo, hi = self.b_life(p)
+            out.update({name: v, f"{name}_lower": lo, f"{name}_upper": hi})
+        out["log_likelihood"] = float(self.logliks_.sum())
+        out["modes"] = len(self.modes_)
+        out["units"] = int(self.lower_.size)
+        out["failures"] = int(failed.sum())
+        out["confidence"] = self.params.confidence
+        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+    def predict(self, data, ctx):
+        import xarray as xr
+
+        if not hasattr(self, "eta_"):
+            raise reflow.ReflowError("competing-modes: predict before fit")
+        dim, n = output_dim(data, None)
+        out: dict[str, Any] = {}
+        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
+            for suffix, v in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):
+                out[name + suffix] = (dim, np.full(n, v))
+        coords = {dim: data[dim].values} if dim in data.coords else None
+        return xr.Dataset(out, coords=coords)
+
+    def save_state(self, directory):
+        np.savez(Path(directory) / "state.npz", eta=self.eta_, beta=self.beta_, cov=self.cov_,
+                 logliks=self.logliks_, lower=self.lower_, upper=self.upper_, labels=self.labels_,
+                 modes=np.asarray(self.modes_, dtype=str))
+        (Path(directory) / "competing_modes.json").write_text(json.dumps(self.summary(), indent=2))
+
+    def load_state(self, directory):
+        with np.load(Path(directory) / "state.npz", allow_pickle=False) as st:
+            self.eta_, self.beta_, self.cov_, self.logliks_ = st["eta"], st["beta"], st["cov"], st["logliks"]
+            self.lower_, self.upper_, self.labels_ = st["lower"], st["upper"], st["labels"]
+            self.modes_ = [str(m) for m in st["modes"]]
+
+    def plot(self, folder: Path) -> list[Path]:
+        """Weibull paper: each mode's failures (the others as suspensions) with its fit, and the unit's curve."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        from .weibull import adjusted_ranks
+
+        life = Censored(self.lower_, self.upper_)
+        t = life.midpoint
+
+        def wy(p):
+            return np.log(-np.log1p(-np.asarray(p, dtype=float)))
+
+        fig, ax = plt.subplots(figsize=(7, 5.2))
+        grid = np.geomspace(max(t[life.failed].min() * 0.2, 1e-9), t.max() * 3, 300)
+        for k, m in enumerate(self.modes_):
+            ev = life.failed & (self.labels_ == m)
+            ax.plot(np.sort(t[ev]), wy(adjusted_ranks(t, ev)), "o", ms=4, color=f"C{k}",
+                    label=f"mode {m}: {int(ev.sum())} failures")
+            f = -np.expm1(-(grid / self.eta_[k]) ** self.beta_[k])
+            keep = (f > 1e-4) & (f < 0.9999)
+            ax.plot(grid[keep], wy(f[keep]), "--", color=f"C{k}", lw=1,
+                    label=f"mode {m}: eta = {self.eta_[k]:.4g}, beta = {self.beta_[k]:.3g}")
+        ev = life.failed
+        ax.plot(np.sort(t[ev]), wy(adjusted_ranks(t, ev)), "k.", ms=3, label="all failures")
+        f = 1.0 - self.reliability(grid)
+        keep = (f > 1e-4) & (f < 0.9999)
+        ax.plot(grid[keep], wy(f[keep]), "-", color="k", lw=1.8, label="unit: R = prod R_k")
+        ax.set_xscale("log")
+        ticks = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.632, 0.9, 0.99]
+        ax.set_yticks(wy(ticks))
+        ax.set_yticklabels([f"{100 * p:g}" for p in ticks])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.set_xlabel(self.params.time)
+        ax.set_ylabel("unreliability F (%), Weibull scale")
+        ax.set_title(f"competing modes ({len(self.modes_)}): one Weibull per mode", fontsize=10)
+        ax.legend(fontsize=8, loc="upper left")
+        fig.tight_layout()
+        path = Path(folder) / "competing_modes_probability.png"
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return [path]
