@@ -164,13 +164,34 @@ def _culprit(node: yaml.Node) -> yaml.Node:
     return node
 
 
+def _construct(loader: SafeLoader, node: yaml.Node) -> Any:
+    """``construct_object`` whose every failure is a ``YAMLError`` with the node's line.
+
+    Why: PyYAML's constructors raise ``ValueError``, ``AttributeError`` (``!!timestamp x``), ``OverflowError``
+    and others on values whose explicit tag does not fit them.
+    """
+    try:
+        return loader.construct_object(node, deep=True)
+    except yaml.YAMLError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any constructor failure is bad input, reported with its line
+        tag = node.tag.rsplit(":", 1)[-1]
+        value = node.value if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+        raise yaml.constructor.ConstructorError(
+            None, None, f"cannot read {brief(value, 60)} as {tag} ({type(exc).__name__})", node.start_mark) from None
+
+
 def load_value(text: str, source: str = "<study>") -> Any:
     """One YAML value (a ``--set`` value), read like a study file and under the same limits."""
     check_text(text, source)
     loader = SafeLoader(text)
     try:
         node = _guarded_node(loader, source)
-        return None if node is None else loader.construct_document(node)
+        return None if node is None else _construct(loader, node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        reason = getattr(exc, "problem", None) or str(exc)
+        raise StudyError([Problem("", f"invalid YAML: {reason}", mark.line + 1 if mark else None)], source) from None
     finally:
         loader.dispose()
 
@@ -208,7 +229,7 @@ def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_
                 out: dict[Any, Any] = {}
                 written: set[Any] = set()  # keys written here; merged ones may be overridden
                 for key_node, value_node in n.value:
-                    key = loader.construct_object(key_node, deep=True)
+                    key = _construct(loader, key_node)
                     if isinstance(key, (list, dict, set)):
                         problems.append(Problem(_dotted(path), "keys must be plain names",
                                                 key_node.start_mark.line + 1))
@@ -232,7 +253,7 @@ def load_with_lines(text: str, source: str = "<study>") -> tuple[Any, dict[Path_
                 active.discard(id(n))
                 built[id(n)] = items
                 return items
-            return loader.construct_object(n, deep=True)  # scalars and other tags, by safe_load's rules
+            return _construct(loader, n)  # scalars and other tags, by safe_load's rules
 
         try:
             data = build(node, ())

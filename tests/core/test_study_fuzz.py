@@ -2,20 +2,30 @@
 
 Valid studies are mutated the ways people break YAML by hand (deleted and misspelt keys, values of the
 wrong type, numbers written as strings, junk keys, empty or null values) and fed to ``validate_study``.
+The example studies in studies/ are also mutated as text (binary junk, unicode, huge and non-finite
+numbers, aliases and alias bombs, tags, deep nesting, broken indentation, structural edits) and go through
+``reflow validate``: every mutant ends with exit 0 or 2, without a traceback, in under 5 s.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import re
+import time
+import traceback
+from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from reflow.cli import app
 from reflow.errors import StudyError
 from reflow.study import Study, validate_study
 from reflow.yamlio import load_with_lines
+from typer.testing import CliRunner
 
 QUICKSTART: dict[str, Any] = {
     "study": "quickstart",
@@ -226,3 +236,152 @@ def test_nan_and_infinite_bounds_are_clean_errors():
     raw["stages"]["warpage"]["space"]["die_thickness_mm"] = {"low": math.nan, "high": 1.0}
     raw["stages"]["warpage"]["space"]["length_mm"] = {"low": 0, "high": math.inf}
     _check_outcome(raw)
+
+
+# ---- the example studies, mutated as text, through `reflow validate` --------------------------------------
+
+STUDIES = Path(__file__).resolve().parents[2] / "studies"
+EXAMPLES = {p.name: p.read_bytes() for p in sorted(STUDIES.glob("*.yaml"))}
+
+_VALUE_LINE = re.compile(rb"^(\s*-?\s*[\w.-]+:[ ]+)(\S.*)$", re.M)
+_NUMBER = re.compile(rb"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
+HUGE = [b"1e308", b"-1e308", b"1e400", b"-1e400", b".nan", b".inf", b"-.inf", b"1e12", b"1e18",
+        b"99999999999999999999999999", b"0x7fffffff", b"1_000", b"-0", b"1e-400", b"2**64"]
+TAGS = [b"!!python/object/apply:os.system ['true']", b"!!python/name:os.system", b"!!binary", b"!!set",
+        b"!custom", b"!!timestamp", b"!!float", b"!!str", b"!!int", b"!!map", b"!!omap", b"!!seq", b"!<tag:x>"]
+TEXT_OPS = ["junk", "unicode", "truncate", "drop-line", "repeat-line", "number", "alias", "bomb", "tag", "nest",
+            "indent", "structure"]
+
+
+def _value_spans(text: bytes) -> list[tuple[int, int]]:
+    return [(m.start(2), m.end(2)) for m in _VALUE_LINE.finditer(text)]
+
+
+def _mutate_text(text: bytes, op: str, draw) -> bytes:
+    """One textual mutation of a study file, the ways files get damaged or crafted."""
+    at = draw(st.integers(0, len(text)))
+    spans = _value_spans(text)
+    start, end = draw(st.sampled_from(spans)) if spans else (at, at)
+    lines = text.split(b"\n")
+    row = draw(st.integers(0, len(lines) - 1))
+    if op == "junk":
+        return text[:at] + draw(st.binary(min_size=1, max_size=16)) + text[at:]
+    if op == "unicode":
+        return text[:at] + draw(st.text(min_size=1, max_size=8)).encode("utf-8", "surrogatepass") + text[at:]
+    if op == "truncate":
+        return text[:at]
+    if op == "drop-line":
+        return b"\n".join(lines[:row] + lines[row + 1:])
+    if op == "repeat-line":
+        return b"\n".join(lines[:row + 1] + lines[row:])
+    if op == "number":
+        numbers = list(_NUMBER.finditer(text))
+        if not numbers:
+            return text
+        m = draw(st.sampled_from(numbers))
+        return text[:m.start()] + draw(st.sampled_from(HUGE)) + text[m.end():]
+    if op == "alias":  # an anchor on one value, an alias (maybe undefined, maybe to itself) on another
+        other = draw(st.sampled_from(spans)) if spans else (start, end)
+        name = draw(st.sampled_from([b"x", b"undefined"]))
+        if other[0] < start:
+            start, end, other = other[0], other[1], (start, end)
+        return text[:start] + b"&x " + text[start:other[0]] + b"*" + name + text[other[1]:]
+    if op == "bomb":  # a small nest of aliases in front of a value: up to 10**k values when expanded
+        levels = draw(st.integers(1, 8))
+        bomb = b"&l0 [a, b, c, d, e, f, g, h, i, j]"
+        for k in range(1, levels):
+            bomb = b"&l%d [%s" % (k, bomb) + b", *l%d" % (k - 1) * 9 + b"]"
+        return text[:start] + bomb + text[end:]
+    if op == "tag":
+        return text[:start] + draw(st.sampled_from(TAGS)) + b" " + text[start:]
+    if op == "nest":
+        depth = draw(st.integers(1, 700))
+        opener, closer = draw(st.sampled_from([(b"[", b"]"), (b"{a: ", b"}"), (b"- ", b"")]))
+        if opener == b"- ":
+            return text[:start] + b"\n" + b" " * 8 + opener * depth + text[start:end] + text[end:]
+        return text[:start] + opener * depth + text[start:end] + closer * depth + text[end:]
+    if op == "indent":
+        lines[row] = b" " * draw(st.integers(0, 9)) + lines[row].lstrip()
+        return b"\n".join(lines)
+    # "structure": parse, apply one of the structural mutations above, write YAML again
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if not isinstance(raw, dict):
+        return text
+    raw = _mutate(raw, draw(st.sampled_from(_paths(raw))), draw(st.sampled_from(OPS)), draw)
+    try:
+        return yaml.safe_dump(raw, sort_keys=False, allow_unicode=True).encode()
+    except (yaml.YAMLError, UnicodeEncodeError):
+        return text
+
+
+@st.composite
+def mutated_files(draw) -> tuple[str, bytes]:
+    name = draw(st.sampled_from(sorted(EXAMPLES)))
+    text = EXAMPLES[name]
+    for _ in range(draw(st.integers(1, 3))):
+        text = _mutate_text(text, draw(st.sampled_from(TEXT_OPS)), draw)
+    return name, text
+
+
+def _validate_file(path: Path) -> tuple[int, str, float]:
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", str(path)], env={"COLUMNS": "200"})
+    seconds = time.perf_counter() - start
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        "".join(traceback.format_exception(result.exception)))
+    assert "Traceback" not in result.output, result.output
+    return result.exit_code, result.output, seconds
+
+
+@pytest.fixture(scope="module")
+def warm_examples(tmp_path_factory) -> Path:
+    """Validate every example once, so one-off plugin imports (timm, ...) are not charged to a mutant."""
+    folder = tmp_path_factory.mktemp("fuzz")
+    for name, text in EXAMPLES.items():
+        (folder / name).write_bytes(text)
+        code, output, _ = _validate_file(folder / name)
+        assert code == 0, output
+    return folder
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(mutated_files())
+def test_mutated_example_files_exit_0_or_2_fast_without_a_traceback(warm_examples, case):
+    name, text = case
+    path = warm_examples / f"mutant-{name}"
+    path.write_bytes(text)
+    code, output, seconds = _validate_file(path)
+    assert code in (0, 2), output
+    assert seconds < 5.0, f"{seconds:.1f} s for a mutant of {name}"
+    if code == 2:
+        assert output.startswith("error:") and "problem" in output, output
+
+
+@pytest.mark.parametrize("op", ["junk", "bomb", "nest"])
+def test_mutants_in_a_real_process(tmp_path, run_cli, op):
+    """A few mutants through a real ``reflow`` process: the exit code and the absence of a traceback hold there
+    too (no CliRunner in between)."""
+    text = EXAMPLES["quickstart.yaml"]
+    spans = _value_spans(text)
+    start, end = spans[len(spans) // 2]
+    mutant = {
+        "junk": text[:start] + b"\xff\xfe\x00\x1b" + text[start:],
+        "bomb": text[:start] + _BOMB + text[end:],
+        "nest": text[:start] + b"[" * 700 + text[start:end] + b"]" * 700 + text[end:],
+    }[op]
+    path = tmp_path / "mutant.yaml"
+    path.write_bytes(mutant)
+    started = time.perf_counter()
+    proc = run_cli("validate", path, timeout=60)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+    assert time.perf_counter() - started < 30  # start-up included, on a busy machine
+
+
+_BOMB = b"&l0 [a, b, c, d, e, f, g, h, i, j]"
+for _k in range(1, 8):
+    _BOMB = b"&l%d [%s" % (_k, _BOMB) + b", *l%d" % (_k - 1) * 9 + b"]"
