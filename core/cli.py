@@ -33,6 +33,24 @@ def _escape(text: str) -> str:
     return escape(text)
 
 
+def _console_warnings() -> None:
+    """Show on stderr, as they happen, the warnings reflow marks for the console (``extra={"console": True}``:
+    a damaged journal line, a run folder lock taken over); run.log keeps them too. Installed once per process."""
+    import logging
+
+    class _Stderr(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if getattr(record, "console", False):
+                sys.stderr.write(f"warning: {record.getMessage()}\n")  # the stream of this moment (tests swap it)
+                sys.stderr.flush()
+
+    logger = logging.getLogger("reflow")
+    if not any(h.get_name() == "reflow-console-warnings" for h in logger.handlers):
+        handler = _Stderr(logging.WARNING)
+        handler.set_name("reflow-console-warnings")
+        logger.addHandler(handler)
+
+
 StudyArg = Annotated[Path, typer.Argument(help="the study YAML file", show_default=False)]
 SetOpt = Annotated[Optional[list[str]], typer.Option(  # noqa: UP045 - typer needs Optional here
     "--set", help="override a value: stages.doe.design.lhs.samples=50 (repeatable)")]
@@ -52,6 +70,7 @@ def run(
     from reflow.errors import ReflowError, UserInputError, WaitingForResults
     from rich.console import Console
 
+    _console_warnings()  # the run folder's lock is taken in start_run/resume_run and held until the run ends
     console = Console(stderr=True, quiet=quiet)
     try:
         if resume is not None:
@@ -248,6 +267,7 @@ def ask(
     from reflow import labcsv
     from reflow.errors import ReflowError, UserInputError
 
+    _console_warnings()  # labcsv.ask holds the run folder's lock: a concurrent command is refused with exit 2
     try:
         if out is not None and out.exists():
             raise UserInputError(f"--out {out}: the file exists; give a new name (it may hold results not told)")
@@ -272,11 +292,13 @@ def tell(
     from reflow import labcsv
     from reflow.errors import ReflowError
 
+    _console_warnings()  # labcsv.tell holds the run folder's lock: a concurrent command is refused with exit 2
     try:
-        stored, skipped, told, budget = labcsv.tell(run_dir, stage, results)
+        stored, skipped, repeated, told, budget = labcsv.tell(run_dir, stage, results)
     except ReflowError as exc:
         _fail(exc)
-    note = f"; {skipped} row(s) without results skipped" if skipped else ""
+    note = f"; {repeated} row(s) were already stored by an earlier tell, unchanged" if repeated else ""
+    note += f"; {skipped} row(s) without results skipped" if skipped else ""
     nxt = (f"ask for more with reflow ask {run_dir} --stage {stage}" if told < budget
            else f"the budget is measured: reflow run --resume {run_dir}")
     typer.echo(f"stored {stored} result(s){note}; {told} of {budget} evaluations measured; {nxt}")

@@ -4,11 +4,14 @@ The CSV that ``reflow ask`` writes has one row per experiment: ``trial``, every 
 with its units in the header (``cure_temperature_c [degC]``), an empty column per measured output (with
 its units) and an empty ``error`` column (write why an experiment failed there). ``reflow tell`` reads it
 back; every problem (missing or extra columns, other units, values outside the space or unlike the
-asked ones, non-numbers, duplicates, trials never asked, or told before with other results) is reported at
-once, and nothing is stored unless the whole file is clean. Rows whose outputs are all still empty are
-skipped and rows that repeat stored results are ignored, so one CSV can be told part-filled, then again
-when more rows are filled in. A lab may round a continuous parameter (by up to 0.1 % of its range); the value
-as run is what is stored.
+asked ones, non-numbers, duplicates, trials never asked, or told before with other results, a row with both
+results and an error, a cell over :data:`MAX_CELL` characters) is reported at once with its line and column,
+and nothing is stored unless the whole file is clean. Numbers are read strictly: plain decimals such as
+``150``, ``-1.5`` or ``1.5e2`` (no ``1_5_0``, no thousands separators, no other digits than 0-9). Rows whose
+outputs are all still empty are skipped and rows that repeat stored results are ignored (and counted as
+stored before), so one CSV can be told part-filled, then again when more rows are filled in. A lab may round a
+continuous parameter (by up to 0.1 % of its range); the value as run is what is stored. Both commands hold the
+run folder's writer lock (:class:`reflow.store.RunLock`), so two of them never hand out or store the same trial.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from reflow.errors import UserInputError
+from reflow.store import lock_run
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -30,6 +34,13 @@ if TYPE_CHECKING:
 
 _HEADER = re.compile(r"^\s*([^\[\]]*?)\s*(?:\[\s*([^\]]*?)\s*\])?\s*$")
 MAX_PROBLEMS = 25
+MAX_CELL = 2000
+"""The most characters one cell of a results CSV may hold (a long note in ``error`` fits; a pasted file does not)."""
+MAX_FILE = 20_000_000
+"""The largest results CSV read, in bytes (a lab's CSV is a few kB)."""
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?:inf|infinity|nan)",
+                     re.IGNORECASE)
+_WHOLE = re.compile(r"[+-]?[0-9]{1,18}")
 ROUNDING = 1e-3
 """How far (as a fraction of its range) a continuous parameter in a results CSV may be from the asked value."""
 
@@ -47,6 +58,21 @@ def lab_value(parameter: Any, value: float) -> str:
     step = (parameter.high - parameter.low) * 1e-4
     decimals = max(0, -math.floor(math.log10(step))) if step > 0 else 6
     return f"{value:.{decimals}f}"
+
+
+def parse_number(text: str) -> float:
+    """A number as a lab writes it, read strictly: ValueError for ``1_5_0``, ``1,5``, ``١٥٠`` or ``0x10``
+    (Python's ``float`` accepts the first and third)."""
+    if not _NUMBER.fullmatch(text.strip()):
+        raise ValueError(f"not a plain decimal number: {text!r}")
+    return float(text)
+
+
+def parse_whole(text: str) -> int:
+    """A whole number (a trial id), read strictly like :func:`parse_number`."""
+    if not _WHOLE.fullmatch(text.strip()):
+        raise ValueError(f"not a whole number: {text!r}")
+    return int(text)
 
 
 def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, str]) -> str:
@@ -73,36 +99,45 @@ def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, st
 
 
 def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[int, dict[str, Any]],
-                 told: dict[int, dict[str, Any]] | set[int]) -> tuple[list[dict[str, Any]], int]:
-    """Check a results CSV against the asked experiments; return (trial records to store, rows skipped).
+                 told: dict[int, dict[str, Any]] | set[int]) -> tuple[list[dict[str, Any]], int, int]:
+    """Check a results CSV against the asked experiments; return (trial records to store, rows skipped because
+    they have no results yet, rows that repeat results stored before).
 
-    ``told`` maps the trials already stored to their records: a row that repeats them is skipped (the same
+    ``told`` maps the trials already stored to their records: a row that repeats them is left out (the same
     CSV told again after more rows were filled in); one that differs is an error.
     """
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE:
+            raise UserInputError(f"{path}: {path.stat().st_size} bytes is too large for a results CSV (at most "
+                                 f"{MAX_FILE}); give the CSV that reflow ask wrote, filled in")
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError(f"cannot read the results file {path}: {exc}") from None
-    rows = list(csv.reader(io.StringIO(text)))
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    rows = _read_rows(path, text)
     if not rows:
         raise UserInputError(f"{path}: the file is empty (expected the CSV that reflow ask wrote, filled in)")
     problems: list[str] = []
-    index = _check_header(rows[0], space, outputs, problems)
+    (first, header), body = rows[0], rows[1:]
+    _check_cells(first, header, header, problems)
+    if problems:
+        raise UserInputError(_message(path, problems))
+    index = _check_header(header, space, outputs, problems)
     if problems:
         raise UserInputError(_message(path, problems))
     records: list[dict[str, Any]] = []
     seen: dict[int, int] = {}
-    skipped = 0
-    for line, row in enumerate(rows[1:], start=2):
+    skipped = repeated = 0
+    for line, row in body:
         where = f"line {line}"
-        if len(row) != len(rows[0]):
-            problems.append(f"{where}: {len(row)} cells for {len(rows[0])} columns")
+        if len(row) != len(header):
+            problems.append(f"{where}: {len(row)} cells for {len(header)} columns")
+            continue
+        if not _check_cells(line, header, row, problems):
             continue
         cell = {key: row[i].strip() for key, i in index.items()}
         try:
-            trial = int(cell["trial"])
+            trial = parse_whole(cell["trial"])
         except ValueError:
             problems.append(f"{where}: trial {cell['trial']!r} is not a whole number")
             continue
@@ -116,9 +151,15 @@ def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[
             continue
         measured = {n: cell[n] for n in outputs}
         error = cell.get("error", "")
+        if error and any(measured.values()):
+            given = ", ".join(n for n, raw in measured.items() if raw)
+            problems.append(f"{where}: the row has results ({given}) and an error ({error[:60]!r}): give one or "
+                            "the other, the results of an experiment that worked or, in the error column, why it "
+                            "failed")
+            continue
         if trial in told:
             if _same_as_stored(trial, measured, error, told):
-                skipped += 1  # the same CSV told again after filling more rows: nothing new here
+                repeated += 1  # the same CSV told again after filling more rows: stored before, nothing new
             else:
                 problems.append(f"{where}: trial {trial} was told already with other results; its stored results "
                                 "stay (ask for a repeat experiment instead)")
@@ -135,7 +176,7 @@ def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[
                                     "failed in the error column)")
                     continue
                 try:
-                    number = float(raw)
+                    number = parse_number(raw)
                 except ValueError:
                     problems.append(f"{where}: {name} = {raw!r} is not a number")
                     continue
@@ -150,7 +191,38 @@ def read_results(path: Path, space: Space, outputs: dict[str, str], asked: dict[
                         "started": asked[trial].get("asked", now), "finished": now})
     if problems:
         raise UserInputError(_message(path, problems))
-    return records, skipped
+    return records, skipped, repeated
+
+
+def _read_rows(path: Path, text: str) -> list[tuple[int, list[str]]]:
+    """The non-blank records of a CSV with the line each starts on (a quoted cell may span lines)."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))  # cells are measured by _check_cells, with row and column
+    try:
+        reader = csv.reader(io.StringIO(text))
+        rows: list[tuple[int, list[str]]] = []
+        start = 1
+        for row in reader:
+            if any(cell.strip() for cell in row):
+                rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as exc:
+        raise UserInputError(f"{path}: line {reader.line_num}: not a readable CSV ({exc})") from None
+    finally:
+        csv.field_size_limit(limit)
+    return rows
+
+
+def _check_cells(line: int, header: list[str], row: list[str], problems: list[str]) -> bool:
+    """Refuse cells longer than :data:`MAX_CELL`, naming line and column; True if every cell is fine."""
+    ok = True
+    for i, value in enumerate(row):
+        if len(value) > MAX_CELL:
+            name = header[i] if i < len(header) and len(header[i]) <= 80 else f"number {i + 1}"
+            problems.append(f"line {line}, column {name!r}: the cell holds {len(value)} characters; at most "
+                            f"{MAX_CELL} are allowed")
+            ok = False
+    return ok
 
 
 def _check_header(header: list[str], space: Space, outputs: dict[str, str], problems: list[str]) -> dict[str, int]:
@@ -186,7 +258,7 @@ def _same_as_stored(trial: int, measured: dict[str, str], error: str, told: Any)
     if error or stored.get("status") == "failed":
         return error == stored.get("error", "")
     try:
-        return all(math.isclose(float(raw), float(stored["outputs"][n]), rel_tol=1e-9, abs_tol=1e-12)
+        return all(math.isclose(parse_number(raw), float(stored["outputs"][n]), rel_tol=1e-9, abs_tol=1e-12)
                    for n, raw in measured.items())
     except (KeyError, TypeError, ValueError):
         return False
@@ -202,7 +274,7 @@ def _check_inputs(where: str, cell: dict[str, str], space: Space, asked: dict[st
         textual = p.kind == "categorical" or (p.kind == "fixed" and isinstance(p.value, str))
         if not textual:
             try:
-                value = float(raw)
+                value = parse_number(raw)
             except ValueError:
                 problems.append(f"{where}: {p.name} = {raw!r} is not a number")
                 continue
@@ -263,17 +335,23 @@ def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Space, dict[str
 
 
 def ask(run_dir: Path, stage: str, n: int) -> str:
-    """Record ``n`` new experiments of a lab stage as asked; return them as CSV text."""
-    task, ctx, space, outputs = open_lab_stage(run_dir, stage)
-    return experiments_csv(task.lab_ask(ctx, n), space, outputs)
+    """Record ``n`` new experiments of a lab stage as asked; return them as CSV text.
+
+    Holds the run folder's lock while it reads and appends ``asked.jsonl``: two ``ask`` at once never hand
+    out the same trial id (the second is refused, exit code 2)."""
+    with lock_run(run_dir, f"reflow ask --stage {stage}"):
+        task, ctx, space, outputs = open_lab_stage(run_dir, stage)
+        return experiments_csv(task.lab_ask(ctx, n), space, outputs)
 
 
-def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int]:
-    """Store the measurements of ``results``; return (stored, skipped, told in all, budget)."""
-    task, ctx, space, outputs = open_lab_stage(run_dir, stage)
-    asked, told = task.lab_journals(ctx)
-    records, skipped = read_results(results, space, outputs, {r["trial"]: r for r in asked},
-                                    {r["trial"]: r for r in told})
-    if records:
-        task.lab_tell(ctx, records)
-    return len(records), skipped, len(told) + len(records), task.params.budget.evaluations
+def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int, int]:
+    """Store the measurements of ``results``; return (stored, rows skipped without results, rows stored before,
+    told in all, budget). Holds the run folder's lock, like :func:`ask`."""
+    with lock_run(run_dir, f"reflow tell --stage {stage}"):
+        task, ctx, space, outputs = open_lab_stage(run_dir, stage)
+        asked, told = task.lab_journals(ctx)
+        records, skipped, repeated = read_results(results, space, outputs, {r["trial"]: r for r in asked},
+                                                  {r["trial"]: r for r in told})
+        if records:
+            task.lab_tell(ctx, records)
+        return len(records), skipped, repeated, len(told) + len(records), task.params.budget.evaluations

@@ -18,7 +18,17 @@ from reflow.context import RunContext, stage_seed
 from reflow.device import resolve_device
 from reflow.errors import ReflowError, RunError, StudyError, WaitingForResults
 from reflow.specs import ComponentSpec, DataRef
-from reflow.store import MANIFEST, RESOLVED, new_run_dir, read_dataset, read_manifest, write_dataset, write_json
+from reflow.store import (
+    MANIFEST,
+    RESOLVED,
+    RunLock,
+    lock_run,
+    new_run_dir,
+    read_dataset,
+    read_manifest,
+    write_dataset,
+    write_json,
+)
 from reflow.study import Study, _walk, validate_study
 from reflow.yamlio import dump, load_with_lines
 
@@ -43,6 +53,7 @@ class Run:
         self._executor = None
         self._results: dict[str, StageResult] = {}
         self._pm = None
+        self.lock: RunLock | None = None  # the run folder's writer lock while this process works in it
 
     # ---- helpers used by RunContext ------------------------------------------------------------
     @property
@@ -57,6 +68,9 @@ class Run:
         if self._executor is not None:
             self._executor.close()
             self._executor = None
+        if self.lock is not None:  # the run folder is free for the next command
+            self.lock.release()
+            self.lock = None
 
     def stage_dir(self, stage: str) -> Path:
         return self.dir / stage
@@ -159,6 +173,7 @@ def start_run(study: Study, out: Path | str = "runs", quiet: bool = False) -> Ru
     """Create a new run folder for ``study`` with its resolved study and manifest."""
     device = resolve_device(study.device)
     directory = new_run_dir(Path(out), study.name)
+    lock = RunLock(directory, "reflow run").acquire()  # one writer per run folder, from its first file on
     dump(study.resolved(), directory / RESOLVED)
     manifest = {
         "study": study.name,
@@ -179,6 +194,7 @@ def start_run(study: Study, out: Path | str = "runs", quiet: bool = False) -> Ru
                    for name, st in study.stages.items()},
     }
     run = Run(directory, study, manifest, quiet)
+    run.lock = lock
     run.save_manifest()
     return run
 
@@ -202,6 +218,8 @@ def open_run(run_dir: Path | str, quiet: bool = False) -> Run:
 
 def execute(run: Run, resume: bool = False) -> Run:
     """Run every stage not yet done, in order; stop at the first failure, keeping what finished."""
+    if run.lock is None:  # start_run and resume_run take the lock earlier; run.close() releases it
+        run.lock = lock_run(run.dir, "reflow run --resume" if resume else "reflow run")
     study = run.study
     run.manifest["status"] = "running"
     run.manifest.setdefault("history", []).append(
@@ -326,4 +344,11 @@ def run_study(study: Study, out: Path | str = "runs", quiet: bool = False) -> Ru
 
 def resume_run(run_dir: Path | str, quiet: bool = False) -> Run:
     """Continue a run: finished stages are skipped, an unfinished DOE continues from its journal."""
-    return execute(open_run(run_dir, quiet), resume=True)
+    lock = lock_run(run_dir, "reflow run --resume")  # before reading anything: the holder may still write
+    try:
+        run = open_run(run_dir, quiet)
+    except BaseException:
+        lock.release()
+        raise
+    run.lock = lock
+    return execute(run, resume=True)

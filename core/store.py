@@ -7,16 +7,21 @@
       manifest.json         versions, plugins, seed, device, git sha, per-stage status and timings
       <stage>/              <output>.nc, metrics.json, *.png, trials.jsonl (the journal)
       report.html
+      run.lock, run.lock.json   the writer's lock and who holds it (see :class:`RunLock`)
 
 Every file is written under a temporary name in the same folder and renamed into place, so a crash
-leaves either the old file or the new one, never half of one.
+leaves either the old file or the new one, never half of one. One command at a time writes to a run
+folder (:class:`RunLock`); journals are appended line by line and read back line by line, so a damaged
+line costs that line only (:class:`TrialJournal`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import secrets
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -28,6 +33,10 @@ from reflow.errors import RunError, UserInputError
 MANIFEST = "manifest.json"
 RESOLVED = "study.resolved.yaml"
 JOURNAL = "trials.jsonl"
+LOCK = "run.lock"
+LOCK_HOLDER = "run.lock.json"
+
+log = logging.getLogger("reflow")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -116,6 +125,9 @@ def _netcdf_attrs(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+_WARNED: set[tuple[str, int, bytes]] = set()
+
+
 class TrialJournal:
     """Append-only JSON-lines record of finished trials: the crash-safe source of truth for resume.
 
@@ -152,18 +164,43 @@ class TrialJournal:
             os.fsync(fh.fileno())
 
     def read(self) -> list[dict[str, Any]]:
+        """Every intact record, in order.
+
+        A torn last line (no newline: the process died mid-write) is dropped quietly; any other line that is
+        not a trial record (a disk error, a hand edit) is skipped with a warning naming the file and the line,
+        and every line after it is kept, so a damaged line never makes finished trials run again.
+        """
         if not self.path.exists():
             return []
+        lines = self.path.read_bytes().split(b"\n")
+        lines.pop()  # b"" after the last newline, or a torn final line from a crash
         records = []
-        with open(self.path, encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break  # torn final line from a crash
-                try:
-                    records.append(json.loads(line))
-                except json.JSONDecodeError:
-                    break
+        for number, raw in enumerate(lines, start=1):
+            if not raw.strip():
+                continue
+            try:
+                rec = json.loads(raw.decode("utf-8"))
+            except UnicodeDecodeError:
+                self._warn(number, raw, "it is not UTF-8 text")
+                continue
+            except json.JSONDecodeError as exc:
+                self._warn(number, raw, f"it is not valid JSON ({exc.msg} at column {exc.colno})")
+                continue
+            trial = rec.get("trial") if isinstance(rec, dict) else None
+            if not isinstance(trial, int) or isinstance(trial, bool):
+                self._warn(number, raw, "it is not a trial record (no whole-number 'trial')")
+                continue
+            records.append(rec)
         return records
+
+    def _warn(self, number: int, raw: bytes, why: str) -> None:
+        """Warn about a damaged line once per process (a stage reads its journal more than once)."""
+        key = (str(self.path.resolve()), number, raw)
+        if key in _WARNED:
+            return
+        _WARNED.add(key)
+        log.warning("%s, line %d: skipped, %s; every other line is kept (the trial on it, if any, counts as "
+                    "not finished)", self.path, number, why, extra={"console": True})
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.read())
@@ -186,3 +223,128 @@ def read_manifest(run_dir: Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise RunError(f"{path} is corrupt: {exc}") from None
+
+
+class RunFolderBusy(UserInputError):
+    """Another command is writing to the run folder: this one changes nothing and exits with code 2."""
+
+
+class RunLock:
+    """One writer per run folder: ``reflow run``, ``run --resume``, ``ask`` and ``tell`` hold it for their whole work.
+
+    The lock is an OS file lock on ``run.lock`` (the ``filelock`` library: ``flock`` on Unix), so the operating
+    system frees it the moment its holder dies, ``kill -9`` included. Who holds it (command, PID, host, since
+    when) is kept in ``run.lock.json`` for the message a second command gets. A holder record left behind
+    with the lock free means its command was killed: the next command takes the lock over with a warning.
+    """
+
+    def __init__(self, run_dir: Path, command: str):
+        self.dir = Path(run_dir)
+        self.command = command
+        self._lock: Any = None
+
+    @property
+    def held(self) -> bool:
+        return self._lock is not None
+
+    def acquire(self) -> RunLock:
+        """Take the lock now or raise :class:`RunFolderBusy` naming the holder; never waits."""
+        from filelock import FileLock, Timeout
+
+        if self._lock is not None:
+            return self
+        lock = FileLock(str(self.dir / LOCK), timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise RunFolderBusy(self._busy_message(read_lock_holder(self.dir))) from None
+        try:
+            left = read_lock_holder(self.dir)
+            if left is not None:
+                log.warning("run folder %s: taking over the lock left by %s; that command ended without "
+                            "releasing it (killed?) and nothing else holds it", self.dir, _describe(left),
+                            extra={"console": True})
+            write_json(self.dir / LOCK_HOLDER, {
+                "command": self.command, "pid": os.getpid(), "host": socket.gethostname(),
+                "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            })
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return self
+
+    def release(self) -> None:
+        """Let the next command in; the holder record goes first, so a record left behind always means a crash."""
+        if self._lock is None:
+            return
+        try:
+            (self.dir / LOCK_HOLDER).unlink(missing_ok=True)
+        finally:
+            self._lock.release()
+            self._lock = None
+
+    def _busy_message(self, holder: dict[str, Any] | None) -> str:
+        if holder is None:
+            who = "another reflow command (it has not recorded itself yet)"
+        else:
+            who = _describe(holder)
+            if _pid_alive(holder) is False:
+                who += (f"; PID {holder.get('pid')} has ended but a process it started still holds the lock "
+                        "(an evaluation worker?): wait for it to end or stop it")
+        return (f"run folder {self.dir} is in use by {who}. One command at a time writes to a run folder, so "
+                f"`{self.command}` changed nothing: wait until that command ends (a killed command's lock is "
+                "taken over by the next command)")
+
+    def __enter__(self) -> RunLock:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def lock_run(run_dir: Path, command: str) -> RunLock:
+    """Take the writer's lock of an existing run folder (a clear error if it is none, before any file is made)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / MANIFEST).exists():
+        read_manifest(run_dir)  # raises "not a run folder"
+    return RunLock(run_dir, command).acquire()
+
+
+def read_lock_holder(run_dir: Path) -> dict[str, Any] | None:
+    """Who holds (or, with the lock free, last held without releasing) the run folder's lock; None if no one."""
+    try:
+        holder = json.loads((Path(run_dir) / LOCK_HOLDER).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"command": "an unknown command (its lock record is unreadable)"}
+    return holder if isinstance(holder, dict) else {"command": "an unknown command (its lock record is unreadable)"}
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    parts = []
+    if holder.get("pid") is not None:
+        host = holder.get("host")
+        parts.append(f"PID {holder['pid']}" + (f" on {host}" if host and host != socket.gethostname() else ""))
+    if holder.get("since"):
+        parts.append(f"since {holder['since']}")
+    command = holder.get("command", "a reflow command")
+    command = f"`{command}`" if str(command).startswith("reflow") else str(command)
+    return command + (f" ({', '.join(parts)})" if parts else "")
+
+
+def _pid_alive(holder: dict[str, Any]) -> bool | None:
+    """Is the holder's process running? None when it cannot be told (another host, Windows, no PID)."""
+    pid = holder.get("pid")
+    if not isinstance(pid, int) or pid <= 0 or os.name == "nt" or holder.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return None
+    return True

@@ -266,6 +266,9 @@ class _Loop:
         self.told_journal = TrialJournal(ctx.folder / TOLD)
         self.asked = {r["trial"]: r for r in self.asked_journal.read()}
         self.told = {r["trial"]: r for r in self.told_journal.read()}
+        for t, r in self.told.items():  # a told trial whose asked line was damaged was asked all the same
+            self.asked.setdefault(t, {"trial": t, "inputs": r["inputs"], "batch": r.get("batch", 0),
+                                      "acquisition": "", "seconds": 0.0})
         registry = get_registry()
         optimizer = self.p.optimizer.create(registry)
         initial = self.p.budget.initial
@@ -295,7 +298,7 @@ class _Loop:
                                                     for t in ds["trial"].values], dtype=float))
         return ds
 
-    def _initial_rows(self, start: int, n: int) -> tuple[np.ndarray, str]:
+    def _initial_rows(self, rows: list[int]) -> tuple[np.ndarray, str]:
         from reflow.sampling import space_filling
 
         design = self.initial_design
@@ -303,16 +306,20 @@ class _Loop:
             design = type(design)(design.params.model_copy(update={"samples": self.initial}))
         center = self.p.budget.center and self.optimizer is not None
         unit = space_filling(self.problem, self.initial, self.ctx.seed, design, center=center)
-        return unit[start:start + n], f"initial design ({self.p.budget.initial_design if self.optimizer else 'design'})"
+        return unit[rows], f"initial design ({self.p.budget.initial_design if self.optimizer else 'design'})"
 
     def _new_points(self, n: int, pending: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Ask for ``n`` points (initial design first) and record them as asked before anything runs."""
         start = len(self.asked)
+        # ids are handed out densely from 0 (an initial point's id is its row of the design); an id missing from
+        # both journals was asked on a line since damaged and never finished: it is handed out again, then new ones
+        top = max(self.asked, default=-1) + 1
+        ids = ([t for t in range(top) if t not in self.asked] + list(range(top, top + n)))[:n]
         batch = max((r["batch"] for r in self.asked.values()), default=-1) + 1
         records: list[dict[str, Any]] = []
         k = min(n, max(self.initial - start, 0))
         if k:
-            unit, label = self._initial_rows(start, k)
+            unit, label = self._initial_rows(ids[:k])
             values = self.problem.decode(unit)
             records += [{"inputs": {name: _py(values[name][i]) for name in values}, "acquisition": label,
                          "seconds": 0.0} for i in range(k)]
@@ -329,7 +336,7 @@ class _Loop:
                                     for name in self.problem.space.names},
                          "acquisition": label, "seconds": seconds} for i in range(n - k)]
         for i, rec in enumerate(records):
-            rec.update(trial=start + i, batch=batch, asked=time.time())
+            rec.update(trial=ids[i], batch=batch, asked=time.time())
         self.asked_journal.append(records)
         self.asked.update({r["trial"]: r for r in records})
         return records

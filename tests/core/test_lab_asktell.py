@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
 from reflow.cli import app
-from reflow.store import TrialJournal, read_dataset, read_manifest
+from reflow.store import RunLock, TrialJournal, read_dataset, read_manifest
 from typer.testing import CliRunner
 
 STUDY = """
@@ -54,6 +57,7 @@ stages:
     budget: {initial: 2, evaluations: 2}
 """
 
+REFLOW = [sys.executable, "-m", "reflow.cli"]
 HEADER = ["trial", "cure_temperature_c [degC]", "cure_time_min [min]", "hardener", "layers", "atmosphere",
           "pressure_bar [bar]", "tg_c [degC]", "strength_mpa [MPa]", "error"]
 
@@ -349,6 +353,22 @@ REJECTIONS = {
     "trial never asked": (_set("trial", "7"), "trial 7 was never asked (asked: 0, 1, 2)"),
     "trial not a number": (_set("trial", "two"), "trial 'two' is not a whole number"),
     "trial already told": (_told_row, "trial 0 was told already with other results; its stored results stay"),
+    # results and an error in one row: once stored as failed with the results dropped silently
+    "results and an error": (_set("error", "sample cracked in the mould"),
+                             "line 2 (trial 2): the row has results (tg_c, strength_mpa) and an error ('sample "
+                             "cracked in the mould'): give one or the other"),
+    # numbers are read strictly: Python's float() and int() take 1_5_0 as 150 and Arabic-Indic digits as 150
+    "underscores in an output": (_set("tg_c [degC]", "1_5_0"), "line 2 (trial 2): tg_c = '1_5_0' is not a number"),
+    "underscores in a parameter": (_set("cure_time_min [min]", lambda r: "_".join(r["cure_time_min [min]"])),
+                                   "is not a number"),
+    "non-ASCII digits": (_set("strength_mpa [MPa]", "\u0661\u0665\u0660"),
+                         "strength_mpa = '\u0661\u0665\u0660' is not a number"),
+    "underscores in the trial": (_set("trial", "0_2"), "line 2: trial '0_2' is not a whole number"),
+    # a 200 kB cell: once a csv "field larger than field limit" traceback
+    "a 200 kB cell": (_set("error", "x" * 200_000),
+                      "line 2, column 'error': the cell holds 200000 characters; at most 2000 are allowed"),
+    "a 200 kB output cell": (_set("tg_c [degC]", "1" * 200_000),
+                             "line 2, column 'tg_c [degC]': the cell holds 200000 characters"),
 }
 
 
@@ -422,9 +442,16 @@ def test_the_same_csv_is_told_again_after_more_rows_are_filled(run_dir, tmp_path
     assert code == 0 and "stored 1 result(s); 1 row(s) without results skipped" in text, text
     write_csv(path, HEADER, [measure(rows[0]), measure(rows[1])])
     code, text = tell(run_dir, path)
-    assert code == 0 and "stored 1 result(s); 1 row(s) without results skipped; 2 of 5" in text, text
+    assert code == 0 and ("stored 1 result(s); 1 row(s) were already stored by an earlier tell, unchanged; "
+                          "2 of 5") in text, text
     told = [json.loads(line) for line in (run_dir / "lab" / "trials.jsonl").read_text().splitlines()]
     assert sorted(r["trial"] for r in told) == [0, 1]
+    # the whole file told once more: the message says the rows are stored already (once: "rows without results")
+    code, text = tell(run_dir, path)
+    assert code == 0 and ("stored 0 result(s); 2 row(s) were already stored by an earlier tell, unchanged; "
+                          "2 of 5") in text, text
+    assert "without results" not in text
+    assert (run_dir / "lab" / "trials.jsonl").read_text().count("\n") == 2
 
 
 def test_a_parameter_rounded_by_the_lab_is_stored_as_run(one_told, tmp_path):
@@ -437,3 +464,45 @@ def test_a_parameter_rounded_by_the_lab_is_stored_as_run(one_told, tmp_path):
     assert code == 0, text
     last = json.loads((run_dir / "lab" / "trials.jsonl").read_text().splitlines()[-1])
     assert last["trial"] == 2 and last["inputs"]["cure_temperature_c"] == rounded
+
+
+# ---- one writer ---------------------------------------------------------------------------------------------
+
+
+def test_ask_and_tell_are_refused_while_another_command_holds_the_run_folder(run_dir, tmp_path):
+    rows = ask(run_dir, 1, tmp_path / "first.csv")
+    filled = write_csv(tmp_path / "first-done.csv", HEADER, [measure(r) for r in rows])
+    before = {name: (run_dir / "lab" / name).read_bytes() for name in ("asked.jsonl",)}
+    with RunLock(run_dir, "reflow ask --stage lab"):  # another ask, still at work
+        code, text = cli("ask", run_dir, "--stage", "lab", "-n", 1, "--out", tmp_path / "second.csv")
+        assert code == 2, text
+        assert f"is in use by `reflow ask --stage lab` (PID {os.getpid()}, since " in text, text
+        assert "`reflow ask --stage lab` changed nothing" in text
+        assert not (tmp_path / "second.csv").exists()
+        code, text = tell(run_dir, filled)
+        assert code == 2 and f"(PID {os.getpid()}, since " in text and "`reflow tell --stage lab` changed" in text
+    assert {name: (run_dir / "lab" / name).read_bytes() for name in before} == before
+    assert not (run_dir / "lab" / "trials.jsonl").exists()
+    # the lock released, both work again and the ids go on
+    assert [r["trial"] for r in ask(run_dir, 1, tmp_path / "second.csv")] == ["1"]
+    code, text = tell(run_dir, filled)
+    assert code == 0 and "stored 1 result(s)" in text
+
+
+def test_two_asks_at_once_never_hand_out_the_same_trial(run_dir, tmp_path):
+    """Two ``reflow ask`` started together: each one either hands out its own trials or is refused (exit 2)."""
+    procs = [subprocess.Popen([*REFLOW, "ask", str(run_dir), "--stage", "lab", "-n", "2", "--out",
+                               str(tmp_path / f"ask{i}.csv")], cwd=tmp_path, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+             for i in range(2)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    for p in procs:
+        p.stdout.close()
+        p.stderr.close()
+    assert all(code == 0 or (code == 2 and "is in use by `reflow ask --stage lab`" in err) for code, err in results), \
+        results
+    handed = [r["trial"] for i, (code, _) in enumerate(results) if code == 0
+              for r in read_csv(tmp_path / f"ask{i}.csv")[1]]
+    asked, _ = journals(run_dir)
+    assert [r["trial"] for r in asked] == list(range(len(asked))), "a trial id handed out twice"
+    assert sorted(map(int, handed)) == list(range(len(asked))) and len(asked) in (2, 4)
