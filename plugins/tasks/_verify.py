@@ -123,8 +123,8 @@ def verify_designs(pipeline: Pipeline, verify: VerifySpec, trials, problem, ctx,
                            verify.designs, "" if verify.designs == "all" else " feasible")
     ids = [int(trials["trial"].values[i]) for i in positions]
     journal = TrialJournal(ctx.folder / JOURNAL)
-    retry = ctx.resuming and failed_before(ctx.folder, "verify")  # it failed for its failures: try them again
-    done = {r["trial"]: r for r in journal.read() if r["trial"] in ids and not (retry and r["status"] == "failed")}
+    retry = ctx.resuming and failed_before(ctx.folder, "verify")  # every design failed last time: verify again
+    done = {} if retry else {r["trial"]: r for r in journal.read() if r["trial"] in ids}
     rows = [(tid, inputs_of(int(i))) for tid, i in zip(ids, positions, strict=True) if tid not in done]
     if rows:
         with ctx.progress(total=len(rows), description=f"{ctx.stage}: verifying") as bar:
