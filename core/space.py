@@ -61,12 +61,15 @@ def design_bytes(points: int, space: Space) -> int:
 
 def design_size_problem(field: str, points: int, space: Space) -> str | None:
     """Why ``points`` design points over ``space`` cannot run (their memory estimate is over
-    :data:`MAX_DESIGN_BYTES`), or None. Checked at validation, so the run does not fail on a MemoryError."""
+    :data:`MAX_DESIGN_BYTES`), or None. Checked at validation, so the run does not fail on a MemoryError.
+
+    ``field`` names what sets the number (``samples``) or, ending in "design", the design that has it."""
     need = design_bytes(points, space)
     if need <= MAX_DESIGN_BYTES:
         return None
     per = design_bytes(1, space)
-    return (f"{field} = {points:,} points need about {format_bytes(need)} of memory for the design and its "
+    subject = f"{field} has {points:,} points, which" if field.endswith("design") else f"{field} = {points:,} points"
+    return (f"{subject} need about {format_bytes(need)} of memory for the design and its "
             f"trials ({per} bytes a point with {len(space.parameters)} factors); at most "
             f"{MAX_DESIGN_BYTES // per:,} points fit in the {format_bytes(MAX_DESIGN_BYTES)} allowed")
 

@@ -218,7 +218,10 @@ class CentralComposite(_Coded):
             (1, 1), description="centre points in the factorial and axial blocks")
 
     def space_problems(self, space):
-        return super().space_problems(space) + _response_surface_problems(space, "central composite", 2)
+        problems = super().space_problems(space) + _response_surface_problems(space, "central composite", 2)
+        d = len(space.free)  # a two-level full factorial, two axial points per factor, the centre points
+        too_big = design_size_problem("this central composite design", 2**d + 2 * d + sum(self.params.center), space)
+        return problems + ([too_big + "; use fewer factors or box-behnken"] if too_big else [])
 
     def coded(self, space):
         from pyDOE3 import ccdesign
@@ -234,7 +237,10 @@ class BoxBehnken(_Coded):
         center: int | None = Field(None, ge=1, le=1000, description="centre points (default: pyDOE3's choice)")
 
     def space_problems(self, space):
-        return super().space_problems(space) + _response_surface_problems(space, "Box-Behnken", 3)
+        problems = super().space_problems(space) + _response_surface_problems(space, "Box-Behnken", 3)
+        d = len(space.free)  # four runs for every pair of factors, plus the centre points
+        too_big = design_size_problem("this Box-Behnken design", 2 * d * (d - 1) + (self.params.center or d), space)
+        return problems + ([too_big + "; use fewer factors or lhs"] if too_big else [])
 
     def coded(self, space):
         from pyDOE3 import bbdesign

@@ -51,6 +51,15 @@ stages:
 """
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _warm(tmp_path_factory):
+    """One valid study first, so the plugin registry's one-off loading is not counted in a refusal's time."""
+    path = tmp_path_factory.mktemp("warm") / "study.yaml"
+    path.write_text(QUICKSTART)
+    code, output, _ = validate(path)
+    assert code == 0, output
+
+
 def validate(path: Path, *args: str):
     """``reflow validate`` in-process; returns (exit code, output, seconds) and asserts no traceback."""
     start = time.perf_counter()
@@ -290,3 +299,17 @@ def test_python_module_path_with_dot_dot_in_a_study_that_imports_a_helper(tmp_pa
     assert trials["status"].values.tolist() == ["ok"] * 3, trials["error"].values
     np.testing.assert_allclose(trials["y"].values, trials["x"].values ** 2)
     assert sys.path == before
+
+
+@pytest.mark.parametrize("design, factors", [("central-composite", 40), ("box-behnken", 3000)])
+def test_response_surface_designs_over_too_many_factors_are_refused(design, factors):
+    """A central composite design has 2**d factorial points: 40 factors would be 10**12 rows at run time."""
+    from reflow.study import validate_study
+
+    raw = {"study": "wide", "stages": {"rsm": {
+        "task": "doe", "design": design, "evaluate": {"python": {"function": "model:f"}},
+        "space": {f"x{i}": {"low": 0, "high": 1} for i in range(factors)}}}}
+    with pytest.raises(StudyError, match=r"this \S+.* design has [\d,]+ points, which need about .* at most"):
+        validate_study(raw)
+    raw["stages"]["rsm"]["space"] = {f"x{i}": {"low": 0, "high": 1} for i in range(5)}
+    validate_study(raw)
