@@ -69,26 +69,6 @@ RELATIONSHIPS: dict[str, tuple[str, str, list[tuple[str, str, str]], bool]] = {
 
 
 # ---- reading censored life data ------------------------------------------------------------------------------
-class CensoredLifeParams(LifeParams):
-    """Life-model params with intervals: ``time`` + ``failed`` (or ``failure``/``degradation``) as for every life
-    model, or ``lower`` + ``upper`` columns (an empty or inf upper is a suspension, a zero lower is left-censored)."""
-
-    lower: str | None = Field(None, description="variable with the last time each unit was seen working "
-                                                "(interval data; with 'upper')")
-    upper: str | None = Field(None, description="variable with the first time each unit was seen failed; empty or "
-                                                "inf: still working (suspended at 'lower')")
-
-    @model_validator(mode="after")
-    def _bounds_or_times(self) -> CensoredLifeParams:
-        if (self.lower is None) != (self.upper is None):
-            raise ValueError("give both 'lower' and 'upper' (interval data), or neither")
-        if self.lower is not None:
-            given = [k for k in ("failed", "failure", "degradation") if getattr(self, k) is not None]
-            if given:
-                raise ValueError(f"interval data ('lower'/'upper') carry their own events; drop {given[0]!r}")
-        return self
-
-
 @dataclass(frozen=True)
 class UnitData:
     """Censored lives and the rows of the data they come from (one per unit)."""
@@ -98,21 +78,11 @@ class UnitData:
     dim: str
 
 
-def read_censored(data: Any, params: CensoredLifeParams, who: str) -> UnitData:
-    """Censored lives from ``lower``/``upper`` or from ``time`` + events (through :func:`read_life_data`)."""
-    if params.lower is not None:
-        for name, role in ((params.lower, "lower"), (params.upper, "upper")):
-            if name not in data.data_vars and name not in data.coords:
-                raise DataError(f"{who}: no {role} variable {name!r} (params.{role}); the data has "
-                                f"{', '.join(map(str, data.data_vars))}")
-        dim = str(data[params.lower].dims[0]) if data[params.lower].ndim else "sample"
-        life = Censored.from_bounds(np.asarray(data[params.lower].values, dtype=float),
-                                    np.asarray(data[params.upper].values, dtype=float), who=who,
-                                    names=(params.lower, str(params.upper)))
-        return UnitData(life, data, dim)
-    raw = read_life_data(data, params, who, min_failures=0)
-    life = Censored.from_times(raw.time, raw.event, who=who, names=(params.time, params.failed or "failed"))
-    return UnitData(life, raw.unit_data(data), raw.dim)
+def read_censored(data: Any, params: LifeParams, who: str) -> UnitData:
+    """Every unit under the one censoring convention: ``time`` + ``failed`` (or ``failure``, ``degradation``
+    with any method) or ``lower`` + ``upper``, with optional truncation (:func:`lifedata.read_life_data`)."""
+    raw = read_life_data(data, params, who, min_failures=0, intervals=True)
+    return UnitData(raw.life, raw.unit_data(data), raw.dim)
 
 
 def require_failures(life: Censored, n_params: int, who: str, where: str) -> None:
@@ -260,7 +230,7 @@ class LifeStress(reflow.Model):
 
     family = "life-model"
 
-    class Params(CensoredLifeParams):
+    class Params(LifeParams):
         relationship: Literal["arrhenius", "eyring", "inverse-power", "coffin-manson", "norris-landzberg",
                               "peck"] = Field("arrhenius", description="how the life depends on the stresses")
         distribution: Literal["weibull", "lognormal"] = Field("weibull", description="life distribution at a "

@@ -22,9 +22,9 @@ import reflow
 from pydantic import Field, field_validator
 from reflow.errors import DataError
 
-from .alt import CensoredLifeParams, read_censored, require_failures
+from .alt import read_censored, require_failures
 from .censoring import Censored
-from .lifedata import check_targets, life_output_name, no_covariates, output_dim, with_bounds
+from .lifedata import LifeParams, check_targets, life_output_name, no_covariates, output_dim, with_bounds
 
 
 def mode_labels(rows: Any, name: str, failed: np.ndarray, who: str) -> np.ndarray:
@@ -63,7 +63,7 @@ class CompetingModes(reflow.Model):
 
     family = "life-model"
 
-    class Params(CensoredLifeParams):
+    class Params(LifeParams):
         mode: str = Field("mode", description="variable naming each failure's mode (text or a code); suspended units "
                                               "may leave it empty")
         b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")

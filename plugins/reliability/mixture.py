@@ -22,9 +22,9 @@ import reflow
 from pydantic import Field, field_validator
 from reflow.errors import DataError
 
-from .alt import CensoredLifeParams, LogLocationScale, maximize, observed_covariance, read_censored, require_failures
+from .alt import LogLocationScale, maximize, observed_covariance, read_censored, require_failures
 from .censoring import Censored, log_likelihood
-from .lifedata import check_targets, life_output_name, no_covariates, output_dim, with_bounds
+from .lifedata import LifeParams, check_targets, life_output_name, no_covariates, output_dim, with_bounds
 
 
 class WeibullMixtureDist:
@@ -95,7 +95,7 @@ def fit_mixture(life: Censored, starts: int = 5) -> tuple[np.ndarray, float]:
         x0 = np.array([e1, b1, e2, b2, math.log(p / (1 - p))])
         if not np.isfinite(loglik(x0)):
             continue
-        res = optimize.minimize(nll, x0, method="BFGS", options={"gtol": 1e-3, "maxiter": 25})  # a rough look
+        res = optimize.minimize(nll, x0, method="BFGS", options={"gtol": 1e-3, "maxiter": 12})  # a rough look
         if np.isfinite(res.fun) and -res.fun > best_ll:
             best, best_ll = res.x, -res.fun
     if best is None:
@@ -118,7 +118,7 @@ class WeibullMixture(reflow.Model):
 
     family = "life-model"
 
-    class Params(CensoredLifeParams):
+    class Params(LifeParams):
         b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")
         starts: int = Field(5, ge=1, le=50, description="split points tried as starts (the bend is unknown)")
 
