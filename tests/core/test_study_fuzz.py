@@ -385,3 +385,39 @@ def test_mutants_in_a_real_process(tmp_path, run_cli, op):
 _BOMB = b"&l0 [a, b, c, d, e, f, g, h, i, j]"
 for _k in range(1, 8):
     _BOMB = b"&l%d [%s" % (_k, _BOMB) + b", *l%d" % (_k - 1) * 9 + b"]"
+
+
+_SET_KEYS = ["study", "seed", "device", "executor", "stages.warpage.design.lhs.samples",
+             "stages.warpage.params.samples",
+             "stages.warpage.space.die_thickness_mm.low", "stages.warpage.space", "stages.warpage.plot.0",
+             "stages.warpage.evaluate", "stages.nowhere.params.x", "stages.warpage.space.new_factor"]
+_SET_VALUES = st.one_of(
+    st.text(max_size=30),
+    st.sampled_from([v.decode() for v in HUGE] + [t.decode() for t in TAGS]),
+    st.integers(1, 700).map(lambda k: "[" * k + "]" * k),
+    st.integers(1, 8).map(lambda k: _BOMB_TEXT[k]),
+    st.sampled_from(["{low: 1e308, high: -1e308}", "{choices: [.nan, .nan]}", "*x", "&x [*x]", "{", "- a\n- b"]),
+)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                   HealthCheck.function_scoped_fixture])
+@given(key=st.one_of(st.sampled_from(_SET_KEYS), st.text(max_size=12)), value=_SET_VALUES)
+def test_fuzzed_set_values_exit_0_or_2_fast_without_a_traceback(warm_examples, key, value):
+    start = time.perf_counter()
+    result = CliRunner().invoke(app, ["validate", str(warm_examples / "quickstart.yaml"), "--set", f"{key}={value}"],
+                                env={"COLUMNS": "200"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        "".join(traceback.format_exception(result.exception)))
+    assert result.exit_code in (0, 2) and "Traceback" not in result.output, result.output
+    assert time.perf_counter() - start < 5.0
+
+
+def _bomb_text(levels: int) -> str:
+    text = "&l0 [a, b, c, d, e, f, g, h, i, j]"
+    for k in range(1, levels):
+        text = f"&l{k} [{text}" + f", *l{k - 1}" * 9 + "]"
+    return text
+
+
+_BOMB_TEXT = {k: _bomb_text(k) for k in range(1, 9)}
