@@ -190,16 +190,25 @@ class LogLinearFit:
     n_coef: int
 
 
-def fit_log_linear(life: Censored, X: np.ndarray, offset: np.ndarray, distribution: str,
-                   groups: np.ndarray | None = None, n_groups: int = 1, covariance: bool = True) -> LogLinearFit:
-    """Joint censored MLE of a log-linear life (``X`` design, standardized columns) with a common shape, or one
-    shape per group."""
+def log_linear_loglik(life: Censored, X: np.ndarray, offset: np.ndarray, distribution: str,
+                      groups: np.ndarray | None = None):
+    """ln L(x) of the log-linear life model, x = (coefficients of X, log-shape of each group)."""
     g = np.zeros(life.n, dtype=int) if groups is None else groups
     p = X.shape[1]
 
     def loglik(x):
         shape = np.exp(x[p:])[g]
         return log_likelihood(life, LogLocationScale(distribution, X @ x[:p] + offset, shape))
+
+    return loglik
+
+
+def fit_log_linear(life: Censored, X: np.ndarray, offset: np.ndarray, distribution: str,
+                   groups: np.ndarray | None = None, n_groups: int = 1, covariance: bool = True) -> LogLinearFit:
+    """Joint censored MLE of a log-linear life (``X`` design, standardized columns) with a common shape, or one
+    shape per group."""
+    p = X.shape[1]
+    loglik = log_linear_loglik(life, X, offset, distribution, groups)
 
     y = np.log(np.maximum(life.midpoint, 1e-300)) - offset
     failed = life.failed
@@ -243,6 +252,9 @@ class LifeStress(reflow.Model):
         use: dict[str, float] = Field(default_factory=dict, description="use (field) condition, variable -> value, "
                                                                         "for the summary: e.g. {temperature_k: 328}")
         b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")
+        bounds: Literal["fisher", "likelihood-ratio"] = Field(
+            "fisher", description="B-life bounds at a stress: fisher (delta method, instant) or likelihood-ratio "
+                                  "(profile likelihood; about 0.1-0.5 s per stress condition and B-life)")
 
         @field_validator("b_lives")
         @classmethod
@@ -353,6 +365,7 @@ class LifeStress(reflow.Model):
         self.cov_ = fit.cov
         self.log_likelihood_ = fit.loglik
         self.lower_, self.upper_ = life.lower, life.upper
+        self.truncation_ = np.zeros(life.n) if life.truncation is None else life.truncation
         self.stress_ = s
         self.shape_test_, self.separate_ = self._shape_test(life, codes, n_cond)
         self._set_io()
@@ -462,6 +475,47 @@ class LifeStress(reflow.Model):
         zc = self._z()
         return np.exp(ln_b), np.exp(ln_b - zc * se), np.exp(ln_b + zc * se)
 
+    def lr_b_life_at(self, s: np.ndarray, percent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """B-life at each row of stresses with profile-likelihood bounds (Meeker and Escobar 1998, 8.3 and 17.4):
+        the model reparameterized by ln B at that stress (the intercept solved from it), the other coefficients
+        and the shape maximized out; each end is where the profile falls chi2_1 / 2 below the maximum."""
+        from .bounds import _roots, chi2_value
+
+        life = Censored(self.lower_, self.upper_, self.truncation_ if np.any(self.truncation_ > 0) else None)
+        X, off = self._design(self.stress_), self._offset(self.stress_)
+        loglik = log_linear_loglik(life, X, off, self.params.distribution)
+        p = X.shape[1]
+        one_sided = bool(getattr(self.params, "one_sided", False))
+        target = self.log_likelihood_ - chi2_value(self.params.confidence, one_sided) / 2.0
+        value, f_lo, f_hi = self.b_life_at(s, percent)
+        lows, highs = np.empty(len(s)), np.empty(len(s))
+        for r in range(len(s)):
+            x0 = self._design(s[r:r + 1])[0]
+            o0 = float(self._offset(s[r:r + 1])[0])
+            state = {"z": self.x_[1:].copy()}
+
+            def full(z: np.ndarray, ln_b: float, x0=x0, o0=o0) -> np.ndarray:
+                q = quantile_term(self.params.distribution, math.exp(z[-1]), percent / 100.0)
+                return np.concatenate([[ln_b - o0 - q - x0[1:] @ z[:p - 1]], z])
+
+            def profile(ln_b: float, full=full, state=state) -> float:
+                x = maximize(lambda z: loglik(full(z, ln_b)), state["z"])
+                ll = loglik(full(x, ln_b))
+                if np.isfinite(ll):
+                    state["z"] = x
+                return float(ll)
+
+            step = 0.5 * math.log(f_hi[r] / value[r]) if np.isfinite(f_hi[r]) else 0.1
+            lo, hi = _roots(profile, math.log(value[r]), max(step, 1e-6), target)
+            lows[r], highs[r] = math.exp(lo), math.exp(hi)
+        return value, lows, highs
+
+    def b_life_bounded(self, s: np.ndarray, percent: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """B-life and bounds at the stresses by the method of ``params.bounds``."""
+        if self.params.bounds == "likelihood-ratio":
+            return self.lr_b_life_at(s, percent)
+        return self.b_life_at(s, percent)
+
     def mean_life_at(self, s: np.ndarray) -> np.ndarray:
         scale = self.life_at(s)
         if self.params.distribution == "weibull":
@@ -500,7 +554,7 @@ class LifeStress(reflow.Model):
             out["use_scale"] = float(self.life_at(use)[0])
             out["use_mean_life"] = float(self.mean_life_at(use)[0])
             for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-                v, lo, hi = (float(a[0]) for a in self.b_life_at(use, p))
+                v, lo, hi = (float(a[0]) for a in self.b_life_bounded(use, p))
                 out.update({f"use_{name}": v, f"use_{name}_lower": lo, f"use_{name}_upper": hi})
         out["confidence"] = self.params.confidence
         return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
@@ -536,7 +590,7 @@ class LifeStress(reflow.Model):
         s = self._stress_matrix(data, "life-stress")
         out = {}
         for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            v, lo, hi = self.b_life_at(s, p)
+            v, lo, hi = self.b_life_bounded(s, p)
             out.update({f"{name}_mean": (dim, v), f"{name}_lower": (dim, lo), f"{name}_upper": (dim, hi)})
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
@@ -544,7 +598,8 @@ class LifeStress(reflow.Model):
     # ---- state ------------------------------------------------------------------------------------------------
     def save_state(self, directory):
         np.savez(Path(directory) / "state.npz", x=self.x_, cov=self.cov_, log_likelihood=self.log_likelihood_,
-                 lower=self.lower_, upper=self.upper_, stress=self.stress_, center=self.center_,
+                 lower=self.lower_, upper=self.upper_, truncation=self.truncation_, stress=self.stress_,
+                 center=self.center_,
                  spread=self.spread_, shape_test=json.dumps(self.shape_test_),
                  separate=json.dumps(self.separate_))
         (Path(directory) / "life_stress.json").write_text(json.dumps(
@@ -555,6 +610,7 @@ class LifeStress(reflow.Model):
             self.x_, self.cov_ = st["x"], st["cov"]
             self.log_likelihood_ = float(st["log_likelihood"])
             self.lower_, self.upper_, self.stress_ = st["lower"], st["upper"], st["stress"]
+            self.truncation_ = st["truncation"]
             self.center_, self.spread_ = st["center"], st["spread"]
             self.shape_test_ = json.loads(str(st["shape_test"]))
             self.separate_ = json.loads(str(st["separate"]))

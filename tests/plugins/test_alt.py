@@ -308,3 +308,35 @@ def test_life_stress_stage_as_an_evaluator(write_study, tmp_path):
     assert np.all(trials["b10_cycles_lower"].values < trials["b10_cycles"].values)
     assert trials["b10_cycles"].values[0] > trials["b10_cycles"].values[1]  # 318 K outlives 338 K
     assert (run.dir / "alt" / "life_stress.png").exists()
+
+
+def test_likelihood_ratio_bounds_at_a_use_stress(ctx):
+    """Each end of the profile-likelihood interval on B10 at stress 60 is where the maximum log-likelihood under
+    the constraint ln B10(60) = end lies chi2_1(0.90) / 2 below the overall maximum: checked here by an
+    independent constrained maximization (scipy SLSQP on Weibull_Power's natural parameters, scipy weibull_min)."""
+    from scipy import optimize, stats
+
+    ds = _alt_load2()
+    fisher = LifeStress(relationship="inverse-power", time="hours", b_lives=[10], use={"stress": 60}).fit(ds, ctx)
+    model = LifeStress(relationship="inverse-power", time="hours", b_lives=[10], use={"stress": 60},
+                       bounds="likelihood-ratio").fit(ds, ctx)
+    s = model.summary()
+    assert s["use_b10_hours"] == pytest.approx(fisher.summary()["use_b10_hours"], rel=1e-12)
+    t, failed, stress = ds["hours"].values, ds["failed"].values == 1, ds["stress"].values
+
+    def loglik(y):  # y = (ln a, n, ln beta); eta = a S^n
+        dist = stats.weibull_min(math.exp(y[2]), scale=np.exp(y[0] + y[1] * np.log(stress)))
+        return float(np.sum(np.where(failed, dist.logpdf(t), dist.logsf(t))))
+
+    coef = model.coefficients()
+    y_hat = np.array([math.log(coef["a"][0]), coef["n"][0], math.log(coef["beta"][0])])
+    assert loglik(y_hat) == pytest.approx(model.log_likelihood_, rel=1e-10)
+    for end in (s["use_b10_hours_lower"], s["use_b10_hours_upper"]):
+        cons = {"type": "eq", "fun": lambda y, end=end: y[0] + y[1] * math.log(60) + math.log(-math.log(0.9))
+                / math.exp(y[2]) - math.log(end)}
+        res = optimize.minimize(lambda y: -loglik(y), y_hat, method="SLSQP", constraints=[cons],
+                                options={"ftol": 1e-12, "maxiter": 500})
+        assert 2 * (model.log_likelihood_ + res.fun) == pytest.approx(stats.chi2.ppf(0.9, 1), rel=1e-3)
+    # small sample: the profile interval is not the Wald one; both hold the estimate
+    assert s["use_b10_hours_lower"] != pytest.approx(fisher.summary()["use_b10_hours_lower"], rel=1e-2)
+    assert s["use_b10_hours_lower"] < s["use_b10_hours"] < s["use_b10_hours_upper"]
