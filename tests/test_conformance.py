@@ -111,6 +111,7 @@ MODEL_DATA = {
     "imc-growth": lambda: (_aging_data(), ["t_h"], ["x_um"]),
     # life models: the feature is the time (or covariate) they predict at, the target one of their outputs
     "weibull": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
+    "life-distribution": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
     "kaplan-meier": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
     "cox-ph": lambda: (_life_test_data(), ["void_fraction"], ["median_cycles"]),
     # vision models read the image variable (the feature names only say which dim is the sample dim)
