@@ -32,7 +32,7 @@ from reflow.specs import EvaluatorPipeline, OptimizerSpec
 from reflow.store import TrialJournal, atomic_write_text
 
 from ._pareto import best_history, hypervolume_history, pareto_mask, reference_point
-from ._trials import check_space_inputs, pipeline_for_check, plot_trials
+from ._trials import check_space_inputs, max_failed_field, pipeline_for_check, plot_trials, say_failures
 from ._verify import VerifySpec, build_verifier, check_verify, plot_verify, verify_designs, verify_metrics
 
 ASKED = "asked.jsonl"
@@ -100,6 +100,7 @@ class OptimizeTask(reflow.Task):
         recommend: str | None = Field(None, description="an objective: its best feasible design (among the verified "
                                                         "ones, by their true values, when verify is given) becomes "
                                                         "the recommended_* metrics")
+        max_failed: float = max_failed_field()
 
     # ---- validation ---------------------------------------------------------------------------------
     def check(self, check):
@@ -186,6 +187,7 @@ class OptimizeTask(reflow.Task):
             else None
         loop.run()
         result = loop.result()
+        say_failures(result.outputs["trials"], ctx, self.params.max_failed, resume_retries=False)
         if verifier is not None:
             trials = result.outputs["trials"]
             space = loop.problem.space
@@ -194,6 +196,8 @@ class OptimizeTask(reflow.Task):
                 return {prm.name: _choice(prm, _py(trials[prm.name].values[i])) for prm in space.parameters}
 
             checked = verify_designs(verifier, self.params.verify, trials, loop.problem, ctx, inputs_of)
+            say_failures(checked, ctx, self.params.max_failed, part="verify", what="verify evaluations",
+                         journal="verify.jsonl")
             result.outputs["verify"] = checked
             result.metrics.update(verify_metrics(checked, [o.name for o in loop.problem.objectives]))
         result.metrics.update(self._recommendation(result, loop.problem, ctx))

@@ -463,14 +463,18 @@ def test_failed_trials_are_left_out_of_the_fit():
 
 
 def test_every_evaluation_failing_still_spends_the_budget(study, no_plots):
-    stage_dir = study.run(quad_stage("qlognei", function="always_failing"))
-    trials, best, history, metrics = outputs(stage_dir)
+    """Then the stage fails with the error (issue 17), and its journals hold the whole budget."""
+    from reflow.evaluation import TrialsFailed, records_to_dataset
+
+    with pytest.raises(TrialsFailed, match="all 8 evaluations failed") as err:
+        study.run(quad_stage("qlognei", function="always_failing"))
+    assert "8 x" in str(err.value) and "RuntimeError: mesh generation failed" in str(err.value)
+    stage_dir = next((study.folder / "runs" / "opt-test").iterdir()) / "opt"
+    trials = records_to_dataset(TrialJournal(stage_dir / "trials.jsonl").read())
+    asked = {r["trial"]: r for r in TrialJournal(stage_dir / "asked.jsonl").read()}
     assert trials.sizes["trial"] == 8 and set(trials["status"].values.tolist()) == {"failed"}
     assert all("mesh generation failed" in e for e in trials["error"].values)
-    assert best.sizes["trial"] == 0 and "best_f" not in metrics
-    assert metrics["failed"] == 8 and metrics["feasible"] == 0
-    assert np.all(np.isnan(history["best_f"].values))
-    labels = trials["acquisition"].values.tolist()
+    labels = [asked[int(t)]["acquisition"] for t in trials["trial"].values]
     assert all(a.startswith("space-filling") for a in labels[4:]), labels
     check_trials_in_space(trials, QUAD_SPACE)
     points = {(float(a), float(b)) for a, b in zip(trials["x"].values, trials["y"].values, strict=True)}

@@ -147,11 +147,14 @@ def test_pareto_of_one_objective_is_the_best_trial(tmp_path):
 
 
 def test_a_python_verifier_without_an_objective_fails_only_its_rows(tmp_path):
-    """A function without declared outputs is checked per design: a missing objective fails that row, clearly."""
-    run = _run(tmp_path, '{evaluate: {python: {function: "sim:grow"}}, max: 2}')
-    ver = run.output("opt.verify")
-    assert (ver["status"].values == "failed").all()
-    assert all("the verify evaluator gave no cost" in e for e in ver["error"].values)
+    """A function without declared outputs is checked per design: a missing objective fails that row, clearly;
+    when every row fails, the stage fails with the error (issue 17)."""
+    from reflow.evaluation import TrialsFailed
+
+    with pytest.raises(TrialsFailed) as err:
+        _run(tmp_path, '{evaluate: {python: {function: "sim:grow"}}, max: 2}')
+    message = str(err.value)
+    assert "all 2 verify evaluations failed" in message and "2 x the verify evaluator gave no cost" in message
 
 
 @pytest.mark.parametrize(("verify", "message"), [
