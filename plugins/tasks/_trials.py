@@ -14,7 +14,7 @@ from reflow.store import JOURNAL
 
 
 def max_failed_field() -> Any:
-    """The ``max_failed`` key of every stage that runs trials (doe, evaluate, optimize, sensitivity)."""
+    """The ``max_failed`` key of the stages that run trials (doe, evaluate, optimize; sensitivity needs them all)."""
     return Field(MAX_FAILED, ge=0.0, le=1.0,
                  description="share of failed evaluations above which the stage ends with a warning that lists "
                              "the errors (1: never warn); when every evaluation fails the stage fails")
