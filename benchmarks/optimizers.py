@@ -62,9 +62,20 @@ def reflow_commit() -> str:
                              text=True, check=True).stdout.strip()
         dirty = subprocess.run(["git", "status", "--porcelain", "--", *paths], cwd=root, capture_output=True,
                                text=True, check=True).stdout.strip()
+        if dirty:  # which uncommitted state: a hash of the diff and of the untracked files
+            import hashlib
+
+            h = hashlib.sha256(subprocess.run(["git", "diff", "HEAD", "--", *paths], cwd=root, capture_output=True,
+                                              check=True).stdout)
+            for line in dirty.splitlines():
+                if line.startswith("??"):
+                    for f in sorted((root / line[3:].strip()).rglob("*.py")) if (root / line[3:].strip()).is_dir() \
+                            else [root / line[3:].strip()]:
+                        h.update(f.read_bytes())
+            return f"{sha}+dirty:{h.hexdigest()[:8]}"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-    return sha + ("+dirty" if dirty else "")
+    return sha
 
 
 def _versions() -> dict[str, str]:
