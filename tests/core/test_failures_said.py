@@ -99,6 +99,50 @@ def test_a_stage_that_failed_for_its_failures_evaluates_them_again_on_resume(bro
     assert read_dataset(run.dir / "again" / "trials.nc").sizes["trial"] == 8
 
 
+CHECK = '''
+import os
+
+FLAG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "verify-broken")
+
+
+def evaluate(x):
+    if os.path.exists(FLAG):
+        raise RuntimeError("licence server down")
+    return {"y": 2.0 * x}
+'''
+
+
+def test_an_optimize_stage_whose_every_verification_failed_fails_and_resumes(tmp_path, write_study):
+    (tmp_path / "model.py").write_text(MODEL)
+    (tmp_path / "check.py").write_text(CHECK)
+    (tmp_path / "verify-broken").write_text("")
+    study = write_study("""
+        study: verify-resume
+        stages:
+          opt:
+            task: optimize
+            space: {x: {low: 0, high: 1}}
+            evaluate: {python: {function: "model:evaluate", outputs: [y]}}
+            optimizer: {sobol: {samples: 4}}
+            objectives: {y: min}
+            budget: {initial: 0, evaluations: 4}
+            verify: {evaluate: {python: {function: "check:evaluate", outputs: [y]}}, designs: all}
+        """)
+    with pytest.raises(TrialsFailed) as err:
+        run_study(load_study(study), tmp_path / "runs", quiet=True)
+    message = str(err.value)
+    assert "all 4 verify evaluations failed" in message and "4 x" in message
+    assert "RuntimeError: licence server down" in message and "check.py:9)" in message and "verify.jsonl" in message
+    run_dir = next((tmp_path / "runs" / "verify-resume").iterdir())
+    (tmp_path / "verify-broken").unlink()
+
+    run = resume_run(run_dir, quiet=True)
+    verify = read_dataset(run.dir / "opt" / "verify.nc")
+    assert verify["status"].values.tolist() == ["ok"] * 4
+    assert len(TrialJournal(run.dir / "opt" / "verify.jsonl").read()) == 8
+    assert len(TrialJournal(run.dir / "opt" / "trials.jsonl").read()) == 4, "the optimization is not repeated"
+
+
 # ---- a throwaway plugin: a library error, NaN, a misspelled output --------------------------------------------
 
 PLUGIN = '''
