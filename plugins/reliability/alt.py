@@ -134,10 +134,11 @@ class LogLocationScale:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
             if self._own_logcdf:
                 return self._std._logcdf(self._z(t))
-            # gumbel_l has no _logcdf of its own; scipy's generic one costs 100 us. ln(-expm1(-e^z)) from its
-            # _cdf is exact in the lower tail and off by < 1e-16 (absolute) in the upper one, where
-            # log_likelihood switches to logsf for intervals anyway
-            return np.log(self._std._cdf(self._z(t)))
+            # gumbel_l has no _logcdf of its own and scipy's generic one costs 100 us a call: ln F from its own
+            # _cdf in the lower tail and ln(1 - S) from its _sf in the upper one keeps full precision in both
+            z = self._z(t)
+            sf = self._std._sf(z)
+            return np.where(sf < 0.5, np.log1p(-sf), np.log(self._std._cdf(z)))
 
     def logsf(self, t: np.ndarray) -> np.ndarray:
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
