@@ -379,6 +379,8 @@ def _newton(f, y: np.ndarray, steps: int = 3) -> np.ndarray:
             y = y - step
         else:
             return y
+        if np.max(np.abs(step)) < 1e-9:  # converged: another step would only cost evaluations
+            return y
     return y
 
 
@@ -464,7 +466,7 @@ def _fit_threshold(dist: Distribution, data: Censored, who: str) -> Fit:
         except DataError:
             return -math.inf, y0
 
-    grid = first * np.array([0.0, 0.3, 0.6, 0.8, 0.9, 0.97, 0.995])
+    grid = first * np.array([0.0, 0.5, 0.8, 0.95, 0.995])
     fits = []
     for g in grid:
         ll, y_base = profile(float(g), y_base)
@@ -479,7 +481,7 @@ def _fit_threshold(dist: Distribution, data: Censored, who: str) -> Fit:
 
     frac = min(max(g0 / first, 1e-4), 1 - 1e-4)
     z0 = np.append(yb, logit(frac))
-    res = optimize.minimize(negll, z0, method="BFGS", options={"gtol": 1e-8})
+    res = optimize.minimize(negll, z0, method="BFGS", options={"gtol": 1e-6})  # Newton polishes
     z = res.x if res.fun <= negll(z0) else z0
     gamma = first * float(expit(z[-1]))
     params = np.insert(base.from_internal(z[:-1], unit), li, gamma)
