@@ -159,6 +159,13 @@ class _Profile:
         self.y_free = fit.internal[free]
 
     def __call__(self, v: float) -> float:
+        import warnings
+
+        with warnings.catch_warnings(), np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            warnings.simplefilter("ignore", RuntimeWarning)  # inf - inf in scipy's finite differences at the edge
+            return self._maximum(v)
+
+    def _maximum(self, v: float) -> float:
         from scipy import optimize
 
         def negll(z: np.ndarray) -> float:

@@ -383,3 +383,24 @@ def test_bad_params_are_validation_errors():
         LifeDistribution.Params(distribution="auto", candidates=["weibull", "gumbel"])
     with pytest.raises(ValidationError, match="distribution"):
         LifeDistribution.Params(distribution="beta")
+
+
+def test_truncation_column_in_the_models(ctx):
+    from reflow.plugins.reliability.survival import KaplanMeier
+
+    rng = np.random.default_rng(12)
+    entry = np.where(rng.random(60) < 0.5, rng.uniform(0, 300, 60), np.nan)  # empty: in the test from the start
+    life = np.nan_to_num(entry) + 1000 * rng.weibull(2.0, 60)
+    ds = xr.Dataset({"cycles": ("sample", np.minimum(life, 1500)), "failed": ("sample", (life <= 1500).astype(int)),
+                     "entry": ("sample", entry)})
+    model = Weibull(truncation="entry").fit(ds, ctx)
+    fit = fit_distribution("weibull", Censored.from_times(ds["cycles"].values, ds["failed"].values == 1,
+                                                          truncation=np.nan_to_num(entry)))
+    assert [model.eta, model.beta] == pytest.approx(list(fit.params), rel=1e-12)
+    assert model.summary()["truncated_units"] == int(np.isfinite(entry).sum())
+    assert LifeDistribution(truncation="entry").fit(ds, ctx).summary()["eta"] == pytest.approx(model.eta, rel=1e-12)
+    with pytest.raises(DataError, match="kaplan-meier takes exact and right-censored times only, not a 'truncation'"):
+        KaplanMeier(truncation="entry").fit(ds, ctx)
+    late = ds.assign(entry=("sample", np.where(np.arange(60) == 4, 1e6, entry)))
+    with pytest.raises(DataError, match="row 4: truncation time 1e\\+06 is after the unit's life ended"):
+        Weibull(truncation="entry").fit(late, ctx)
