@@ -152,8 +152,9 @@ class SyntheticAltTest(reflow.DataSource):
     arrhenius exp(a (1/T - 1/T_ref)), a = ``activation_energy_ev`` / k_B; eyring (T_ref / T) exp(a (1/T -
     1/T_ref)); coffin-manson / inverse-power (S / S_ref)^n with n = ``exponent`` (negative: more stress, less
     life); norris-landzberg (dT/dT_ref)^n (f/f_ref)^m exp(a (1/Tmax - 1/Tmax_ref)), m = ``frequency_exponent``;
-    peck (RH/RH_ref)^n exp(a (1/T - 1/T_ref)). The coefficients of the model's reporting convention
-    (``true_a``, ``true_n``, ``true_m``, ``true_intercept``: b, -c or A) and ``true_b10_reference`` go into attrs.
+    peck (RH/RH_ref)^n exp(a (1/T - 1/T_ref)). The coefficients in the model's reporting convention (``true_a``,
+    ``true_n``, ``true_m`` and the intercept ``true_b``, ``true_c`` or ``true_A``), ``true_shape``,
+    ``true_reference_scale`` and ``true_b10_reference`` go into attrs.
 
     ``levels`` gives each stress role's value per condition (lists of equal length, K for temperatures), e.g.
     ``{temperature: [358, 378, 398]}``; each condition has ``units_per_condition`` units; the test stops at
