@@ -36,6 +36,13 @@ class SafeLoader(yaml.SafeLoader):
 
     _depth = 0
 
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        """Stop the scanner at the limit too: it looks ahead through a run of ``[[[[`` in quadratic time."""
+        super().fetch_flow_collection_start(token_class)
+        if self.flow_level > MAX_DEPTH:
+            raise _TooDeep(None, None, f"nesting deeper than {MAX_DEPTH} levels (mappings and lists inside "
+                                       "each other); a study needs far fewer", self.get_mark())
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         self._depth += 1
         try:

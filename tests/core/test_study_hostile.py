@@ -153,6 +153,16 @@ def test_600_levels_of_nesting_are_refused(tmp_path, style):
     assert "nesting deeper than 64 levels" in output
 
 
+@pytest.mark.parametrize("opener", ["[", "{", "{a: "])
+def test_a_long_run_of_brackets_is_refused_at_once(opener):
+    """The scanner looks ahead through ``[[[[...`` in quadratic time; it is stopped at the limit (0.8 s before)."""
+    text = "x: " + opener * (200_000 // len(opener))
+    start = time.perf_counter()
+    with pytest.raises(StudyError, match="nesting deeper than 64 levels"):
+        yamlio.load_with_lines(text, "t.yaml")
+    assert time.perf_counter() - start < 0.3
+
+
 def test_nesting_within_the_limit_still_loads():
     data, _ = yamlio.load_with_lines("x: " + "[" * 60 + "]" * 60 + "\n")
     depth, node = 0, data["x"]
