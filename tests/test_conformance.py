@@ -68,6 +68,28 @@ def _life_test_data():
                        "void_fraction": ("sample", voids)})
 
 
+def _alt_test_data():
+    """30 units at three temperatures, Arrhenius-Weibull cycles suspended at 4000."""
+    import numpy as np
+    import xarray as xr
+
+    rng = np.random.default_rng(0)
+    temp = np.repeat([358.0, 378.0, 398.0], 10)
+    life = 3000.0 * np.exp(8000.0 * (1 / temp - 1 / 378.0)) * rng.weibull(2.0, 30)
+    return xr.Dataset({"cycles": ("sample", np.minimum(life, 4000.0)), "failed": ("sample", (life <= 4000.0) * 1),
+                       "temperature_k": ("sample", temp)})
+
+
+def _failure_mode_data():
+    """The life test with each failure's mode: voided units fail early."""
+    import numpy as np
+
+    data = _life_test_data()
+    failed = data["failed"].values == 1
+    data["mode"] = ("sample", np.where(failed, np.where(data["void_fraction"].values > 0.15, "void", "wearout"), ""))
+    return data
+
+
 def _image_data():
     """16 grayscale 8x8 images whose centre brightness is the target."""
     import numpy as np
@@ -114,6 +136,9 @@ MODEL_DATA = {
     "life-distribution": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
     "kaplan-meier": lambda: (_life_test_data(), ["cycles"], ["reliability"]),
     "cox-ph": lambda: (_life_test_data(), ["void_fraction"], ["median_cycles"]),
+    "life-stress": lambda: (_alt_test_data(), ["temperature_k"], ["b10_cycles"]),
+    "weibull-mixture": lambda: (_life_test_data(), ["cycles"], ["b10_cycles"]),
+    "competing-modes": lambda: (_failure_mode_data(), ["cycles"], ["b10_cycles"]),
     # vision models read the image variable (the feature names only say which dim is the sample dim)
     "vit": lambda: (_image_data(), ["image"], ["level"]),
     "vit-mae": lambda: (_image_data(), ["image"], ["level"]),

@@ -154,6 +154,7 @@ class WeibullMixture(reflow.Model):
         targets = list(self.targets) or with_bounds(self._b_names())
         check_targets(targets, self.outputs(), who)
         self.targets = targets
+        self.features = []  # one population: its B-lives take no inputs
         return self
 
     # ---- quantities --------------------------------------------------------------------------------------
