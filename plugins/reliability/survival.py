@@ -75,6 +75,12 @@ def _constant_per_unit(data, params, life, covariates: list[str], who: str) -> N
                                 "covariates are not supported)")
 
 
+def _alpha(params: LifeParams) -> float:
+    """lifelines' alpha (its intervals are two-sided at 1 - alpha): a one-sided bound at level c is the end of the
+    two-sided interval at 2c - 1."""
+    return 2.0 * (1.0 - params.confidence) if params.one_sided else 1.0 - params.confidence
+
+
 class KaplanMeier(reflow.Model):
     """Kaplan-Meier reliability curve of a (censored) life test, with confidence bounds and the median life.
 
@@ -100,7 +106,7 @@ class KaplanMeier(reflow.Model):
 
         no_covariates(self.features, self.params.time, "kaplan-meier")
         life = read_life_data(data, self.params, "kaplan-meier")
-        kmf = KaplanMeierFitter(alpha=1.0 - self.params.confidence).fit(life.time, life.event)
+        kmf = KaplanMeierFitter(alpha=_alpha(self.params)).fit(life.time, life.event)
         self.timeline_ = np.asarray(kmf.survival_function_.index.values, dtype=float)
         self.reliability_ = np.asarray(kmf.survival_function_.iloc[:, 0].values, dtype=float)
         ci = kmf.confidence_interval_
@@ -248,7 +254,7 @@ class CoxPH(reflow.Model):
                 raise DataError(f"{who}: covariate {c!r} is constant ({values[0]:g}); its hazard ratio cannot be "
                                 "estimated")
         df = pd.DataFrame({**frame, "_time": life.time, "_event": life.event.astype(int)})
-        cph = CoxPHFitter(alpha=1.0 - self.params.confidence, penalizer=self.params.penalizer)
+        cph = CoxPHFitter(alpha=_alpha(self.params), penalizer=self.params.penalizer)
         cph.fit(df, duration_col="_time", event_col="_event")
         s = cph.summary.loc[covariates]
         self.covariates_ = list(covariates)

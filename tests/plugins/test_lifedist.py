@@ -436,3 +436,18 @@ def test_two_parameter_exponential_location_is_the_first_failure():
     assert fit.params[1] == 0.45 and fit.fixed == (1,)
     assert fit.params[0] == pytest.approx(12 / float(np.sum(data.lower - 0.45)), rel=1e-8)
     assert fit.params[0] == pytest.approx(0.03834515109587515, rel=1e-4) and fit.loglik > -51.133526368090614
+
+
+def test_kaplan_meier_and_cox_honour_one_sided_bounds(ctx):
+    from reflow.plugins.reliability.survival import CoxPH, KaplanMeier
+
+    rng = np.random.default_rng(5)
+    t = 1000 * rng.weibull(2.0, 40)
+    ds = xr.Dataset({"cycles": ("sample", np.minimum(t, 1200)), "failed": ("sample", (t <= 1200).astype(int)),
+                     "void_fraction": ("sample", rng.uniform(0, 0.2, 40))})
+    one = KaplanMeier(one_sided=True, confidence=0.95).fit(ds, ctx)
+    two = KaplanMeier(confidence=0.9).fit(ds, ctx)
+    assert np.allclose(one.lower_, two.lower_) and np.allclose(one.upper_, two.upper_)
+    cox_one = CoxPH(one_sided=True, confidence=0.95).configure(["void_fraction"], []).fit(ds, ctx)
+    cox_two = CoxPH(confidence=0.9).configure(["void_fraction"], []).fit(ds, ctx)
+    assert np.allclose(cox_one.coef_bounds_, cox_two.coef_bounds_)
