@@ -254,10 +254,17 @@ class RunLock:
         if self._lock is not None:
             return self
         lock = FileLock(str(self.dir / LOCK), timeout=0, thread_local=False)
-        try:
-            lock.acquire()
-        except Timeout:
-            raise RunFolderBusy(self._busy_message(read_lock_holder(self.dir))) from None
+        deadline = time.monotonic() + 1.0
+        while True:
+            try:
+                lock.acquire()
+                break
+            except Timeout:
+                holder = read_lock_holder(self.dir)
+                # no record: the holder has just taken the lock (its record comes next) or is just letting go
+                if holder is not None or time.monotonic() > deadline:
+                    raise RunFolderBusy(self._busy_message(holder)) from None
+                time.sleep(0.05)
         try:
             left = read_lock_holder(self.dir)
             if left is not None:

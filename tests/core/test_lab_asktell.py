@@ -495,7 +495,7 @@ def test_two_asks_at_once_never_hand_out_the_same_trial(run_dir, tmp_path):
                                str(tmp_path / f"ask{i}.csv")], cwd=tmp_path, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
              for i in range(2)]
-    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    results = [(p.wait(timeout=120), " ".join(p.stderr.read().split())) for p in procs]
     for p in procs:
         p.stdout.close()
         p.stderr.close()

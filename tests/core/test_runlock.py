@@ -209,3 +209,15 @@ def test_only_a_run_folder_is_locked(tmp_path):
         with pytest.raises(UserInputError, match="not a run folder"):
             lock_run(target, "reflow run --resume")
     assert list(tmp_path.iterdir()) == [], "no lock file left in a folder that is not a run folder"
+
+
+def test_a_holder_without_a_record_is_waited_for_briefly_then_refused(folder):
+    from filelock import FileLock
+
+    raw = FileLock(str(folder / "run.lock"), timeout=0)
+    with raw:  # a holder that has not written its record (yet)
+        t0 = time.monotonic()
+        with pytest.raises(RunFolderBusy, match="in use by another reflow command"):
+            lock_run(folder, "reflow ask --stage lab")
+        assert 0.9 < time.monotonic() - t0 < 5
+    lock_run(folder, "reflow ask --stage lab").release()
