@@ -106,6 +106,12 @@ class LifeDistribution(reflow.Model):
             self.fits_, self.skipped_ = [fit_distribution(self.params.distribution, censored, who=self.who)], {}
         self.excluded_units_ = life.excluded
         self._set_outputs()
+        wants_bounds = any(t.endswith(("_lower", "_upper")) for t in self.targets)
+        if wants_bounds and self.params.bounds == "fisher" and not np.all(np.isfinite(self.fit_.cov)):
+            raise DataError(f"{self.who}: the {self.fit_.distribution.title} fit has no Fisher-matrix bounds (its "
+                            f"observed information is not positive definite: too few distinct failures for "
+                            f"{self.fit_.k} parameters); use bounds: likelihood-ratio, or ask for the point "
+                            f"estimates only (target: [{self._b_names()[0]}])")
         return self
 
     @property
