@@ -21,12 +21,15 @@ MAX_BYTES = 256 * 1024
 """Largest study file read (the example studies are under 8 kB; data belongs in data files)."""
 MAX_DEPTH = 64
 """Deepest nesting of mappings and lists (studies use under 10 levels)."""
-MAX_NODES = 100_000
-"""Most values a document may hold once its aliases are expanded (every key, value and list item)."""
+MAX_NODES = 10_000
+"""Most values a document may hold, counted as written and again with its aliases expanded (every key, value
+and list item; the example studies hold under 400). PyYAML composes some 15,000 values a second on a busy
+machine, so the count is kept while composing and stops a hostile file in well under a second."""
 
 
 class _TooDeep(yaml.composer.ComposerError):
-    """Valid YAML nested beyond :data:`MAX_DEPTH`: a limit, not a syntax error."""
+    """Valid YAML nested beyond :data:`MAX_DEPTH` or holding more than :data:`MAX_NODES` values: a limit,
+    not a syntax error."""
 
 
 class SafeLoader(yaml.SafeLoader):
@@ -35,6 +38,7 @@ class SafeLoader(yaml.SafeLoader):
     in a ``RecursionError``)."""
 
     _depth = 0
+    _nodes = 0
 
     def fetch_flow_collection_start(self, token_class: Any) -> None:
         """Stop the scanner at the limit too: it looks ahead through a run of ``[[[[`` in quadratic time."""
@@ -49,6 +53,12 @@ class SafeLoader(yaml.SafeLoader):
             if self._depth > MAX_DEPTH:
                 raise _TooDeep(None, None, f"nesting deeper than {MAX_DEPTH} levels (mappings and lists inside "
                                            "each other); a study needs far fewer", self.peek_event().start_mark)
+            if not self.check_event(yaml.AliasEvent):
+                self._nodes += 1
+                if self._nodes > MAX_NODES:
+                    raise _TooDeep(None, None, f"more than {MAX_NODES:,} values (keys, values and list items); a "
+                                               "study needs far fewer, data belongs in data files",
+                                   self.peek_event().start_mark)
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
@@ -151,8 +161,8 @@ def _guarded_node(loader: SafeLoader, source: str) -> yaml.Node | None:
         prefix = "" if isinstance(exc, _TooDeep) else "invalid YAML: "
         raise StudyError([Problem("", f"{prefix}{reason}", line)], source) from None
     if node is not None and expanded_size(node) > MAX_NODES:
-        raise StudyError([Problem("", f"the YAML expands to more than {MAX_NODES:,} values (through aliases "
-                                      "like *name); refused before building it", _culprit(node).start_mark.line + 1)],
+        raise StudyError([Problem("", f"the YAML expands to more than {MAX_NODES:,} values through its aliases "
+                                      "(*name); refused before building it", _culprit(node).start_mark.line + 1)],
                          source)
     return node
 
