@@ -340,3 +340,34 @@ def test_likelihood_ratio_bounds_at_a_use_stress(ctx):
     # small sample: the profile interval is not the Wald one; both hold the estimate
     assert s["use_b10_hours_lower"] != pytest.approx(fisher.summary()["use_b10_hours_lower"], rel=1e-2)
     assert s["use_b10_hours_lower"] < s["use_b10_hours"] < s["use_b10_hours_upper"]
+
+
+def test_degradation_readouts_at_two_temperatures(ctx):
+    """Trajectories read out at two temperatures: each unit's crossing interval (degradation method interval)
+    and its temperature (from its rows) feed the joint fit."""
+    from reflow.plugins.reliability.lifetest import SyntheticReadoutTest
+
+    parts = []
+    for k, (temp, scale) in enumerate(((358.0, 4000.0), (398.0, 800.0))):
+        r = SyntheticReadoutTest(units=60, shape=2.5, scale=scale, readout_every=100, test_cycles=6000,
+                                 layout="readings").load(test_context(ctx.folder, seed=k))
+        parts.append(r.assign(unit=r["unit"] + 1000 * k, temperature_k=("reading", np.full(r.sizes["reading"], temp))))
+    data = xr.concat(parts, dim="reading")
+    model = LifeStress(time="cycles", degradation={"unit": "unit", "variable": "degradation", "threshold": 0.2},
+                       use={"temperature_k": 328}).fit(data, ctx)
+    failed = np.isfinite(model.upper_)
+    assert np.all(model.upper_[failed] - model.lower_[failed] == 100)  # between two readouts
+    assert np.all(model.lower_[~failed] == 6000) and 0 < (~failed).sum() < 10  # a few outlast the test at 358 K
+    truth_a = math.log(4000.0 / 800.0) / (1 / 358.0 - 1 / 398.0)
+    coef = model.coefficients()
+    assert coef["a"][1] < truth_a < coef["a"][2]
+    assert coef["beta"][1] < 2.5 < coef["beta"][2]
+
+
+def test_one_sided_bound_is_the_two_sided_one_at_twice_the_tail(ctx):
+    ds = _alt_load2()
+    one = LifeStress(relationship="inverse-power", time="hours", use={"stress": 60}, confidence=0.9,
+                     one_sided=True).fit(ds, ctx).summary()
+    two = LifeStress(relationship="inverse-power", time="hours", use={"stress": 60}, confidence=0.8).fit(
+        ds, ctx).summary()
+    assert one["use_b10_hours_lower"] == pytest.approx(two["use_b10_hours_lower"], rel=1e-12)
