@@ -278,6 +278,10 @@ class LifeStress(reflow.Model):
             if extra:
                 raise ValueError(f"{self.relationship} takes the stresses {', '.join(wanted)}; "
                                  f"not {', '.join(map(repr, extra))}")
+            names = [self.stresses.get(r, ROLES[r][0]) for r in wanted]
+            if self.use and sorted(self.use) != sorted(names):
+                raise ValueError(f"use: give the use condition of each stress variable, {', '.join(names)}; got "
+                                 f"{', '.join(self.use)}")
             return self
 
     # ---- structure ----------------------------------------------------------------------------------------

@@ -270,6 +270,8 @@ def test_missing_stress_and_wrong_roles(ctx):
         LifeStress(relationship="inverse-power", time="hours").fit(_alt_temperature(), ctx)
     with pytest.raises(ValidationError, match="arrhenius takes the stresses temperature"):
         LifeStress(relationship="arrhenius", stresses={"humidity": "rh"})
+    with pytest.raises(ValidationError, match="use: give the use condition of each stress variable, temperature_k"):
+        LifeStress(relationship="arrhenius", use={"temp": 300})
     with pytest.raises(DataError, match=r"'humidity_rh' at row 0 is -3.*must be > 0"):
         LifeStress(relationship="peck", time="hours").fit(
             _alt_temperature().assign(humidity_rh=("sample", np.r_[-3.0, np.full(136, 85.0)])), ctx)
