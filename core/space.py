@@ -41,11 +41,16 @@ MAX_DESIGN_BYTES = 2**30
 
 
 def _finite_number(value: Any) -> bool:
-    return not isinstance(value, (int, float)) or isinstance(value, bool) or math.isfinite(value)
+    """Text, a bool, or a number within +-:data:`MAX_BOUND` (a 400-digit int does not even convert to float)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return True
+    return abs(value) <= MAX_BOUND if isinstance(value, int) else math.isfinite(value) and abs(value) <= MAX_BOUND
 
 
 def format_bytes(n: float) -> str:
     """``31_999_999_999_999`` -> ``29.1 TiB``."""
+    if n >= 1024**6 * 10**6:  # beyond what a float holds or anyone reads as PiB
+        return f"10^{len(str(int(n))) - 1} bytes"
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
             return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
@@ -117,11 +122,13 @@ class ParameterSpec(BaseModel):
         elif self.type is not None or self.log:
             raise ValueError("'type' and 'log' apply to ranges (low/high) only")
         if self.value is not None and not _finite_number(self.value):
-            raise ValueError(f"a fixed value must be a finite number or a text, got {self.value!r}")
+            raise ValueError(f"a fixed value must be a text or a finite number within +-{MAX_BOUND:.6g}, "
+                             f"got {brief(self.value)}")
         if self.choices is not None:
             bad = [c for c in self.choices if not _finite_number(c)]
             if bad:
-                raise ValueError(f"choices must be finite numbers or texts, got {bad[0]!r}")
+                raise ValueError(f"choices must be texts or finite numbers within +-{MAX_BOUND:.6g}, "
+                                 f"got {brief(bad[0])}")
             if len(self.choices) < 2:
                 raise ValueError(f"choices needs at least two values, got {brief(self.choices)}")
             if len({repr(c) for c in self.choices}) != len(self.choices):

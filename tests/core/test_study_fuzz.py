@@ -246,7 +246,8 @@ EXAMPLES = {p.name: p.read_bytes() for p in sorted(STUDIES.glob("*.yaml"))}
 _VALUE_LINE = re.compile(rb"^(\s*-?\s*[\w.-]+:[ ]+)(\S.*)$", re.M)
 _NUMBER = re.compile(rb"(?<![\w.])-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?(?![\w.])")
 HUGE = [b"1e308", b"-1e308", b"1e400", b"-1e400", b".nan", b".inf", b"-.inf", b"1e12", b"1e18",
-        b"99999999999999999999999999", b"0x7fffffff", b"1_000", b"-0", b"1e-400", b"2**64"]
+        b"99999999999999999999999999", b"0x7fffffff", b"1_000", b"-0", b"1e-400", b"2**64", b"9" * 400,
+        b"-" + b"9" * 400]
 TAGS = [b"!!python/object/apply:os.system ['true']", b"!!python/name:os.system", b"!!binary", b"!!set",
         b"!custom", b"!!timestamp", b"!!float", b"!!str", b"!!int", b"!!map", b"!!omap", b"!!seq", b"!<tag:x>"]
 TEXT_OPS = ["junk", "unicode", "truncate", "drop-line", "repeat-line", "number", "alias", "bomb", "tag", "nest",

@@ -219,6 +219,11 @@ def test_1e12_samples_are_refused_with_the_memory_estimate(tmp_path):
     assert "at most" in output and "stages.warpage.design.lhs" in output and "line 6" in output
 
 
+def test_a_400_digit_sample_count_is_refused(tmp_path):
+    output = refused(tmp_path, QUICKSTART.replace("samples: 8", "samples: 1" + "0" * 400))
+    assert "need about 10^" in output and "bytes of memory" in output
+
+
 def test_1e12_samples_through_set_are_refused(tmp_path):
     output = refused(tmp_path, QUICKSTART, "--set", "stages.warpage.design.lhs.samples=1e12")
     assert "TiB" in output
@@ -254,8 +259,11 @@ def test_optimize_budget_beyond_the_memory_estimate_is_refused(tmp_path):
     ("{low: 0, high: .inf}", "bounds must be finite"),
     ("{low: .nan, high: 1}", "bounds must be finite"),
     ("{low: 0, high: 1e17, type: int}", "integer bounds must lie within"),
-    ("{value: .inf}", "a fixed value must be a finite number"),
-    ("{choices: [1, .nan]}", "choices must be finite numbers"),
+    ("{low: 0, high: 1" + "0" * 400 + "}", "Input should be a valid number"),
+    ("{value: .inf}", "a fixed value must be a text or a finite number"),
+    ("{value: 1" + "0" * 400 + "}", "a fixed value must be a text or a finite number"),
+    ("{choices: [1, .nan]}", "choices must be texts or finite numbers"),
+    ("{choices: [1, 1" + "0" * 400 + "]}", "choices must be texts or finite numbers"),
 ])
 def test_absurd_or_non_finite_bounds_are_refused(tmp_path, bounds, message):
     output = refused(tmp_path, QUICKSTART.replace("{low: 0.4, high: 1.6, units: mm}", bounds))
