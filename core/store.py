@@ -265,6 +265,8 @@ class RunLock:
                 if holder is not None or time.monotonic() > deadline:
                     raise RunFolderBusy(self._busy_message(holder)) from None
                 time.sleep(0.05)
+            except OSError as exc:  # a read-only folder, a run.lock that is not a file
+                raise RunError(f"cannot lock the run folder {self.dir} for `{self.command}`: {exc}") from None
         try:
             left = read_lock_holder(self.dir)
             if left is not None:

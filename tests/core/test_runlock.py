@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 from reflow.cli import app
-from reflow.errors import UserInputError
+from reflow.errors import RunError, UserInputError
 from reflow.store import LOCK_HOLDER, RunFolderBusy, RunLock, TrialJournal, lock_run, read_dataset, read_manifest
 from typer.testing import CliRunner
 
@@ -221,3 +221,9 @@ def test_a_holder_without_a_record_is_waited_for_briefly_then_refused(folder):
             lock_run(folder, "reflow ask --stage lab")
         assert 0.9 < time.monotonic() - t0 < 5
     lock_run(folder, "reflow ask --stage lab").release()
+
+
+def test_a_folder_that_cannot_be_locked_is_a_clean_error(folder):
+    (folder / "run.lock").mkdir()  # not a file: the lock cannot be opened
+    with pytest.raises(RunError, match=f"cannot lock the run folder {folder} for `reflow run --resume`"):
+        lock_run(folder, "reflow run --resume")
