@@ -80,6 +80,16 @@ def plotting_positions(data: Censored) -> tuple[np.ndarray, np.ndarray, str]:
     return np.sort(t[event]), adjusted_ranks(t, event), "Johnson adjusted median ranks"
 
 
+def paper_axis(paper: str, f: np.ndarray) -> np.ndarray:
+    """F on the probability paper's vertical axis: -ln(1 - F) on exponential paper (a straight line through the
+    origin against linear time), else the scale that straightens the distribution (see bounds.linearize)."""
+    from .bounds import linearize
+
+    if paper == "exponential":
+        return -np.log1p(-np.clip(np.asarray(f, dtype=float), 0.0, 1 - 1e-16))
+    return linearize(paper, np.asarray(f, dtype=float))
+
+
 def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool = False, time: str = "time",
                      marks: list[tuple[str, float, float]] | None = None, note: str = "") -> Path:
     """The fit on its own paper (Weibull, lognormal, normal, exponential, log-logistic), the data's plotting
@@ -89,7 +99,7 @@ def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .bounds import fisher_reliability, linearize
+    from .bounds import fisher_reliability
 
     dist = fit.distribution
     paper = dist.paper
@@ -109,19 +119,19 @@ def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool
         grid = np.linspace(lo_x, q_hi * 1.2, 240)
     r, r_lo, r_hi = fisher_reliability(fit, grid + loc, confidence, one_sided)
     f = 1.0 - r
-    keep = (f > 1e-4) & (f < 0.9999)
+    keep = (f > 1e-4) & (f < 0.995)
     fig, ax = plt.subplots(figsize=(7, 5.2))
     if x_pts.size:
-        ax.plot(x_pts, linearize(paper, f_pts), "o", ms=5, label=f"data ({how})")
-    ax.plot(grid[keep], linearize(paper, f[keep]), "-", color="C3", lw=1.8, label="maximum-likelihood fit")
+        ax.plot(x_pts, paper_axis(paper, f_pts), "o", ms=5, label=f"data ({how})")
+    ax.plot(grid[keep], paper_axis(paper, f[keep]), "-", color="C3", lw=1.8, label="maximum-likelihood fit")
     band = keep & np.isfinite(r_lo) & np.isfinite(r_hi) & (1 - r_lo < 0.99999) & (1 - r_hi > 1e-6)
     if band.any():
         kind = "one-sided" if one_sided else "two-sided"
-        ax.fill_between(grid[band], linearize(paper, 1 - r_hi[band]), linearize(paper, 1 - r_lo[band]),
+        ax.fill_between(grid[band], paper_axis(paper, 1 - r_hi[band]), paper_axis(paper, 1 - r_lo[band]),
                         color="C3", alpha=0.15, label=f"{confidence:.0%} {kind} Fisher-matrix bounds")
     for label, p, t in marks or []:
-        ax.plot([t - loc], [linearize(paper, np.array(p))], "s", color="k", ms=5)
-        ax.annotate(f"{label} = {t:.4g}", (t - loc, float(linearize(paper, np.array(p)))),
+        ax.plot([t - loc], [paper_axis(paper, np.array(p))], "s", color="k", ms=5)
+        ax.annotate(f"{label} = {t:.4g}", (t - loc, float(paper_axis(paper, np.array(p)))),
                     textcoords="offset points", xytext=(6, -12), fontsize=8)
     counts = fit.data.counts()
     censored = ", ".join(f"{v} {k}" for k, v in counts.items() if v and k != "exact")
@@ -129,10 +139,11 @@ def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool
         ax.plot([], [], " ", label=f"{counts['exact']} exact, {censored}")
     if log_x:
         ax.set_xscale("log")
-    ticks = [0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.632, 0.7, 0.9, 0.99]
+    ticks = ([0.1, 0.3, 0.5, 0.7, 0.9, 0.99, 0.999] if paper == "exponential" else
+             [0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5] + ([0.632] if paper == "weibull" else [0.7]) + [0.9, 0.99])
     ymin, ymax = ax.get_ylim()
-    shown = [p for p in ticks if ymin - 0.3 <= float(linearize(paper, np.array(p))) <= ymax + 0.3]
-    ax.set_yticks([float(linearize(paper, np.array(p))) for p in shown])
+    shown = [p for p in ticks if ymin - 0.3 <= float(paper_axis(paper, np.array(p))) <= ymax + 0.3]
+    ax.set_yticks([float(paper_axis(paper, np.array(p))) for p in shown])
     ax.set_yticklabels([f"{100 * p:g}" for p in shown])
     ax.set_ylim(ymin, ymax)
     ax.grid(True, which="both", alpha=0.3)
