@@ -17,6 +17,7 @@ Run (the full grid; resumable: cells already in --out are skipped):
   OMP_NUM_THREADS=1 nice -n 10 python benchmarks/optimizers.py --budget 100 --seeds 5 --jobs 2
   python benchmarks/optimizers.py --problems branin,zdt1 --tools reflow,sobol --seeds 1 --budget 6
   python benchmarks/optimizers.py --table-only            # the tables of an existing --out
+  touch benchmarks/optimizers.stop                         # finish the running cells, start no more
 Writes benchmarks/optimizers.json (gitignored) after every cell and prints markdown tables.
 """
 
@@ -216,12 +217,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if args.jobs <= 1:
         _init_worker()
         for p, variant, tool, seed in todo:
+            if args.out.with_suffix(".stop").exists():
+                break
             record(run_cell(p, variant, tool, seed, args.budget, checkpoints, commit))
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
             pending: set[Future] = set()
             queue = list(todo)
+            stop = args.out.with_suffix(".stop")  # touch it to let running cells finish and start no more
             while queue or pending:
+                if stop.exists():
+                    queue.clear()
                 while queue and len(pending) < args.jobs:
                     p, variant, tool, seed = queue.pop(0)
                     pending.add(pool.submit(run_cell, p, variant, tool, seed, args.budget, checkpoints, commit))
