@@ -162,7 +162,7 @@ def maximize(loglik, x0: np.ndarray) -> np.ndarray:
         v = loglik(x)
         return -v if np.isfinite(v) else 1e300
 
-    res = optimize.minimize(nll, x0, method="BFGS", options={"gtol": 1e-7, "maxiter": 2000})
+    res = optimize.minimize(nll, x0, method="BFGS", options={"gtol": 1e-5, "maxiter": 2000})
     x = res.x
     if not (res.success or res.status == 2) or not np.isfinite(res.fun):
         res2 = optimize.minimize(nll, x, method="Nelder-Mead",
@@ -211,11 +211,16 @@ def log_linear_loglik(life: Censored, X: np.ndarray, offset: np.ndarray, distrib
 
 
 def fit_log_linear(life: Censored, X: np.ndarray, offset: np.ndarray, distribution: str,
-                   groups: np.ndarray | None = None, n_groups: int = 1, covariance: bool = True) -> LogLinearFit:
+                   groups: np.ndarray | None = None, n_groups: int = 1, covariance: bool = True,
+                   x0: np.ndarray | None = None) -> LogLinearFit:
     """Joint censored MLE of a log-linear life (``X`` design, standardized columns) with a common shape, or one
-    shape per group."""
+    shape per group; from ``x0`` if given (a nearby fit), else from least squares on the log times."""
     p = X.shape[1]
     loglik = log_linear_loglik(life, X, offset, distribution, groups)
+    if x0 is not None and np.isfinite(loglik(x0)):
+        x = maximize(loglik, np.asarray(x0, dtype=float))
+        cov = observed_covariance(loglik, x) if covariance else np.full((x.size, x.size), np.nan)
+        return LogLinearFit(x, float(loglik(x)), cov, p)
 
     y = np.log(np.maximum(life.midpoint, 1e-300)) - offset
     failed = life.failed
@@ -396,13 +401,17 @@ class LifeStress(reflow.Model):
         c = np.searchsorted(ok, codes[keep])
         onehot = np.eye(len(ok))[c]
         zero = np.zeros(sub.n)
-        common = fit_log_linear(sub, onehot, zero, self.params.distribution, covariance=False)
+        # the joint fit's scale at each condition and its shape are close to both optima: start there
+        mu = self._mu(self.stress_)[0]
+        mu_k = np.array([mu[codes == k][0] for k in ok])
+        common = fit_log_linear(sub, onehot, zero, self.params.distribution, covariance=False,
+                                x0=np.r_[mu_k, self.x_[-1]])
         separate = 0.0
         own: dict[str, list[float]] = {}
         for k in range(len(ok)):
             part = sub.subset(c == k)
             one = fit_log_linear(part, np.ones((part.n, 1)), np.zeros(part.n), self.params.distribution,
-                                 covariance=False)
+                                 covariance=False, x0=np.r_[common.x[k], common.x[-1]])
             separate += one.loglik
             own[str(ok[k])] = [math.exp(one.x[0]), math.exp(one.x[1])]
         stat = max(2.0 * (separate - common.loglik), 0.0)
