@@ -168,7 +168,7 @@ def maximize(loglik, x0: np.ndarray) -> np.ndarray:
         res2 = optimize.minimize(nll, x, method="Nelder-Mead",
                                  options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 40000, "maxfev": 40000})
         x = res2.x if res2.fun <= res.fun else x
-        res = optimize.minimize(nll, x, method="BFGS", options={"gtol": 1e-7})
+        res = optimize.minimize(nll, x, method="BFGS", options={"gtol": 1e-5})
         x = res.x if res.fun <= nll(x) else x
     return np.asarray(x, dtype=float)
 
