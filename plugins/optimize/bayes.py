@@ -5,7 +5,10 @@ still count against the budget), builds the acquisition function and maximizes i
 ``optimize_acqf``, keeping the study's linear parameter constraints. The model:
 
 - inputs are the problem's unit encoding (every free parameter mapped onto [0, 1], so inputs are already
-  normalized); outputs are standardized (``Standardize``);
+  normalized); each output is first mapped by a monotone transform chosen from its data (``log`` for positive
+  outputs spanning decades, ``bilog`` for heavy tails, winsorization of the worst values for the fit only:
+  :mod:`.transforms`), then standardized (``Standardize``); the acquisition works in that transformed space,
+  with references and constraint bounds mapped by the same functions;
 - ``SingleTaskGP`` (one multi-output GP over every objective and every output an outcome constraint reads)
   or, when the space has categorical parameters, ``MixedSingleTaskGP`` (a categorical kernel on those
   dimensions) with the acquisition maximized over each category combination (``optimize_acqf_mixed``);
@@ -13,9 +16,12 @@ still count against the budget), builds the acquisition function and maximizes i
 - tensors in double precision on the study's device (a GPU when there is one).
 
 Outcome constraints (``max_stress_mpa <= 120``) enter the acquisition as feasibility weights; objectives
-to minimize are negated for BoTorch, which maximizes. Every random draw (Sobol MC samples, the raw
-samples of the acquisition optimizer) is seeded from the stage seed and the number of told trials, so a
-resumed run asks the points the interrupted one would have asked.
+to minimize are negated for BoTorch, which maximizes. A given objective reference (``{goal: min, reference:
+80}``) is kept as is: the hypervolume reference of qLogNEHVI, and a feasibility weight (beat the reference)
+for qLogNParEGO and the single-objective qLogNEI, as Ax's objective thresholds do. GPyTorch's numerical
+warnings ("not p.d., added jitter") go to the run log and are counted (:meth:`_Bayes.report`).
+Every random draw (Sobol MC samples, the raw samples of the acquisition optimizer) is seeded from the stage
+seed and the number of told trials, so a resumed run asks the points the interrupted one would have asked.
 """
 
 from __future__ import annotations
@@ -33,10 +39,51 @@ from pydantic import Field
 from reflow.device import quiet_torch_imports
 from reflow.sampling import botorch_constraints, space_filling
 
+from . import kernels
+from .transforms import OutcomeTransform, choose, summary
+
 quiet_torch_imports()
 
 MAX_CATEGORY_COMBINATIONS = 32
 """Category combinations the mixed acquisition optimizer tries at most per ask (a random subset beyond)."""
+FULL_EFFORT_UNTIL = 50
+"""Trials up to which the acquisition search gets its full default budget; beyond, it shrinks as 1/sqrt(n)."""
+
+log = logging.getLogger("reflow")
+
+
+def _numerical(category: type) -> bool:
+    """GPyTorch's/linear_operator's NumericalWarning, BoTorch's NumericsWarning and OptimizationWarning."""
+    names = {c.__name__ for c in category.__mro__}
+    return bool(names & {"NumericalWarning", "NumericsWarning", "OptimizationWarning"})
+
+
+class _Warnings:
+    """Catch the warnings of a GP fit or an acquisition search: numerical ones are logged (one line per distinct
+    message per ask) and counted; the rest go to the log at debug level. Nothing reaches stderr."""
+
+    def __init__(self, opt: _Bayes, where: str):
+        self.opt, self.where = opt, where
+
+    def __enter__(self):
+        self._ctx = warnings.catch_warnings(record=True)
+        self.caught = self._ctx.__enter__()
+        warnings.simplefilter("always")
+        return self
+
+    def __exit__(self, *exc):
+        self._ctx.__exit__(*exc)
+        seen: dict[str, int] = {}
+        for w in self.caught:
+            text = str(w.message).splitlines()[0][:200]
+            if _numerical(w.category):
+                self.opt._numerical_warnings += 1
+                seen[text] = seen.get(text, 0) + 1
+            else:
+                log.debug("%s: %s: %s", self.where, w.category.__name__, text)
+        for text, count in seen.items():
+            log.warning("%s: numerical warning%s: %s", self.where, f" (x{count})" if count > 1 else "", text)
+        return False
 
 
 class _Bayes(reflow.Optimizer):
@@ -51,22 +98,33 @@ class _Bayes(reflow.Optimizer):
         warm_start: bool = Field(True, description="start the GP fit from the previous hyperparameters")
         cpu_threads: int = Field(1, ge=1, description="torch threads on the CPU: small GPs run fastest on one, "
                                                       "and more oversubscribe the cores the evaluations use")
+        outcome_transform: Literal["auto", "none"] = Field(
+            "auto", description="auto: log, bilog or winsorization per output, chosen from the data (see the "
+                                "optimization docs); none: model the raw outputs (standardized only)")
 
     def setup(self, problem, seed):
         super().setup(problem, seed)
         self._trials: list[Any] = []
         self._hyper: dict[str, Any] | None = None
         self.device = "cpu"
+        self.transforms: list[OutcomeTransform] = []
+        self._numerical_warnings = 0
+        self._transform_text = ""
 
     def tell(self, trials):
         if trials.sizes.get("trial", 0):
             self._trials.append(trials)
 
     def state(self):
-        """The GP hyperparameters of the last fit (the warm start of the next), so a resume fits the same GP."""
-        if self._hyper is None:
-            return {}
-        return {"hyper": {k: [str(v.dtype).removeprefix("torch."), v.cpu().tolist()] for k, v in self._hyper.items()}}
+        """The GP hyperparameters of the last fit (the warm start of the next), so a resume fits the same GP,
+        and the report so far (transforms, warnings), so a resumed stage reports the whole run."""
+        out: dict[str, Any] = {}
+        if self._hyper is not None:
+            out["hyper"] = {k: [str(v.dtype).removeprefix("torch."), v.cpu().tolist()]
+                            for k, v in self._hyper.items()}
+        if self.transforms or self._numerical_warnings:
+            out["report"] = self.report()
+        return out
 
     def restore(self, state):
         import torch
@@ -74,6 +132,17 @@ class _Bayes(reflow.Optimizer):
         hyper = state.get("hyper")
         self._hyper = None if not hyper else {
             k: torch.tensor(values, dtype=getattr(torch, dtype)) for k, (dtype, values) in hyper.items()}
+        report = state.get("report") or {}
+        self._numerical_warnings = int(report.get("gp_numerical_warnings", 0))
+        self.transforms = [OutcomeTransform(n, t["kind"], t["reason"], winsorized=int(t.get("winsorized", 0)))
+                           for n, t in report.get("outcome_transforms", {}).items()]
+
+    def report(self) -> dict[str, Any]:
+        """What the stage reports about the model: the outcome transform of each output at the last ask (kind,
+        reason, values winsorized for the fit) and the count of numerical warnings of every fit and search."""
+        return {"outcome_transforms": {t.name: {"kind": t.kind, "reason": t.reason, "winsorized": t.winsorized}
+                                       for t in self.transforms},
+                "gp_numerical_warnings": self._numerical_warnings}
 
     # ---- data and model ------------------------------------------------------------------------
     def _told(self):
@@ -126,13 +195,12 @@ class _Bayes(reflow.Optimizer):
                 warnings.simplefilter("ignore")
                 model.load_state_dict(self._hyper, strict=False)
             options = {"maxiter": 50}  # from the last optimum, a few dozen steps suffice
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _Warnings(self, f"GP fit ({len(x)} trials)"):
             try:
                 fit_gpytorch_mll(mll, optimizer_kwargs={"options": options} if options else None)
             except Exception as exc:  # keep the starting values: a rough GP still beats a failed ask
-                logging.getLogger("reflow").warning("GP fit failed (%s: %s); asking with the starting "
-                                                    "hyperparameters", type(exc).__name__, exc)
+                log.warning("GP fit failed (%s: %s); asking with the starting hyperparameters",
+                            type(exc).__name__, exc)
         self._hyper = {k: v.detach().clone() for k, v in model.state_dict().items()
                        if "outcome_transform" not in k and "input_transform" not in k}
         return model.eval()
@@ -151,11 +219,71 @@ class _Bayes(reflow.Optimizer):
         weights = torch.tensor([o.sign for o in objs], dtype=torch.double, device=self.device)
         return WeightedMCMultiOutputObjective(weights=weights, outcomes=list(range(len(objs))))
 
+    def choose_transforms(self, y: np.ndarray) -> list[OutcomeTransform]:
+        """The outcome transform of every metric column, from the raw values ``y`` of the finished trials.
+
+        The bad side of each output (for winsorization) comes from its objective's goal or its constraint's
+        direction; references and constraint bounds must map alike (so log needs them positive)."""
+        p = self.problem
+        names = p.metric_names
+        worse: dict[str, str] = {}
+        bounds: dict[str, list[float]] = {n: [] for n in names}
+        linear: set[str] = set()
+        for c in p.outcome_constraints:
+            coef = {n: a for n, a in c.coefficients.items() if a != 0}
+            if len(coef) != 1:
+                linear |= set(coef)
+                continue
+            (n, a), = coef.items()
+            worse.setdefault(n, "high" if (c.op in ("<=", "<")) == (a > 0) else "low")
+            bounds[n].append(c.rhs / a)
+        for o in p.objectives:
+            worse[o.name] = "high" if o.goal == "min" else "low"
+            if o.reference is not None:
+                bounds[o.name].append(float(o.reference))
+        if self.params.outcome_transform == "none":
+            return [OutcomeTransform(n, reason="outcome_transform: none") for n in names]
+        return [choose(n, y[:, j], worse.get(n), bounds[n], n in linear) for j, n in enumerate(names)]
+
+    def transform_of(self, name: str) -> OutcomeTransform:
+        """The current transform of output ``name`` (identity before the first model)."""
+        return next((t for t in self.transforms if t.name == name), OutcomeTransform(name))
+
+    def threshold(self, name: str, value: float) -> float:
+        """A raw-unit bound or reference of ``name`` in the space the model works in."""
+        return float(self.transform_of(name).forward(np.array([value]))[0])
+
+    def reference_constraints(self) -> list:
+        """Each given objective reference as a feasibility weight (feasible where the objective beats it): the
+        threshold that steers qLogNParEGO and qLogNEI toward the region that beats the reference."""
+        names = self.problem.metric_names
+        out = []
+        for o in self.problem.objectives:
+            if o.reference is None:
+                continue
+
+            def g(z, j=names.index(o.name), thr=self.threshold(o.name, o.reference), sign=o.sign):
+                return sign * (thr - z[..., j])
+
+            out.append(g)
+        return out
+
     def constraints(self) -> list:
-        """Outcome constraints as callables on posterior samples, feasible where <= 0."""
+        """Outcome constraints as callables on posterior samples (in the transformed space), feasible where <= 0."""
         names = self.problem.metric_names
         out = []
         for c in self.problem.outcome_constraints:
+            coef = {n: a for n, a in c.coefficients.items() if a != 0}
+            if len(coef) == 1:  # a bound on one output: mapped by that output's transform
+                (n, a), = coef.items()
+                upper = (c.op in ("<=", "<")) == (a > 0)
+
+                def one(z, j=names.index(n), thr=self.threshold(n, c.rhs / a), upper=upper):
+                    return z[..., j] - thr if upper else thr - z[..., j]
+
+                out.append(one)
+                continue
+            # several outputs: they are modelled untransformed (see choose_transforms), so the raw form holds
             idx = [names.index(n) for n in c.coefficients]
             coef = list(c.coefficients.values())
             sign = 1.0 if c.op in ("<=", "<") else -1.0
@@ -178,15 +306,23 @@ class _Bayes(reflow.Optimizer):
         raise NotImplementedError(f"{type(self).__name__} must implement acquisition(model, x, y, pending)")
 
     def effort(self) -> tuple[int, int, int]:
-        """(restarts, raw samples, MC samples): the acquisition search grows with the number of parameters.
+        """(restarts, raw samples, MC samples): the acquisition search grows with the number of parameters and
+        shrinks with the number of trials.
 
         A 2-D problem needs little search and gets answers in a fraction of a second; in 6-D the optimum of
         the acquisition is narrower and worth more starting points (measured in benchmarks/optimizers.py).
+        Each acquisition evaluation costs more as trials accumulate (the posterior over the baseline, the
+        box decomposition of a longer Pareto front), so beyond ``FULL_EFFORT_UNTIL`` trials the default
+        restarts and raw samples shrink as ``sqrt(FULL_EFFORT_UNTIL / n)`` (at least 2 restarts and 64 raw
+        samples): the time per suggestion then grows under linearly (benchmarks/optimizer_cost.py). Values
+        given in the params are used as they are.
         """
         d = self.problem.dim
         p = self.params
-        return (p.num_restarts or min(20, 2 + d), p.raw_samples or int(min(1024, max(128, 64 * d))),
-                p.mc_samples or (64 if d <= 3 else 128))
+        shrink = min(1.0, math.sqrt(FULL_EFFORT_UNTIL / max(getattr(self, "_n_train", 0), 1)))
+        restarts = p.num_restarts or max(2, round(min(20, 2 + d) * shrink))
+        raw = p.raw_samples or max(64, int(min(1024, max(128, 64 * d)) * shrink))
+        return restarts, raw, p.mc_samples or (64 if d <= 3 else 128)
 
     def ask(self, n, ctx, pending=None):
         import torch
@@ -194,6 +330,7 @@ class _Bayes(reflow.Optimizer):
         self.device = torch.device(getattr(ctx, "device", "cpu") or "cpu")
         p = self.problem
         x, y, told = self._training()
+        self._n_train = len(x)
         self._draw_seed = int(np.random.default_rng([self.seed, told]).integers(2**31))
         if len(x) < 2:  # nothing to model yet (every trial so far failed): keep exploring
             unit = space_filling(p, n, self._draw_seed)
@@ -212,15 +349,23 @@ class _Bayes(reflow.Optimizer):
         import torch
 
         p = self.problem
+        self.transforms = self.choose_transforms(y)
+        text = summary(self.transforms)
+        if text != self._transform_text:
+            log.info("outcome transforms (%d trials): %s", len(y), text)
+            self._transform_text = text
+        yt = np.column_stack([t.forward(y[:, j]) for j, t in enumerate(self.transforms)])
+        yfit = np.column_stack([t.for_fit(y[:, j]) for j, t in enumerate(self.transforms)])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self._draw_seed)
-            model = self.fit(x, y)
+            model = self.fit(x, yfit)
             xp = None
             if pending is not None and pending.sizes.get("trial", 0):
                 xp = torch.as_tensor(p.encode({k: pending[k].values for k in p.space.names}), dtype=torch.double,
                                      device=self.device)
-            acqf, label = self.acquisition(model, torch.as_tensor(x, dtype=torch.double, device=self.device),
-                                           torch.as_tensor(y, dtype=torch.double, device=self.device), xp)
+            with _Warnings(self, "acquisition function"):
+                acqf, label = self.acquisition(model, torch.as_tensor(x, dtype=torch.double, device=self.device),
+                                               torch.as_tensor(yt, dtype=torch.double, device=self.device), xp)
             unit = self.optimize(acqf, n)
         ds = p.space.to_dataset(p.decode(unit))
         ds.attrs["acquisition"] = label
@@ -238,8 +383,7 @@ class _Bayes(reflow.Optimizer):
         kwargs = dict(q=q, num_restarts=restarts, raw_samples=raw,
                       options={"maxiter": self.params.maxiter, "batch_limit": 8},
                       inequality_constraints=ineq or None, equality_constraints=eq or None)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with _Warnings(self, "acquisition search"):
             if p.categorical_dims:
                 combos = self._category_combinations()
                 candidates, _ = optimize_acqf_mixed(acqf, bounds, fixed_features_list=combos, **kwargs)
@@ -262,36 +406,39 @@ class _Bayes(reflow.Optimizer):
 
 
 def log_nei(opt: _Bayes, model, x, y, pending):
-    """qLogNEI: the noisy expected improvement of the single objective (log form, Ament et al. 2023)."""
+    """qLogNEI: the noisy expected improvement of the single objective (log form, Ament et al. 2023); a given
+    reference is a feasibility weight, so while nothing beats it the search heads for the region that does."""
     from botorch.acquisition.logei import qLogNoisyExpectedImprovement
 
+    constraints = opt.constraints() + opt.reference_constraints()
     acqf = qLogNoisyExpectedImprovement(model, X_baseline=x, sampler=opt.sampler(), objective=opt.objective(),
-                                        constraints=opt.constraints() or None, X_pending=pending,
+                                        constraints=constraints or None, X_pending=pending,
                                         prune_baseline=True, cache_root=True)
     return acqf, "qLogNEI"
 
 
-def reference_point(opt: _Bayes, y):
-    """The hypervolume reference in the signed (maximized) objective space: the study's or inferred."""
+def reference_point(opt: _Bayes, y) -> list[float]:
+    """The hypervolume reference in the signed (maximized) transformed objective space: each given reference
+    mapped by its output's transform (kept even while no trial beats it: qLogNEHVI then rewards the posterior
+    mass beyond it, which steers the search there), the others inferred from the observed front."""
     import torch
     from botorch.utils.multi_objective.hypervolume import infer_reference_point
     from botorch.utils.multi_objective.pareto import is_non_dominated
 
     objs = opt.problem.objectives
     signed = y[:, :len(objs)] * torch.tensor([o.sign for o in objs], dtype=y.dtype, device=y.device)
+    given = [o.sign * opt.threshold(o.name, o.reference) if o.reference is not None else None for o in objs]
+    if all(g is not None for g in given):
+        return [float(g) for g in given]
     inferred = infer_reference_point(signed[is_non_dominated(signed)])
-    given = [o.sign * o.reference if o.reference is not None else None for o in objs]
-    ref = [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
-    beyond = torch.all(signed > torch.tensor(ref, dtype=y.dtype, device=y.device), dim=-1)
-    if not bool(beyond.any()):  # nothing beats the study's reference yet: aim for the observed front first
-        return [float(v) for v in inferred]
-    return ref
+    return [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
 
 
 def log_nehvi(opt: _Bayes, model, x, y, pending):
     """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021)."""
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 
+    kernels.fused_logehvi()  # BoTorch's C++ kernel when built; never a compile stall in an ask
     acqf = qLogNoisyExpectedHypervolumeImprovement(
         model, ref_point=reference_point(opt, y), X_baseline=x, sampler=opt.sampler(), objective=opt.objective(),
         constraints=opt.constraints() or None, X_pending=pending, prune_baseline=True, cache_root=True)
@@ -324,8 +471,9 @@ class QParEGO(_Bayes):
 
         if len(self.problem.objectives) == 1:
             return log_nei(self, model, x, y, pending)
+        constraints = self.constraints() + self.reference_constraints()
         acqf = qLogNParEGO(model, X_baseline=x, sampler=self.sampler(), objective=self.objective(),
-                           constraints=self.constraints() or None, X_pending=pending, prune_baseline=True)
+                           constraints=constraints or None, X_pending=pending, prune_baseline=True)
         return acqf, "qLogNParEGO"
 
 

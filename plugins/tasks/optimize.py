@@ -323,10 +323,12 @@ class _Loop:
         records: list[dict[str, Any]] = []
         k = min(n, max(self.initial - start, 0))
         if k:
+            t0 = time.perf_counter()
             unit, label = self._initial_rows(ids[:k])
             values = self.problem.decode(unit)
+            seconds = (time.perf_counter() - t0) / k  # a suggestion too: the timing metrics count every one
             records += [{"inputs": {name: _py(values[name][i]) for name in values}, "acquisition": label,
-                         "seconds": 0.0} for i in range(k)]
+                         "seconds": seconds} for i in range(k)]
         if n - k > 0:
             pend = self.dataset_of_inputs(pending + [{"trial": -1 - i, **r} for i, r in enumerate(records)])
             t0 = time.perf_counter()
@@ -404,9 +406,8 @@ class _Loop:
         feasible &= np.all(np.isfinite(values), axis=1)
         metrics: dict[str, Any] = {"evaluations": len(records), "failed": int((trials["status"] == "failed").sum()),
                                    "feasible": int(feasible.sum())}
-        suggest = trials["suggest_seconds"].values[trials["suggest_seconds"].values > 0]
-        if suggest.size:
-            metrics["seconds_per_suggestion"] = float(np.median(suggest))
+        metrics.update(suggestion_metrics(trials["suggest_seconds"].values))
+        metrics.update(self._model_report(trials))
         evaluation = np.arange(1, len(records) + 1)
         if len(problem.objectives) == 1:
             obj = problem.objectives[0]
@@ -429,6 +430,7 @@ class _Loop:
             metrics["hypervolume"] = float(hv[-1]) if len(hv) else 0.0
             metrics["pareto_points"] = int(len(front))
             trials.attrs["reference_point"] = [float(o.sign * r) for o, r in zip(problem.objectives, ref, strict=True)]
+        metrics.update(self._reference_report(values, feasible))
         import xarray as xr
 
         hist = xr.Dataset(history, coords={"evaluation": evaluation})
@@ -436,6 +438,55 @@ class _Loop:
         hist["initial"] = ("evaluation", np.array([a.startswith("initial design") for a in
                                                    trials["acquisition"].values], dtype=bool))
         return reflow.StageResult({"trials": trials, "best": chosen, "history": hist}, metrics)
+
+    def _reference_report(self, values: np.ndarray, feasible: np.ndarray) -> dict[str, Any]:
+        """Given references: ``trials_beating_reference`` (feasible trials better than every given reference),
+        and a warning line while none does (the hypervolume is then 0: the reference is never replaced)."""
+        objs = self.problem.objectives
+        given = [(j, o) for j, o in enumerate(objs) if o.reference is not None]
+        if not given:
+            return {}
+        beats = feasible.copy()
+        for j, o in given:
+            beats &= values[:, j] > o.sign * o.reference
+        n = int(beats.sum())
+        if not n and len(values):
+            refs = ", ".join(f"{o.name} {'<' if o.goal == 'min' else '>'} {o.reference:g}" for _, o in given)
+            self.ctx.logger.warning("stage %s: no feasible trial of %d beats the given reference (%s)%s; it is kept "
+                                    "as the reference and as the target the optimizer steers to", self.ctx.stage,
+                                    len(values), refs, ": hypervolume 0" if len(objs) > 1 else "")
+        return {"trials_beating_reference": n}
+
+    def _model_report(self, trials) -> dict[str, Any]:
+        """The Bayesian optimizer's report: each output's outcome transform (metrics and the trials' attrs) and
+        the count of numerical warnings (GPyTorch's "not p.d., added jitter" and the like)."""
+        report = getattr(self.optimizer, "report", None)
+        if not callable(report):
+            return {}
+        rep = report()
+        out: dict[str, Any] = {}
+        for name, t in rep.get("outcome_transforms", {}).items():
+            out[f"outcome_transform_{name}"] = t["kind"]
+            if name in trials:
+                trials[name].attrs.update(outcome_transform=t["kind"], outcome_transform_reason=t["reason"],
+                                          outcome_transform_winsorized=int(t.get("winsorized", 0)))
+        if rep.get("outcome_transforms"):
+            trials.attrs["outcome_transforms"] = "; ".join(
+                f"{n}: {t['kind']} ({t['reason']})" for n, t in rep["outcome_transforms"].items())
+        if "gp_numerical_warnings" in rep:
+            out["gp_numerical_warnings"] = int(rep["gp_numerical_warnings"])
+        return out
+
+
+def suggestion_metrics(seconds: np.ndarray) -> dict[str, float]:
+    """Median, mean and max seconds per suggestion over every suggestion (the initial design's too): the median
+    alone hides a slow first model-based ask. Trials asked before suggestions were timed (0 s) are left out."""
+    s = np.asarray(seconds, dtype=float)
+    s = s[np.isfinite(s) & (s > 0)]
+    if not s.size:
+        return {}
+    return {"seconds_per_suggestion": float(np.median(s)), "seconds_per_suggestion_mean": float(np.mean(s)),
+            "seconds_per_suggestion_max": float(np.max(s))}
 
 
 def recommend(trials, problem: OptimizationProblem, objective: str, verified=None) -> dict[str, Any]:
