@@ -185,8 +185,17 @@ class Parameter:
             return (int(self.low) + np.minimum(np.floor(u * n), n - 1)).astype(int)
         if self.kind == "categorical":
             idx = np.minimum(np.floor(u * len(self.choices)), len(self.choices) - 1).astype(int)
-            return np.array([self.choices[i] for i in idx], dtype=object)
-        return np.array([self.value] * u.shape[0], dtype=object if isinstance(self.value, str) else float)
+            return self._choice_array()[idx]
+        if isinstance(self.value, str):
+            return np.full(u.shape[0], self.value, dtype=object)
+        return np.full(u.shape[0], self.value, dtype=float)
+
+    def _choice_array(self) -> np.ndarray:
+        """The choices as an object array, indexed by level (a gather, not a Python loop per point)."""
+        out = np.empty(len(self.choices), dtype=object)
+        for i, choice in enumerate(self.choices):  # element by element: a list choice stays one element
+            out[i] = choice
+        return out
 
     def from_level(self, index: np.ndarray, n_levels: int) -> np.ndarray:
         """Map level indices 0..n_levels-1 (factorial designs) onto values spread over the factor."""
@@ -202,7 +211,7 @@ class Parameter:
             else:
                 pos = index.astype(int)
             if self.kind == "categorical":
-                return np.array([self.choices[i] for i in pos], dtype=object)
+                return self._choice_array()[pos]
             return int(self.low) + pos
         return self.from_unit(index / max(n_levels - 1, 1))
 

@@ -351,9 +351,9 @@ def test_classical_designs_need_a_varying_factor(design):
 
 
 def test_full_factorial_too_large_is_a_problem():
-    space = make_space(**{f"x{i}": {"low": 0.0, "high": 1.0} for i in range(12)})
+    space = make_space(**{f"x{i}": {"low": 0.0, "high": 1.0} for i in range(13)})
     problems = FullFactorial(levels=3).space_problems(space)
-    assert any(str(3**12) in p for p in problems), problems
+    assert any(f"{3**13:,}" in p for p in problems), problems
     assert FullFactorial(levels=2).space_problems(space) == []
 
 
@@ -388,3 +388,93 @@ def test_design_metadata():
     ds = LatinHypercube(samples=3).generate(make_space(a={"low": 0.0, "high": 1.0}), rng())
     assert ds.attrs["design"] == "LatinHypercube"
     assert math.isfinite(float(ds["a"].values.sum()))
+
+
+# ---- designs that scale -------------------------------------------------------------------------
+
+
+def lhs_strata_ok(u: np.ndarray) -> bool:
+    """One point per stratum per column of points in the unit cube."""
+    n = len(u)
+    strata = np.minimum(np.floor(u * n), n - 1).astype(np.int64)
+    return all(np.bincount(strata[:, j], minlength=n).max() == 1 for j in range(u.shape[1]))
+
+
+@pytest.mark.parametrize("design", [Sobol(samples=10**6), Halton(samples=10**6), RandomDesign(samples=10**6),
+                                    LatinHypercube(samples=10**6)], ids=lambda d: type(d).__name__)
+def test_a_million_points(design):
+    """Every space-filling design draws 10^6 points over a mixed space (no per-point Python loop, no n^2
+    optimization: it used to take minutes for LHS)."""
+    space = make_space(**MIXED)
+    ds = design.generate(space, rng(4))
+    assert ds.sizes["trial"] == 10**6
+    assert set(ds["underfill"].values[:1000].tolist()) == {"UF-A", "UF-B", "UF-C"}
+    assert ds["underfill"].dtype.kind == "U"
+    assert np.all(ds["delta_t_k"].values == -200)
+    x = ds["thickness_mm"].values
+    assert x.min() >= 0.1 and x.max() <= 0.8 and abs(x.mean() - 0.45) < 0.01
+    if isinstance(design, LatinHypercube):
+        p = space.by_name["thickness_mm"]
+        assert lhs_strata_ok(((x - p.low) / (p.high - p.low))[:, None])
+
+
+def test_full_factorial_of_a_million_points():
+    """A factorial is sized by its factors: 10 levels of 6 factors is 10^6 points, built as arrays."""
+    space = make_space(**{f"x{i}": {"low": 0.0, "high": 1.0} for i in range(5)}, uf={"choices": list("ABCDEFGHIJ")})
+    design = FullFactorial(levels=10)
+    assert design.space_problems(space) == []
+    ds = design.generate(space, rng())
+    assert ds.sizes["trial"] == 10**6
+    assert ds["uf"].values[:11].tolist() == list("ABCDEFGHIJA")  # the last factor varies fastest
+    assert ds["x4"].values[::10][:11].tolist() == pytest.approx([i / 9 for i in range(10)] + [0.0])
+    assert len(np.unique(np.column_stack([ds[f"x{i}"].values for i in range(5)]), axis=0)) == 10**5
+
+
+def test_lhs_above_the_limit_is_decorrelated_not_optimized(monkeypatch):
+    """Above optimize_limit scipy's n^2 random-cd is not called; the cheap decorrelation keeps a valid LHS."""
+    from scipy.stats import qmc
+
+    asked = []
+    real = qmc.LatinHypercube
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("optimization"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(qmc, "LatinHypercube", spy)
+    space = make_space(**NUMERIC3)
+    big = LatinHypercube(samples=3000).generate(space, rng(8))
+    small = LatinHypercube(samples=40).generate(space, rng(8))
+    assert asked == [None, "random-cd"]
+    assert big.attrs["optimization"] == "decorrelate" and small.attrs["optimization"] == "random-cd"
+    assert LatinHypercube(samples=3000, optimize_limit=5000).method == "random-cd"
+    assert LatinHypercube(samples=600, optimization="lloyd").method == "decorrelate"
+    assert LatinHypercube(samples=30, optimization=None).method is None
+    u = np.column_stack([(big[n].values - s["low"]) / (s["high"] - s["low"]) for n, s in NUMERIC3.items()])
+    assert lhs_strata_ok(u)
+
+
+def test_decorrelate_keeps_the_strata_and_removes_correlation():
+    from reflow.plugins.optimize.designs import decorrelate
+    from scipy.stats import qmc
+
+    for seed in range(3):
+        u = qmc.LatinHypercube(5, optimization=None, seed=seed).random(2000)
+        v = decorrelate(u)
+        assert lhs_strata_ok(v)
+        for j in range(5):  # the same values in each column, paired differently
+            assert np.array_equal(np.sort(u[:, j]), np.sort(v[:, j]))
+        off = ~np.eye(5, dtype=bool)
+        before = np.abs(np.corrcoef(u, rowvar=False)[off]).max()
+        after = np.abs(np.corrcoef(v, rowvar=False)[off]).max()
+        assert after < 0.5 * before and after < 0.02, (before, after)
+    with pytest.raises(ValueError, match="Latin hypercube"):
+        decorrelate(np.random.default_rng(0).random((100, 3)))
+
+
+def test_decorrelated_lhs_is_reproducible():
+    space = make_space(**NUMERIC3)
+    a = LatinHypercube(samples=800).generate(space, rng(1))
+    b = LatinHypercube(samples=800).generate(space, rng(1))
+    assert a.attrs["optimization"] == "decorrelate"
+    assert all(np.array_equal(a[n].values, b[n].values) for n in NUMERIC3)
