@@ -30,7 +30,7 @@ LOG_DECADES = 2.0
 """Decades (log10 of max/min) a positive output must span to be modelled in log space."""
 FAR_OUT = 3.0
 """Tukey's far-out fence, in interquartile ranges beyond the quartiles: beyond it a value is an outlier."""
-MIN_VALUES = 5
+MIN_VALUES = 8
 """Values needed to judge an output's distribution."""
 
 
