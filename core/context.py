@@ -71,7 +71,8 @@ class RunContext:
         run: the run (folder, study, manifest).
         stage: this stage's name.
         seed: this stage's seed (from the study seed and the stage name).
-        device: the resolved device string ("cpu", "cuda", "cuda:1").
+        device: the resolved device string ("cpu", "cuda", "cuda:1"); given as ``"auto"`` it is resolved
+            (torch imported) when first read, so a stage that never reads it never imports torch.
         folder: this stage's folder in the run; outputs and plots go here.
         study_dir: the folder relative paths in the study resolve against.
         quiet: no progress bars.
@@ -126,6 +127,35 @@ class RunContext:
         """``with ctx.progress(total=n, description="...") as bar: ... bar.advance()``."""
         return _Progress(total, description or self.stage, self.quiet)
 
+    def _get_device(self) -> str:
+        """The resolved device; ``auto`` is resolved (torch imported) only here, at a stage's first use."""
+        if self._device == "auto":
+            resolve = getattr(self.run, "resolve_device", None)
+            if callable(resolve):
+                self._device = resolve()
+            else:
+                from reflow.device import resolve_device
+
+                self._device = resolve_device("auto")
+        return self._device
+
+    def _set_device(self, value: str) -> None:
+        self._device = value
+
+    def wants_trial_batches(self) -> bool:
+        """Does a plugin implement ``on_trial_batch``? Why: building each batch's dataset costs more than a
+        vectorized evaluation of it, so tasks build them only for a listener."""
+        if self.run is None:
+            return False
+        from reflow.registry import get_plugin_manager
+
+        return bool(get_plugin_manager().hook.on_trial_batch.get_hookimpls())
+
     def trial_batch(self, trials: xr.Dataset) -> None:
         """Tell lifecycle hooks that a batch of trials was stored."""
         self.run.hook("on_trial_batch", stage=self.stage, trials=trials)
+
+
+# ``device`` is a dataclass field (so ``RunContext(device=...)`` keeps working) read through a property, so that
+# ``auto`` is resolved lazily: the generated __init__ assigns through the setter.
+RunContext.device = property(RunContext._get_device, RunContext._set_device)  # type: ignore[assignment]

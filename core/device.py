@@ -1,6 +1,7 @@
 """The study's device: ``auto`` picks a CUDA GPU when torch sees one, else the CPU.
 
-torch is imported only when a CUDA device is asked for or ``auto`` has to look, and only if installed.
+torch is imported only when a CUDA device is asked for or ``auto`` has to look (when a stage first reads
+``ctx.device``), and only if installed.
 """
 
 from __future__ import annotations
@@ -8,6 +9,18 @@ from __future__ import annotations
 import importlib.util
 
 from reflow.errors import UserInputError
+
+
+def resolve_now(spec: str) -> str:
+    """The device to record when a run starts: ``auto`` stays ``auto`` (resolved by :func:`resolve_device` when a
+    stage first asks for ``ctx.device``) unless torch is imported already; anything else is checked now, so a
+    ``cuda`` that does not exist is a user error before any stage runs. Why: importing torch costs seconds, and
+    a study that runs no torch code (a DOE over a closed form) should not pay them."""
+    import sys
+
+    if spec == "auto" and "torch" not in sys.modules:
+        return "auto"
+    return resolve_device(spec)
 
 
 def torch_available() -> bool:

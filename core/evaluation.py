@@ -165,16 +165,24 @@ def _run_trial(evaluator: Any, row: dict[str, Any]) -> dict[str, Any]:
     return run_step(evaluator, row)
 
 
-def design_rows(designs: xr.Dataset) -> list[tuple[int, dict[str, Any]]]:
-    """(trial id, {input: python scalar}) for every trial of a design dataset."""
+def design_columns(designs: xr.Dataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """(trial ids, {input: column}) of a design dataset: the columns as numpy arrays, no per-trial work."""
     dim = "trial" if "trial" in designs.dims else next(iter(designs.dims))
     ids = designs[dim].values if dim in designs.coords else np.arange(designs.sizes[dim])
     names = [n for n in designs.data_vars if designs[n].dims == (dim,)]
-    columns = {n: designs[n].values for n in names}
-    rows = []
-    for i, tid in enumerate(ids):
-        rows.append((int(tid), {n: _scalar(columns[n][i]) for n in names}))
-    return rows
+    return np.asarray(ids, dtype=np.int64), {n: np.asarray(designs[n].values) for n in names}
+
+
+def design_rows(designs: xr.Dataset) -> list[tuple[int, dict[str, Any]]]:
+    """(trial id, {input: python scalar}) for every trial of a design dataset."""
+    ids, columns = design_columns(designs)
+    return _rows(ids, columns)
+
+
+def _rows(ids: np.ndarray, columns: Mapping[str, np.ndarray]) -> list[tuple[int, dict[str, Any]]]:
+    names = list(columns)
+    lists = [columns[n].tolist() for n in names]  # python scalars, converted once per column
+    return [(tid, dict(zip(names, values, strict=True))) for tid, *values in zip(ids.tolist(), *lists, strict=True)]
 
 
 def _scalar(v: Any) -> Any:
@@ -186,117 +194,407 @@ def _scalar(v: Any) -> Any:
 TrialRecord = dict[str, Any]
 
 
+class TrialTable:
+    """Trials as columns (ids, inputs, outputs, error, batch, times): what a vectorized chunk produces.
+
+    Why: a batch evaluated as arrays stays arrays up to the journal lines and the trials dataset, so no per-trial
+    dicts are built except the journal's text. ``error`` is ``""`` for a trial that succeeded; the outputs of a
+    failed trial are NaN (or ``""`` for a categorical output).
+    """
+
+    def __init__(self, ids: np.ndarray, inputs: dict[str, np.ndarray], outputs: dict[str, np.ndarray],
+                 error: np.ndarray, batch: np.ndarray, started: np.ndarray, finished: np.ndarray,
+                 ok: np.ndarray | None = None):
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.inputs = inputs
+        self.outputs = outputs
+        self.error = np.asarray(error, dtype=object)
+        self.batch = np.asarray(batch, dtype=np.int64)
+        self.started = np.asarray(started, dtype=float)
+        self.finished = np.asarray(finished, dtype=float)
+        self.ok = self.error == "" if ok is None else np.asarray(ok, dtype=bool)
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    @classmethod
+    def from_records(cls, records: list[TrialRecord], input_names: list[str] | None = None,
+                     output_names: list[str] | None = None) -> TrialTable:
+        """Journal records (dicts) -> columns; one pass per column."""
+        if input_names is None:
+            input_names = list(dict.fromkeys(k for r in records for k in r["inputs"]))
+        if output_names is None:
+            output_names = list(dict.fromkeys(k for r in records for k in r["outputs"]))
+        inputs = {n: _column([r["inputs"].get(n) for r in records]) for n in input_names}
+        outputs = {n: _column([r["outputs"].get(n) for r in records]) for n in output_names}
+        error = np.empty(len(records), dtype=object)
+        error[:] = [r.get("error") or "" for r in records]
+        ok = np.array([r["status"] == "ok" for r in records], dtype=bool)
+        return cls(np.array([r["trial"] for r in records], dtype=np.int64), inputs, outputs, error,
+                   np.array([r.get("batch", 0) for r in records], dtype=np.int64),
+                   np.array([r["started"] for r in records], dtype=float),
+                   np.array([r["finished"] for r in records], dtype=float), ok)
+
+    @staticmethod
+    def concat(tables: list[TrialTable]) -> TrialTable:
+        """One table from several (columns a table lacks are NaN or ``""`` there), sorted by trial id."""
+        tables = [t for t in tables if len(t)] or tables[:1]
+        if not tables:
+            return TrialTable(np.zeros(0, np.int64), {}, {}, np.zeros(0, object), np.zeros(0, np.int64),
+                              np.zeros(0), np.zeros(0))
+
+        def join(part: str) -> dict[str, np.ndarray]:
+            names = list(dict.fromkeys(n for t in tables for n in getattr(t, part)))
+            out = {}
+            for n in names:
+                cols = [getattr(t, part).get(n) for t in tables]
+                text = any(c is not None and c.dtype.kind in "USO" for c in cols)
+                filled = [c if c is not None else np.full(len(t), "" if text else np.nan, dtype=object if text
+                                                          else float) for c, t in zip(cols, tables, strict=True)]
+                out[n] = _column_array(np.concatenate([c.astype(object) if text else c for c in filled]))
+            return out
+
+        ids = np.concatenate([t.ids for t in tables])
+        order = np.argsort(ids, kind="stable")
+        table = TrialTable(ids, join("inputs"), join("outputs"), np.concatenate([t.error for t in tables]),
+                           np.concatenate([t.batch for t in tables]), np.concatenate([t.started for t in tables]),
+                           np.concatenate([t.finished for t in tables]), np.concatenate([t.ok for t in tables]))
+        return table.take(order)
+
+    def take(self, index: np.ndarray) -> TrialTable:
+        return TrialTable(self.ids[index], {n: c[index] for n, c in self.inputs.items()},
+                          {n: c[index] for n, c in self.outputs.items()}, self.error[index], self.batch[index],
+                          self.started[index], self.finished[index], self.ok[index])
+
+    def records(self) -> list[TrialRecord]:
+        """One journal record per trial (the format :func:`records_to_dataset` and resume read)."""
+        in_names, out_names = list(self.inputs), list(self.outputs)
+        in_rows = zip(*[self.inputs[n].tolist() for n in in_names], strict=True) if in_names else None
+        out_lists = [self.outputs[n].tolist() for n in out_names]
+        out_rows = zip(*out_lists, strict=True) if out_names else None
+        records = []
+        for tid, error, ok, batch, started, finished in zip(
+                self.ids.tolist(), self.error.tolist(), self.ok.tolist(), self.batch.tolist(),
+                self.started.tolist(), self.finished.tolist(), strict=True):
+            inputs = dict(zip(in_names, next(in_rows), strict=True)) if in_rows is not None else {}
+            outs = next(out_rows) if out_rows is not None else ()
+            records.append({
+                "trial": tid, "inputs": inputs,
+                "outputs": dict(zip(out_names, outs, strict=True)) if ok else {},
+                "status": "ok" if ok else "failed", "error": error,
+                "batch": batch, "started": started, "finished": finished,
+            })
+        return records
+
+    def to_dataset(self, input_names: list[str] | None = None, output_names: list[str] | None = None,
+                   units: dict[str, str] | None = None) -> xr.Dataset:
+        """The trials dataset of DESIGN.md (dim ``trial``; params, metrics, status, error, batch, times)."""
+        import xarray as xr
+
+        units = units or {}
+        n = len(self)
+        data: dict[str, Any] = {}
+        for name in self.inputs if input_names is None else input_names:
+            col = self.inputs.get(name)
+            data[name] = ("trial", col if col is not None else np.full(n, np.nan),
+                          {"units": units.get(name, ""), "role": "parameter"})
+        for name in self.outputs if output_names is None else output_names:
+            col = self.outputs.get(name)
+            col = np.full(n, np.nan) if col is None else col
+            if not self.ok.all() and col.dtype.kind == "f":
+                col = np.where(self.ok, col, np.nan)
+            data[name] = ("trial", col, {"units": units.get(name, ""), "role": "metric"})
+        data["status"] = ("trial", np.where(self.ok, "ok", "failed").astype(str))
+        data["error"] = ("trial", self.error.astype(str))
+        data["batch"] = ("trial", self.batch)
+        data["started"] = ("trial", (self.started * 1e9).astype("int64").astype("datetime64[ns]"))
+        data["finished"] = ("trial", (self.finished * 1e9).astype("int64").astype("datetime64[ns]"))
+        return xr.Dataset(data, coords={"trial": self.ids})
+
+
 def evaluate_trials(evaluator: Any, designs: xr.Dataset | list[tuple[int, dict[str, Any]]], ctx: RunContext,
                     *, on_done: Callable[[list[TrialRecord]], None] | None = None,
                     timeout: float | None = None, batch: int = 0, bar: Any = None) -> list[TrialRecord]:
     """Evaluate trials through ``ctx.executor``; return one record per trial, failures included.
 
     Per-trial evaluators and pipelines run trial by trial and ``on_done`` sees each finished trial at
-    once; a pipeline with a batch step runs step by step and ``on_done`` sees the batch at its end.
+    once; a pipeline with a vectorized step (``evaluate_arrays``, or a batch ``evaluate``) runs step by step
+    on the whole lot as arrays and ``on_done`` sees it at its end.
     """
     rows = design_rows(designs) if not isinstance(designs, list) else designs
     if not rows:
         return []
     if timeout is None:
         timeout = ctx.timeout
-    records: list[TrialRecord] = []
-
-    def finish(recs: list[TrialRecord]) -> None:
-        records.extend(recs)
+    if is_vectorized(evaluator):
+        ids = np.array([tid for tid, _ in rows], dtype=np.int64)
+        names = list(dict.fromkeys(k for _, row in rows for k in row))
+        columns = {n: _column([row.get(n) for _, row in rows]) for n in names}
+        records = evaluate_columns(evaluator, ids, columns, ctx, timeout=timeout, batch=batch).records()
         if on_done is not None:
-            on_done(recs)
-
-    if not _has_batch_step(evaluator):
-        items = [(evaluator, row) for _, row in rows]
-        with contextlib.ExitStack() as stack:
-            if bar is None:
-                bar = stack.enter_context(ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating"))
-            for i, outcome in ctx.executor.map(_run_trial, items, timeout):
-                tid, row = rows[i]
-                finish([_record(tid, row, outcome.value, outcome.error, outcome.started, outcome.finished,
-                                batch)])
-                bar.advance()
+            on_done(records)
+        if bar is not None:
+            bar.advance(len(rows))
         return records
-    finish(_evaluate_stepwise(evaluator, rows, ctx, timeout, batch))
-    if bar is not None:
-        bar.advance(len(rows))
+    return _evaluate_each(evaluator, rows, ctx, timeout, np.full(len(rows), batch), on_done, bar)
+
+
+def _evaluate_each(evaluator: Any, rows: list[tuple[int, dict[str, Any]]], ctx: RunContext,
+                   timeout: float | None, batches: np.ndarray, on_done: Callable[[list[TrialRecord]], None] | None,
+                   bar: Any) -> list[TrialRecord]:
+    """Trial by trial through the executor (which sends chunks of them to its workers); ``on_done`` sees each
+    trial as soon as it finishes, so a kill loses only the evaluations running at that moment."""
+    records: list[TrialRecord] = []
+    items = [(evaluator, row) for _, row in rows]
+    with contextlib.ExitStack() as stack:
+        if bar is None:
+            bar = stack.enter_context(ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating"))
+        for i, outcome in ctx.executor.map(_run_trial, items, timeout):
+            tid, row = rows[i]
+            rec = _record(tid, row, outcome.value, outcome.error, outcome.started, outcome.finished,
+                          int(batches[i]))
+            records.append(rec)
+            if on_done is not None:
+                on_done([rec])
+            bar.advance()
     return records
 
 
-def _has_batch_step(evaluator: Any) -> bool:
-    return evaluator.is_batch
+def _steps(evaluator: Any) -> tuple[list[Any], list[str]]:
+    if isinstance(evaluator, Pipeline):
+        return evaluator.steps, evaluator.labels
+    return [evaluator], [type(evaluator).__name__]
 
 
-def _evaluate_stepwise(evaluator: Any, rows: list[tuple[int, dict[str, Any]]], ctx: RunContext,
-                       timeout: float | None, batch: int) -> list[TrialRecord]:
-    steps = evaluator.steps if isinstance(evaluator, Pipeline) else [evaluator]
-    labels = evaluator.labels if isinstance(evaluator, Pipeline) else [type(evaluator).__name__]
+def _step_is_columnar(step: Any) -> bool:
+    return bool(step.is_batch) or callable(getattr(step, "evaluate_arrays", None))
+
+
+def is_vectorized(evaluator: Any) -> bool:
+    """Does any step of ``evaluator`` work on whole columns (``evaluate_arrays``, or a batch ``evaluate``)?
+
+    Then the pipeline runs step by step over a chunk of trials as arrays; otherwise trial by trial.
+    """
+    return any(_step_is_columnar(s) for s in _steps(evaluator)[0])
+
+
+def evaluate_columns(evaluator: Any, ids: np.ndarray, columns: dict[str, np.ndarray], ctx: RunContext, *,
+                     timeout: float | None = None, batch: int | np.ndarray = 0) -> TrialTable:
+    """Evaluate a chunk of trials given as columns, step by step; one failing row fails only its trial.
+
+    A step with ``evaluate_arrays`` gets its inputs as arrays; a row it returns as NaN/inf (or every row, if it
+    raises) is evaluated again through ``evaluate_one``, so that trial's error is the per-trial one, located
+    in the plugin. A batch step (``evaluate`` overridden) gets an ``xarray.Dataset`` of the rows still alive.
+    A per-trial step runs row by row through the executor.
+    """
+    steps, labels = _steps(evaluator)
+    n = int(ids.size)
     started = time.time()
-    alive = {tid: dict(row) for tid, row in rows}
-    outputs: dict[int, dict[str, Any]] = {tid: {} for tid, _ in rows}
-    errors: dict[int, str] = {}
+    ns: dict[str, np.ndarray] = dict(columns)
+    error = np.full(n, "", dtype=object)
+    out_names: list[str] = []
     prefix = len(steps) > 1
     for label, step in zip(labels, steps, strict=True):
-        ids = list(alive)
-        if not ids:
+        alive = np.flatnonzero(error == "")
+        if not alive.size:
             break
         tag = f"step {label!r}: " if prefix else ""
-        if step.is_batch:
-            results = _batch_step(step, ids, alive, ctx, timeout)
-        else:
-            items = [(step, alive[t]) for t in ids]
-            results = {}
-            for i, outcome in ctx.executor.map(run_step, items, timeout):
-                results[ids[i]] = (outcome.value, outcome.error)
-        for tid, (value, error) in results.items():
-            if error is not None:
-                errors[tid] = tag + error
-                alive.pop(tid)
-            else:
-                alive[tid].update(value)
-                outputs[tid].update(value)
+        values, errors = _step_columns(step, ids, alive, ns, ctx, timeout)
+        for pos, err in errors.items():
+            error[pos] = tag + err
+        for name, col in values.items():
+            ns[name] = _merge(ns.get(name), col, alive, n)
+            if name not in out_names:
+                out_names.append(name)
     finished = time.time()
-    return [_record(tid, row, outputs[tid] if tid not in errors else None, errors.get(tid), started,
-                    finished, batch) for tid, row in rows]
+    batches = np.broadcast_to(np.asarray(batch, dtype=np.int64), (n,)).copy()
+    return TrialTable(ids, dict(columns), {k: ns[k] for k in out_names}, error, batches,
+                      np.full(n, started), np.full(n, finished))
 
 
-def _batch_step(step: Evaluator, ids: list[int], alive: dict[int, dict[str, Any]], ctx: RunContext,
-                timeout: float | None) -> dict[int, tuple[Any, str | None]]:
+def _merge(old: np.ndarray | None, col: np.ndarray, alive: np.ndarray, n: int) -> np.ndarray:
+    """A full-length column with ``col`` at the positions ``alive`` (NaN or "" elsewhere)."""
+    text = col.dtype.kind in "USO"
+    if old is not None and old.shape == (n,) and (old.dtype.kind in "USO") == text:
+        full = old.astype(object if text else float, copy=True)
+    else:
+        full = np.full(n, "" if text else np.nan, dtype=object if text else float)
+    full[alive] = col
+    return full
+
+
+def _step_args(step: Any, ns: Mapping[str, np.ndarray], alive: np.ndarray) -> dict[str, np.ndarray]:
+    """The input columns ``step`` takes (rows ``alive``), its declared defaults for the rest."""
+    if step.accepts_any_inputs:
+        return {k: v[alive] for k, v in ns.items()}
+    args: dict[str, np.ndarray] = {}
+    missing = []
+    for v in step.input_variables():
+        if v.name in ns:
+            args[v.name] = ns[v.name][alive]
+        elif v.default is not None:
+            args[v.name] = np.full(alive.size, v.default)
+        else:
+            missing.append(v.name)
+    if missing:
+        raise EvaluationError(f"missing inputs {', '.join(missing)} (no default; add them to the space)")
+    return args
+
+
+def _step_columns(step: Any, ids: np.ndarray, alive: np.ndarray, ns: Mapping[str, np.ndarray], ctx: RunContext,
+                  timeout: float | None) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """One step over the rows ``alive``: (output columns for those rows, {row position: error})."""
+    try:
+        args = _step_args(step, ns, alive)
+    except Exception as exc:
+        return {}, {int(p): str(exc) for p in alive}
+    if callable(getattr(step, "evaluate_arrays", None)):
+        return _array_step(step, alive, args, timeout)
+    if step.is_batch:
+        return _batch_step(step, ids, alive, args, ctx, timeout)
+    rows = [row for _, row in _rows(ids[alive], args)]
+    results: dict[int, tuple[Any, str | None]] = {}
+    for i, outcome in ctx.executor.map(run_step, [(step, r) for r in rows], timeout):
+        results[i] = (outcome.value, outcome.error)
+    return _gather(step, alive, results)
+
+
+def _gather(step: Any, alive: np.ndarray, results: Mapping[int, tuple[Any, str | None]]
+            ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """Per-row results ({index in alive: (outputs or None, error)}) -> output columns and errors."""
+    names = [v.name for v in step.output_variables()]
+    for value, _ in results.values():
+        if value:
+            names += [k for k in value if k not in names]
+    errors: dict[int, str] = {}
+    cols: dict[str, list[Any]] = {k: [None] * alive.size for k in names}
+    for i in range(alive.size):
+        value, error = results.get(i, (None, "no result"))
+        if error is not None:
+            errors[int(alive[i])] = error
+            continue
+        for k, v in value.items():
+            cols[k][i] = v
+    return {k: _column(v) for k, v in cols.items()}, errors
+
+
+def _array_step(step: Any, alive: np.ndarray, args: dict[str, np.ndarray], timeout: float | None
+                ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """``evaluate_arrays`` on the whole chunk; rows it cannot give (NaN, inf, or all when it raises) go through
+    ``evaluate_one`` one by one, which gives them their value or their own error with the plugin's location."""
+    names = [v.name for v in step.output_variables()]
+    m = alive.size
+    try:
+        with np.errstate(all="ignore"):
+            raw = step.evaluate_arrays(args)
+        cols = {k: np.broadcast_to(np.asarray(raw[k], dtype=float), (m,)).copy() for k in names}
+        redo = np.zeros(m, dtype=bool)
+        for col in cols.values():
+            redo |= ~np.isfinite(col)
+    except Exception:  # noqa: BLE001 - every row is tried on its own, and fails with its own error
+        cols = {k: np.full(m, np.nan) for k in names}
+        redo = np.ones(m, dtype=bool)
+    errors: dict[int, str] = {}
+    if redo.any():
+        rows = _rows(np.flatnonzero(redo), {k: v[redo] for k, v in args.items()})
+        for (i, row) in rows:
+            outcome = call_safely(run_step, (step, row), timeout)
+            if outcome.error is not None:
+                errors[int(alive[i])] = outcome.error
+                continue
+            for k in names:
+                cols[k][i] = outcome.value[k]
+    return cols, errors
+
+
+def _batch_step(step: Any, ids: np.ndarray, alive: np.ndarray, args: dict[str, np.ndarray], ctx: RunContext,
+                timeout: float | None) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """A batch ``evaluate`` on the rows ``alive`` as one Dataset; its result checked as columns."""
     import xarray as xr
 
-    try:
-        table = {n: [step_inputs(step, alive[t])[n] for t in ids] for n in step_inputs(step, alive[ids[0]])}
-    except Exception as exc:
-        return {t: (None, str(exc)) for t in ids}
-    ds = xr.Dataset({n: ("trial", np.asarray(v)) for n, v in table.items()}, coords={"trial": ids})
-    outcome = call_safely(step.evaluate, (ds, ctx), timeout)
+    tids = ids[alive]
+    every = {int(p) for p in alive}
+
+    def all_fail(message: str) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+        return {}, dict.fromkeys(every, message)
+
+    ds = xr.Dataset({n: ("trial", v) for n, v in args.items()}, coords={"trial": tids})
+    outcome = call_safely(step.evaluate, (ds, ctx), None if timeout is None else timeout * max(1, tids.size))
     if not outcome.ok:
-        return {t: (None, f"batch failed: {outcome.error}") for t in ids}
+        return all_fail(f"batch failed: {outcome.error}")
     result = outcome.value
     if not isinstance(result, xr.Dataset):
-        return {t: (None, f"a batch evaluator must return an xarray.Dataset, got {type(result).__name__}")
-                for t in ids}
+        return all_fail(f"a batch evaluator must return an xarray.Dataset, got {type(result).__name__}")
     if "trial" not in result.indexes:  # rows in the order given: label them, never match by position later
-        if result.sizes.get("trial") != len(ids):
-            return {t: (None, f"the batch result has {result.sizes.get('trial', 0)} rows on dim 'trial' "
-                              f"for {len(ids)} trials") for t in ids}
-        result = result.assign_coords(trial=ids)
+        if result.sizes.get("trial") != tids.size:
+            return all_fail(f"the batch result has {result.sizes.get('trial', 0)} rows on dim 'trial' "
+                            f"for {tids.size} trials")
+        result = result.assign_coords(trial=tids)
     declared = [v.name for v in step.output_variables()]
     names = declared or [n for n in result.data_vars if n not in ("status", "error") and n not in ds.data_vars]
-    out: dict[int, tuple[Any, str | None]] = {}
-    for t in ids:
+    present = [n for n in names if n in result]
+    try:
+        labels = np.asarray(result["trial"].values)
+        where = {int(t): i for i, t in enumerate(labels.tolist())}
+    except (TypeError, ValueError):
+        return all_fail("the batch result's 'trial' labels are not trial ids")
+    if len(where) != labels.size:
+        return all_fail("the batch result has a trial more than once")
+    index = np.array([where.get(int(t), -1) for t in tids.tolist()], dtype=np.int64)
+    errors: dict[int, str] = {}
+    for pos, k in zip(alive.tolist(), index.tolist(), strict=True):
+        if k < 0:
+            errors[pos] = "the batch result has no row for this trial"
+    if len(present) < len(names):  # a declared output missing: the message check_outputs gives, for every row
         try:
-            sel = result.sel(trial=t)
-            row_status = str(sel["status"].values) if "status" in result else "ok"
-            if row_status == "failed":
-                out[t] = (None, str(sel["error"].values) if "error" in result else "failed")
-                continue
-            values = {n: _scalar(sel[n].values) for n in names if n in result}
-            out[t] = (check_outputs(step, values), None)
+            check_outputs(step, dict.fromkeys([*present, *[n for n in result.data_vars if n not in names]], 0.0))
+        except EvaluationError as exc:
+            exc.location = source_location(step)
+            return all_fail(describe(exc))
+    if "status" in result:
+        status = np.asarray(result["status"].values).astype(str)
+        msgs = np.asarray(result["error"].values).astype(str) if "error" in result else None
+        for pos, k in zip(alive.tolist(), index.tolist(), strict=True):
+            if k >= 0 and status[k] == "failed" and pos not in errors:
+                errors[pos] = str(msgs[k]) if msgs is not None else "failed"
+    take = np.where(index < 0, 0, index)
+    cols: dict[str, np.ndarray] = {}
+    numeric = not any(v.choices for v in step.output_variables())
+    for n in names:
+        raw = np.asarray(result[n].values)
+        if raw.shape != labels.shape or not numeric or raw.dtype.kind not in "biuf":
+            return _batch_rows(step, alive, names, result, index, errors)
+        cols[n] = raw[take].astype(float)
+    bad = np.zeros(alive.size, dtype=bool)
+    for col in cols.values():
+        bad |= ~np.isfinite(col)
+    for i in np.flatnonzero(bad).tolist():
+        pos = int(alive[i])
+        if pos in errors:
+            continue
+        try:
+            check_outputs(step, {n: cols[n][i] for n in names})
+        except EvaluationError as exc:
+            exc.location = source_location(step)
+            errors[pos] = describe(exc)
+    return cols, errors
+
+
+def _batch_rows(step: Any, alive: np.ndarray, names: list[str], result: xr.Dataset, index: np.ndarray,
+                errors: dict[int, str]) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+    """The row-by-row check of a batch result whose outputs are not plain number columns (text, categories)."""
+    results: dict[int, tuple[Any, str | None]] = {}
+    columns = {n: np.asarray(result[n].values) for n in names}
+    for i, (pos, k) in enumerate(zip(alive.tolist(), index.tolist(), strict=True)):
+        if pos in errors:
+            results[i] = (None, errors[pos])
+            continue
+        try:
+            results[i] = (check_outputs(step, {n: _scalar(columns[n][k]) for n in names}), None)
         except Exception as exc:
             exc.location = source_location(step)
-            out[t] = (None, describe(exc))
-    return out
+            results[i] = (None, describe(exc))
+    return _gather(step, alive, results)
 
 
 def _record(tid: int, row: dict[str, Any], outputs: dict[str, Any] | None, error: str | None,
@@ -311,35 +609,27 @@ def _record(tid: int, row: dict[str, Any], outputs: dict[str, Any] | None, error
 def records_to_dataset(records: list[TrialRecord], input_names: list[str] | None = None,
                        output_names: list[str] | None = None, units: dict[str, str] | None = None):
     """Trial records -> the trials dataset of DESIGN.md (dim ``trial``; params, metrics, status, ...)."""
-    import xarray as xr
-
-    records = sorted(records, key=lambda r: r["trial"])
-    units = units or {}
-    if input_names is None:
-        input_names = list(dict.fromkeys(k for r in records for k in r["inputs"]))
-    if output_names is None:
-        output_names = list(dict.fromkeys(k for r in records for k in r["outputs"]))
-    ids = np.array([r["trial"] for r in records], dtype=int)
-    data: dict[str, Any] = {}
-    for name in input_names:
-        vals = [r["inputs"].get(name) for r in records]
-        data[name] = ("trial", _column(vals), {"units": units.get(name, ""), "role": "parameter"})
-    for name in output_names:
-        vals = [r["outputs"].get(name, np.nan) for r in records]
-        data[name] = ("trial", _column(vals), {"units": units.get(name, ""), "role": "metric"})
-    data["status"] = ("trial", np.array([r["status"] for r in records], dtype=str))
-    data["error"] = ("trial", np.array([r["error"] for r in records], dtype=str))
-    data["batch"] = ("trial", np.array([r.get("batch", 0) for r in records], dtype=int))
-    for key in ("started", "finished"):
-        stamps = np.array([int(r[key] * 1e9) for r in records], dtype="int64").astype("datetime64[ns]")
-        data[key] = ("trial", stamps)
-    return xr.Dataset(data, coords={"trial": ids})
+    return TrialTable.from_records(records, input_names, output_names).take(
+        np.argsort(np.array([r["trial"] for r in records], dtype=np.int64), kind="stable")
+    ).to_dataset(input_names, output_names, units)
 
 
 def _column(values: list[Any]) -> np.ndarray:
+    """A list of python values -> a float column (None -> NaN), or a text column when any value is text."""
+    arr = np.asarray(values) if values else np.zeros(0)
+    if arr.dtype.kind in "fiub":
+        return arr.astype(float)
+    if arr.dtype.kind in "US":
+        return arr.astype(str)
     if any(isinstance(v, str) for v in values):
         return np.array(["" if v is None else str(v) for v in values], dtype=str)
     return np.array([np.nan if v is None else v for v in values], dtype=float)
+
+
+def _column_array(col: np.ndarray) -> np.ndarray:
+    if col.dtype.kind == "O":
+        return _column(col.tolist())
+    return col
 
 
 class ModelEvaluator(Evaluator):
@@ -389,13 +679,21 @@ def build_evaluator(specs: list[Any], ctx: RunContext) -> Pipeline:
     return pipeline
 
 
+CHUNK = 4096
+"""Trials per chunk of a vectorized pipeline when the executor sets no ``chunk_size``: large enough that the
+per-chunk costs (a Dataset, a journal write) vanish per trial, small enough to bound memory and the work a
+``kill -9`` throws away."""
+
+
 def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, batch_size: int,
                   units: dict[str, str] | None = None) -> xr.Dataset:
     """Evaluate every trial of ``designs`` not already in the stage's journal; return all trials.
 
-    Each finished trial is appended to ``<stage>/trials.jsonl`` at once, so a run killed part-way
-    resumes without repeating a finished evaluation. Batches of ``batch_size`` trials are reported to
-    the ``on_trial_batch`` hook.
+    A vectorized pipeline (:func:`is_vectorized`) runs chunk by chunk as arrays, and each finished chunk is
+    appended to ``<stage>/trials.jsonl`` in one write; a per-trial pipeline journals each trial as it finishes.
+    So a run killed part-way resumes without repeating a finished evaluation. Trials are numbered in batches
+    of ``batch_size`` (the ``batch`` variable), each reported to the ``on_trial_batch`` hook when a plugin
+    listens.
     """
     from reflow.store import JOURNAL, TrialJournal
 
@@ -403,21 +701,64 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     earlier = latest_records(journal.read())
     retry = ctx.resuming and failed_before(ctx.folder)
     done = {r["trial"] for r in earlier if not (retry and r.get("status") == "failed")}
-    rows = [(tid, row) for tid, row in design_rows(designs) if tid not in done]
+    all_ids, columns = design_columns(designs)
+    todo = ~np.isin(all_ids, np.fromiter(done, dtype=np.int64, count=len(done)))
+    ids, columns = all_ids[todo], {k: v[todo] for k, v in columns.items()}
     if done or retry:
-        ctx.logger.info("stage %s: %d trials finished earlier, %d to go%s", ctx.stage, len(done), len(rows),
+        ctx.logger.info("stage %s: %d trials finished earlier, %d to go%s", ctx.stage, len(done), ids.size,
                         " (the stage failed for its failed trials: they are evaluated again)" if retry else "")
     first_batch = max((r.get("batch", 0) for r in earlier), default=-1) + 1
-    input_names = [n for n in designs.data_vars if designs[n].dims == ("trial",)]
-    with ctx.progress(total=len(rows), description=f"{ctx.stage}: evaluating") as bar:
-        for k, start in enumerate(range(0, len(rows), max(1, batch_size))):
-            chunk = rows[start:start + batch_size]
-            recs = evaluate_trials(pipeline, chunk, ctx, on_done=journal.append, batch=first_batch + k, bar=bar)
-            ctx.trial_batch(records_to_dataset(recs, input_names))
+    batches = first_batch + np.arange(ids.size) // max(1, batch_size)
+    input_names = list(columns)
+    listening = ctx.wants_trial_batches()
+    tables: list[TrialTable] = []
+    timeout = ctx.timeout
+    try:
+        with ctx.progress(total=int(ids.size), description=f"{ctx.stage}: evaluating") as bar:
+            if is_vectorized(pipeline):
+                size = chunk_size(ctx, int(ids.size))
+                for start in range(0, ids.size, size):
+                    part = slice(start, start + size)
+                    table = evaluate_columns(pipeline, ids[part], {k: v[part] for k, v in columns.items()}, ctx,
+                                             timeout=timeout, batch=batches[part])
+                    journal.append(table.records())
+                    tables.append(table)
+                    if listening:
+                        for b in np.unique(table.batch):
+                            ctx.trial_batch(table.take(np.flatnonzero(table.batch == b)).to_dataset(input_names))
+                    bar.advance(len(table))
+            elif ids.size:
+                pending: list[TrialRecord] = []
+
+                def done_one(recs: list[TrialRecord]) -> None:
+                    journal.append(recs)
+                    if listening:
+                        pending.extend(recs)
+                        if len(pending) >= batch_size:
+                            ctx.trial_batch(records_to_dataset(pending, input_names))
+                            pending.clear()
+
+                recs = _evaluate_each(pipeline, _rows(ids, columns), ctx, timeout, batches, done_one, bar)
+                if pending:
+                    ctx.trial_batch(records_to_dataset(pending, input_names))
+                tables.append(TrialTable.from_records(recs, input_names))
+    finally:
+        journal.close()
+    fresh = {int(t) for table in tables for t in table.ids.tolist()}
+    kept = [r for r in earlier if r["trial"] not in fresh]
     output_names = [v.name for v in pipeline.output_variables()] or None
+    if kept:
+        tables.append(TrialTable.from_records(kept, input_names, output_names))
     all_units = {v.name: v.units for v in (*pipeline.input_variables(), *pipeline.output_variables())}
     all_units.update(units or {})
-    return records_to_dataset(latest_records(journal.read()), input_names, output_names, all_units)
+    return TrialTable.concat(tables).to_dataset(input_names, output_names, all_units)
+
+
+def chunk_size(ctx: RunContext, n: int) -> int:
+    """Trials per chunk of a vectorized pipeline: the executor's ``chunk_size`` if set, else :data:`CHUNK`."""
+    config = getattr(getattr(ctx.run, "study", None), "executor", None)
+    size = getattr(config, "chunk_size", None)
+    return max(1, min(int(size or CHUNK), max(n, 1)))
 
 
 def latest_records(records: list[TrialRecord]) -> list[TrialRecord]:

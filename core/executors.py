@@ -4,9 +4,16 @@ Every executor has one method, :meth:`Executor.map`, that submits a batch at onc
 ``(index, Outcome)`` as each evaluation finishes. An exception or a timeout becomes an ``Outcome`` with
 an error; it never propagates, so one bad trial cannot stop a study.
 
-Timeouts: the process pool (``workers: N``) kills an evaluation that runs past its timeout. In-process and
-on Dask a timed-out evaluation is marked failed at once, but Python cannot stop the thread running it, so
-it finishes in the background; use ``workers`` (or the ``command`` evaluator's own timeout) for a hard stop.
+Chunks: the process pool and Dask send ``chunk_size`` evaluations to a worker in one task (one round trip,
+one pickling of the function), not one task per evaluation. Automatic size (:func:`auto_chunk`): about four
+chunks per worker, at most 256 evaluations each; set it with the executor's ``chunk_size`` key.
+
+Timeouts: the process pool (``workers: N``) kills an evaluation that runs past its timeout: with a timeout and
+no ``chunk_size`` set, it sends one evaluation per task, so the kill hits that evaluation only. With a
+``chunk_size`` set too, a chunk may run ``timeout`` seconds per evaluation in it; past that its worker is
+killed and every evaluation of the chunk is marked timed out. In-process and on Dask a timed-out evaluation is
+marked failed at once, but Python cannot stop the thread running it, so it finishes in the background; use
+``workers`` (or the ``command`` evaluator's own timeout) for a hard stop.
 """
 
 from __future__ import annotations
@@ -21,6 +28,9 @@ from typing import Any
 
 from reflow.frames import describe
 from reflow.study import ExecutorConfig
+
+MAX_CHUNK = 256
+"""The largest automatic chunk: a worker's results come back (and are journaled) at least this often."""
 
 
 @dataclass
@@ -66,10 +76,27 @@ def call_safely(fn: Callable[..., Any], args: tuple, timeout: float | None) -> O
     return Outcome(box.get("value"), box.get("error"), started, time.time())
 
 
+def call_chunk(fn: Callable[..., Any], chunk: list[tuple], timeout: float | None) -> list[Outcome]:
+    """Run ``fn`` on each item of a chunk, each through :func:`call_safely`: what a worker runs for one task."""
+    return [call_safely(fn, args, timeout) for args in chunk]
+
+
+def auto_chunk(n: int, workers: int) -> int:
+    """About four chunks per worker (so a slow chunk does not hold the others up), at most :data:`MAX_CHUNK`."""
+    return max(1, min(MAX_CHUNK, n // max(1, 4 * workers)))
+
+
+def chunks(n: int, size: int) -> list[range]:
+    """Positions 0..n-1 cut into consecutive ranges of ``size``."""
+    return [range(i, min(n, i + size)) for i in range(0, n, max(1, size))]
+
+
 class Executor:
     """Runs batches of evaluations. Use as a context manager, or call :meth:`close`."""
 
     name = "executor"
+    chunk_size: int | None = None
+    """Evaluations per task sent to a worker; None: automatic (:func:`auto_chunk`)."""
 
     def map(self, fn: Callable[..., Any], items: list[tuple], timeout: float | None = None
             ) -> Iterator[tuple[int, Outcome]]:
@@ -104,10 +131,11 @@ class ProcessPoolExecutor(Executor):
 
     name = "local-processes"
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, chunk_size: int | None = None):
         from pebble import ProcessPool
 
         self._workers = workers
+        self.chunk_size = chunk_size
         self._pool = ProcessPool(max_workers=workers)
 
     @property
@@ -115,18 +143,23 @@ class ProcessPoolExecutor(Executor):
         return self._workers
 
     def map(self, fn, items, timeout=None):
+        size = self.chunk_size or (1 if timeout is not None else auto_chunk(len(items), self._workers))
         submitted = {}
-        for i, args in enumerate(items):
-            fut = self._pool.schedule(call_safely, args=(fn, args, None), timeout=timeout)
-            submitted[fut] = (i, time.time())
+        for part in chunks(len(items), size):
+            limit = None if timeout is None else timeout * len(part)
+            fut = self._pool.schedule(call_chunk, args=(fn, [items[i] for i in part], None), timeout=limit)
+            submitted[fut] = (part, time.time(), limit)
         for fut in as_completed(submitted):
-            i, t0 = submitted[fut]
+            part, t0, limit = submitted[fut]
             try:
-                yield i, fut.result()
+                outcomes = fut.result()
             except FutureTimeout:
-                yield i, Outcome(None, f"timeout: killed after {timeout:g} s", t0, time.time())
+                outcomes = [Outcome(None, f"timeout: killed after {limit:g} s" + (
+                    f" (a chunk of {len(part)} evaluations, {timeout:g} s each)" if len(part) > 1 else ""),
+                    t0, time.time())] * len(part)
             except Exception as exc:  # the worker died (segfault, OOM kill, unpicklable result)
-                yield i, Outcome(None, f"worker failed: {_describe(exc)}", t0, time.time())
+                outcomes = [Outcome(None, f"worker failed: {_describe(exc)}", t0, time.time())] * len(part)
+            yield from zip(part, outcomes, strict=True)
 
     def close(self) -> None:
         self._pool.close()
@@ -139,9 +172,10 @@ class DaskExecutor(Executor):
 
     name = "dask"
 
-    def __init__(self, address: str, workers: int | None = None):
+    def __init__(self, address: str, workers: int | None = None, chunk_size: int | None = None):
         from distributed import Client, LocalCluster
 
+        self.chunk_size = chunk_size
         self._cluster = None
         if address == "local":
             self._cluster = LocalCluster(
@@ -159,16 +193,18 @@ class DaskExecutor(Executor):
     def map(self, fn, items, timeout=None):
         from distributed import as_completed as dask_completed
 
+        size = self.chunk_size or auto_chunk(len(items), self.workers)
         futures = {}
-        for i, args in enumerate(items):
-            fut = self.client.submit(call_safely, fn, args, timeout, pure=False)
-            futures[fut] = (i, time.time())
+        for part in chunks(len(items), size):
+            fut = self.client.submit(call_chunk, fn, [items[i] for i in part], timeout, pure=False)
+            futures[fut] = (part, time.time())
         for fut in dask_completed(list(futures)):
-            i, t0 = futures[fut]
+            part, t0 = futures[fut]
             try:
-                yield i, fut.result()
+                outcomes = fut.result()
             except Exception as exc:  # a worker died or the result could not be sent back
-                yield i, Outcome(None, f"dask worker failed: {_describe(exc)}", t0, time.time())
+                outcomes = [Outcome(None, f"dask worker failed: {_describe(exc)}", t0, time.time())] * len(part)
+            yield from zip(part, outcomes, strict=True)
 
     def close(self) -> None:
         self.client.close()
@@ -178,8 +214,9 @@ class DaskExecutor(Executor):
 
 def make_executor(config: ExecutorConfig) -> Executor:
     """The executor a study's ``executor:`` key asks for."""
+    chunk_size = getattr(config, "chunk_size", None)
     if config.kind == "dask":
-        return DaskExecutor(config.address or "local", config.workers)
+        return DaskExecutor(config.address or "local", config.workers, chunk_size)
     if config.workers:
-        return ProcessPoolExecutor(config.workers)
+        return ProcessPoolExecutor(config.workers, chunk_size)
     return InProcessExecutor()

@@ -15,7 +15,7 @@ from typing import Any
 
 from reflow.components import StageResult
 from reflow.context import RunContext, stage_seed
-from reflow.device import resolve_device
+from reflow.device import resolve_device, resolve_now
 from reflow.errors import ReflowError, RunError, StudyError, WaitingForResults
 from reflow.specs import ComponentSpec, DataRef
 from reflow.store import (
@@ -63,6 +63,16 @@ class Run:
 
             self._executor = make_executor(self.study.executor)
         return self._executor
+
+    def resolve_device(self) -> str:
+        """The run's device; ``auto`` is resolved here, at the first stage that reads ``ctx.device`` (importing
+        torch), and recorded in the manifest. A study whose stages never read it never imports torch."""
+        device = self.manifest.get("device") or "cpu"
+        if device == "auto":
+            device = resolve_device("auto")
+            self.manifest["device"] = device
+            self.save_manifest()
+        return device
 
     def close(self) -> None:
         if self._executor is not None:
@@ -171,7 +181,7 @@ def _plugins_used(study: Study) -> dict[str, dict[str, str]]:
 
 def start_run(study: Study, out: Path | str = "runs", quiet: bool = False) -> Run:
     """Create a new run folder for ``study`` with its resolved study and manifest."""
-    device = resolve_device(study.device)
+    device = resolve_now(study.device)  # "auto" stays "auto" until a stage reads ctx.device (torch imported then)
     directory = new_run_dir(Path(out), study.name)
     lock = RunLock(directory, "reflow run").acquire()  # one writer per run folder, from its first file on
     dump(study.resolved(), directory / RESOLVED)

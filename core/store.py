@@ -147,14 +147,18 @@ class TrialJournal:
         self._last_sync = 0.0
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
+        self._fh: Any = None  # kept open between appends (one write syscall per chunk), closed by close()
 
     def append(self, records: list[dict[str, Any]]) -> None:
         """Append ``records`` (one chunk) in one write, flushed; fsynced now if the last fsync is a second old."""
         if not records:
             return
         data = "".join([json.dumps(rec, default=_json_default) + "\n" for rec in records]).encode("utf-8")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.path, "ab") as fh:
+        with self._lock:
+            if self._fh is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "ab")  # noqa: SIM115 - closed by close(), or when collected
+            fh = self._fh
             size = os.fstat(fh.fileno()).st_size
             if size and size != self._size:  # written by someone else (or a crash) since: check the tail
                 self._drop_torn_tail()
@@ -175,12 +179,22 @@ class TrialJournal:
         with self._lock:
             self._cancel_timer()
             try:
-                if self.path.exists():
+                if self._fh is not None:
+                    os.fsync(self._fh.fileno())
+                elif self.path.exists():
                     with open(self.path, "ab") as fh:
                         os.fsync(fh.fileno())
-            except OSError as exc:  # the folder went away (a test's tmp dir, a deleted run): nothing to keep
+            except (OSError, ValueError) as exc:  # the folder went away (a test's tmp dir): nothing to keep
                 log.debug("fsync of %s: %s", self.path, exc)
             self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        """``fsync`` and close the file (a stage's end); a later append opens it again."""
+        self.sync()
+        with self._lock:
+            if self._fh is not None:
+                self._fh.close()
+                self._fh = None
 
     def _cancel_timer(self) -> None:
         timer, self._timer = self._timer, None

@@ -38,6 +38,8 @@ class ExecutorConfig(BaseModel):
     address: str | None = Field(None, description="Dask scheduler address, or 'local' for a LocalCluster")
     workers: int | None = Field(None, ge=1, description="processes (local) or LocalCluster workers (dask)")
     timeout: float | None = Field(None, gt=0, description="seconds allowed for one evaluation")
+    chunk_size: int | None = Field(None, ge=1, description="trials per task sent to a worker, and per chunk of a "
+                                                           "vectorized evaluation (default: automatic)")
 
     @model_validator(mode="before")
     @classmethod
@@ -76,7 +78,8 @@ class ExecutorConfig(BaseModel):
             out: dict[str, Any] = {"dask": self.address}
         else:
             out = {"local": {}}
-        extra = {k: v for k, v in (("workers", self.workers), ("timeout", self.timeout)) if v is not None}
+        extra = {k: v for k, v in (("workers", self.workers), ("timeout", self.timeout),
+                                   ("chunk_size", self.chunk_size)) if v is not None}
         if self.kind == "local":
             out["local"] = extra
             return out if extra else "local"

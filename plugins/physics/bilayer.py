@@ -15,6 +15,7 @@ w = kappa L^2 / 8 (small deflection). For a square plate use the biaxial modulus
 
 from __future__ import annotations
 
+import numpy as np
 import reflow
 from pydantic import Field
 from reflow.components import Variable
@@ -65,6 +66,22 @@ class BilayerWarpage(reflow.Evaluator):
         biaxial: bool = Field(False, description="use E/(1-nu) with the Poisson ratios below (plates)")
         die_poisson: float = Field(0.28, gt=-1, lt=0.5, description="die Poisson ratio (if biaxial)")
         substrate_poisson: float = Field(0.15, gt=-1, lt=0.5, description="substrate Poisson ratio (if biaxial)")
+
+    def evaluate_arrays(self, inputs):
+        """The whole batch as arrays (the closed form is numpy-elementwise); a row with a non-positive size or
+        modulus comes out NaN and is evaluated again by :meth:`evaluate_one`, which says what is wrong."""
+        e1, e2 = inputs["die_modulus_gpa"], inputs["substrate_modulus_gpa"]
+        if self.params.biaxial:
+            e1, e2 = e1 / (1 - self.params.die_poisson), e2 / (1 - self.params.substrate_poisson)
+        bad = np.zeros(np.shape(e1), dtype=bool)
+        for name in ("die_thickness_mm", "substrate_thickness_mm", "die_modulus_gpa", "substrate_modulus_gpa",
+                     "length_mm"):
+            bad |= ~(np.asarray(inputs[name], dtype=float) > 0)
+        out = bilayer(*(np.asarray(inputs[n], dtype=float) for n in ("die_thickness_mm", "substrate_thickness_mm")),
+                      np.asarray(e1, dtype=float), np.asarray(e2, dtype=float),
+                      *(np.asarray(inputs[n], dtype=float) for n in ("die_cte_ppm", "substrate_cte_ppm",
+                                                                     "length_mm", "delta_t_k")))
+        return {k: np.where(bad, np.nan, v) for k, v in out.items()}
 
     def evaluate_one(self, inputs):
         e1, e2 = inputs["die_modulus_gpa"], inputs["substrate_modulus_gpa"]

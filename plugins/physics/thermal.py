@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from typing import Literal
 
+import numpy as np
 import reflow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reflow.components import Variable
@@ -90,6 +91,30 @@ class JunctionTemperature(reflow.Evaluator):
             if self.attach_layer not in names:
                 raise ValueError(f"attach_layer {self.attach_layer!r} is not a layer (layers: {', '.join(names)})")
             return self
+
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays; a row out of range comes out NaN and :meth:`evaluate_one` says what is wrong."""
+        p = self.params
+        void, cycles, power, ambient, time_s = (np.asarray(inputs[k], dtype=float) for k in (
+            "void_fraction", "aging_cycles", "power_w", "ambient_c", "time_s"))
+        bad = ~((void >= 0.0) & (void < 1.0) & (cycles >= 0.0))
+        crack = np.minimum(p.max_crack, (np.where(bad, 0.0, cycles) / p.cycles_to_full_crack) ** p.crack_exponent)
+        total = np.zeros_like(void)
+        rise = np.zeros_like(void)
+        attach = np.zeros_like(void)
+        transient = p.mode == "transient"
+        if transient:
+            bad |= ~(time_s >= 0.0)
+        for layer in p.layers:
+            r = np.full_like(void, layer.rth_k_per_w)
+            if layer.name == p.attach_layer:
+                r = r / ((1.0 - void) * (1.0 - crack))
+                attach = r
+            total = total + r
+            tau = layer.tau_s * r / layer.rth_k_per_w
+            rise = rise + (r * (1.0 - np.exp(-time_s / tau)) if transient else r)
+        tj = np.where(bad, np.nan, ambient + power * rise)
+        return {"tj_c": tj, "rth_ja_k_per_w": total, "die_attach_rth_k_per_w": attach, "crack_fraction": crack}
 
     def evaluate_one(self, inputs):
         p = self.params

@@ -27,6 +27,7 @@ import math
 from dataclasses import replace
 from typing import Literal
 
+import numpy as np
 import reflow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reflow.components import Variable
@@ -84,6 +85,16 @@ def calibrated_ductility(cycles_to_failure: float, strain_range: float, exponent
     return strain_range / (2.0 * (2.0 * cycles_to_failure) ** exponent)
 
 
+def _arrays(*values: object) -> list[np.ndarray]:
+    return [np.asarray(v, dtype=float) for v in values]
+
+
+def _kelvin_arrays(celsius: np.ndarray) -> np.ndarray:
+    """:func:`kelvin` on arrays: NaN below absolute zero (that row's ``evaluate_one`` then says so)."""
+    k = np.asarray(celsius, dtype=float) + 273.15
+    return np.where(k > 0, k, np.nan)
+
+
 def weibull_b_life(characteristic_life: float, shape: float, percent: float = 10.0) -> float:
     """Cycles by which ``percent`` % of a Weibull population (scale ``characteristic_life``, ``shape``) fail."""
     return characteristic_life * (-math.log1p(-percent / 100.0)) ** (1.0 / shape)
@@ -100,6 +111,12 @@ class Arrhenius(reflow.Evaluator):
 
     class Params(reflow.Params):
         activation_energy_ev: float = Field(0.7, gt=0, lt=5, description="activation energy Ea in eV")
+
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays (NaN rows go through :meth:`evaluate_one`, which says what is wrong)."""
+        use, test = _kelvin_arrays(inputs["use_temp_c"]), _kelvin_arrays(inputs["test_temp_c"])
+        return {"acceleration_factor": np.exp(self.params.activation_energy_ev / BOLTZMANN_EV
+                                              * (1.0 / use - 1.0 / test))}
 
     def evaluate_one(self, inputs):
         af = arrhenius_af(self.params.activation_energy_ev, inputs["use_temp_c"], inputs["test_temp_c"])
@@ -124,6 +141,16 @@ class Black(reflow.Evaluator):
         activation_energy_ev: float = Field(0.7, gt=0, lt=5, description="Ea in eV (about 0.5-0.9 for Al, Cu)")
         current_exponent: float = Field(2.0, gt=0, le=5, description="current density exponent n (Black: 2)")
         prefactor_h: float = Field(1e10, gt=0, description="A in h (A/cm^2)^n, fitted to test data")
+
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays (NaN rows go through :meth:`evaluate_one`, which says what is wrong)."""
+        ea, n = self.params.activation_energy_ev, self.params.current_exponent
+        j, jt = _arrays(inputs["current_density_a_per_cm2"], inputs["test_current_density_a_per_cm2"])
+        t, tt = _kelvin_arrays(inputs["temp_c"]), _kelvin_arrays(inputs["test_temp_c"])
+        bad = ~((j > 0) & (jt > 0))
+        mttf = self.params.prefactor_h * j ** (-n) * np.exp(ea / (BOLTZMANN_EV * t))
+        af = (jt / j) ** n * np.exp(ea / BOLTZMANN_EV * (1.0 / t - 1.0 / tt))
+        return {"mttf_h": np.where(bad, np.nan, mttf), "acceleration_factor": np.where(bad, np.nan, af)}
 
     def evaluate_one(self, inputs):
         ea, n = self.params.activation_energy_ev, self.params.current_exponent
@@ -193,6 +220,18 @@ class NorrisLandzberg(reflow.Evaluator):
         return tuple(replace(v, name=self._field_name(), description=f"{self.params.test_life} x acceleration "
                              "factor") if v.name == "field_cycles" else v for v in type(self).outputs)
 
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays (NaN rows go through :meth:`evaluate_one`, which says what is wrong)."""
+        n, m, ea_over_k = self.constants()
+        dt_t, dt_f, f_t, f_f = _arrays(inputs["test_delta_t_k"], inputs["field_delta_t_k"],
+                                       inputs["test_cycles_per_day"], inputs["field_cycles_per_day"])
+        bad = ~((dt_t > 0) & (dt_f > 0) & (f_t > 0) & (f_f > 0))
+        af = ((dt_t / dt_f) ** n * (f_f / f_t) ** m * np.exp(ea_over_k * (
+            1.0 / _kelvin_arrays(inputs["field_tmax_c"]) - 1.0 / _kelvin_arrays(inputs["test_tmax_c"]))))
+        af = np.where(bad, np.nan, af)
+        return {"acceleration_factor": af,
+                self._field_name(): np.asarray(inputs[self.params.test_life], dtype=float) * af}
+
     def evaluate_one(self, inputs):
         n, m, ea_over_k = self.constants()
         af = norris_landzberg_af(inputs["test_delta_t_k"], inputs["field_delta_t_k"], inputs["test_cycles_per_day"],
@@ -210,6 +249,12 @@ class CoffinManson(reflow.Evaluator):
     class Params(reflow.Params):
         fatigue_ductility: float = Field(0.325, gt=0, description="fatigue ductility coefficient eps_f'")
         exponent: float = Field(-0.5, lt=0, gt=-2, description="fatigue ductility exponent c (about -0.5 to -0.7)")
+
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays (NaN rows go through :meth:`evaluate_one`, which says what is wrong)."""
+        (strain,) = _arrays(inputs["plastic_strain_range"])
+        cycles = 0.5 * (strain / (2.0 * self.params.fatigue_ductility)) ** (1.0 / self.params.exponent)
+        return {"cycles_to_failure": np.where(strain > 0, cycles, np.nan)}
 
     def evaluate_one(self, inputs):
         n = strain_life_cycles(inputs["plastic_strain_range"], self.params.fatigue_ductility, self.params.exponent)
@@ -303,6 +348,22 @@ class Engelmaier(reflow.Evaluator):
             extra.append(Variable("b10_cycles", "cycles", description="N_f (-ln 0.9)^(1/beta): cycles by which 10 "
                                                                       "% of the joints fail"))
         return type(self).outputs + tuple(extra)
+
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays (NaN rows go through :meth:`evaluate_one`, which says what is wrong)."""
+        void, f, temp, strain = _arrays(inputs["void_fraction"], inputs["cycles_per_day"],
+                                        inputs["mean_solder_temp_c"], inputs[self.params.strain])
+        bad = ~((void >= 0.0) & (void < 1.0) & (f >= 1.0) & (f <= 1000.0))
+        c = -0.442 - 6e-4 * temp + 1.74e-2 * np.log1p(f)
+        strain = strain / (1.0 - void)
+        ductility = self.ductility()
+        n = np.where(bad | ~(strain > 0), np.nan, 0.5 * (strain / (2.0 * ductility)) ** (1.0 / c))
+        out = {"cycles_to_failure": n, "fatigue_exponent": c, "effective_strain_range": strain}
+        if self.params.calibrate is not None:
+            out["fatigue_ductility"] = np.full(n.shape, ductility)
+        if self.params.weibull_shape is not None:
+            out["b10_cycles"] = n * (-math.log1p(-0.1)) ** (1.0 / self.params.weibull_shape)
+        return out
 
     def evaluate_one(self, inputs):
         void = inputs["void_fraction"]

@@ -215,14 +215,72 @@ def test_make_executor_picks_the_class(monkeypatch):
     made = []
 
     class FakeDask:
-        def __init__(self, address, workers=None):
-            made.append((address, workers))
+        def __init__(self, address, workers=None, chunk_size=None):
+            made.append((address, workers, chunk_size))
 
     monkeypatch.setattr(executors, "DaskExecutor", FakeDask)
     assert isinstance(make_executor(_config({"dask": "local", "workers": 3})), FakeDask)
-    assert isinstance(make_executor(_config({"dask": "tcp://10.0.0.5:8786"})), FakeDask)
+    assert isinstance(make_executor(_config({"dask": "tcp://10.0.0.5:8786", "chunk_size": 50})), FakeDask)
     assert isinstance(make_executor(_config("dask")), FakeDask)
-    assert made == [("local", 3), ("tcp://10.0.0.5:8786", None), ("local", None)]
+    assert made == [("local", 3, None), ("tcp://10.0.0.5:8786", None, 50), ("local", None, None)]
+    assert _config({"local": {"workers": 2, "chunk_size": 8}}).to_yaml() == {"local": {"workers": 2, "chunk_size": 8}}
+
+
+# ---- chunks ----------------------------------------------------------------------------------------------
+
+def test_auto_chunk_and_ranges():
+    assert executors.auto_chunk(10, 2) == 1  # few items: one per task, so both workers get some
+    assert executors.auto_chunk(8000, 2) == 256  # capped: results come back (and are journaled) often
+    assert executors.auto_chunk(800, 2) == 100  # four chunks per worker
+    parts = executors.chunks(10, 4)
+    assert [list(p) for p in parts] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+
+
+def test_process_pool_sends_chunks_and_reports_each_item(monkeypatch):
+    items = [(i, 0.0) for i in range(10)]
+    with ProcessPoolExecutor(2, chunk_size=4) as ex:
+        scheduled = []
+        schedule = ex._pool.schedule
+
+        def spy(fn, args=(), timeout=None):
+            scheduled.append(len(args[1]))
+            return schedule(fn, args=args, timeout=timeout)
+
+        monkeypatch.setattr(ex._pool, "schedule", spy)
+        results = collect(ex.map(fail_on_three, items))
+    assert scheduled == [4, 4, 2], "one task per chunk, not per item"
+    assert "BadInput" in results[3].error, "a failing item fails alone inside its chunk"
+    assert [results[i].value for i in range(10) if i != 3] == [i * i for i in range(10) if i != 3]
+
+
+def test_process_pool_with_a_timeout_and_no_chunk_size_sends_one_item_per_task(monkeypatch):
+    with ProcessPoolExecutor(2) as ex:
+        scheduled = []
+        schedule = ex._pool.schedule
+
+        def spy(fn, args=(), timeout=None):
+            scheduled.append((len(args[1]), timeout))
+            return schedule(fn, args=args, timeout=timeout)
+
+        monkeypatch.setattr(ex._pool, "schedule", spy)
+        check_squares(collect(ex.map(slow_square, ITEMS, timeout=5.0)))
+    assert scheduled == [(1, 5.0)] * len(ITEMS), "the kill must hit the timed-out evaluation only"
+
+
+def test_dask_chunks(dask_executor, monkeypatch):
+    monkeypatch.setattr(dask_executor, "chunk_size", 4)
+    submitted = []
+    submit = dask_executor.client.submit
+
+    def spy(fn, *args, **kwargs):
+        submitted.append(len(args[1]))
+        return submit(fn, *args, **kwargs)
+
+    monkeypatch.setattr(dask_executor.client, "submit", spy)
+    results = collect(dask_executor.map(fail_on_three, [(i, 0.0) for i in range(9)]))
+    assert submitted == [4, 4, 1]
+    assert "BadInput" in results[3].error
+    assert [results[i].value for i in range(9) if i != 3] == [i * i for i in range(9) if i != 3]
 
 
 def test_executor_config_rejects_nonsense():
