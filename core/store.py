@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -144,7 +145,7 @@ class TrialJournal:
     def __init__(self, path: Path):
         self.path = Path(path)
         self._size: int | None = None  # the file's size after our last append: unchanged means no torn tail
-        self._last_sync = 0.0
+        self._last_sync = -math.inf  # the first append is fsynced
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
         self._fh: Any = None  # kept open between appends (one write syscall per chunk), closed by close()
