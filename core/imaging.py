@@ -75,7 +75,10 @@ def _numbers(value: Any, what: str) -> tuple[float, ...]:
     items = value if isinstance(value, (list, tuple)) else [value]
     if not items or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items):
         raise ValueError(f"{what} must be a number or a list of numbers, got {value!r}")
-    return tuple(float(v) for v in items)
+    try:
+        return tuple(float(v) for v in items)
+    except OverflowError:  # a 400-digit integer from YAML does not fit a float
+        raise ValueError(f"{what} is too large a number, got {str(value)[:60]}...") from None
 
 
 def parse_transform(value: Any) -> TransformStep:

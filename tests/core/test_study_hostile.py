@@ -340,3 +340,13 @@ def test_response_surface_designs_over_too_many_factors_are_refused(design, fact
         validate_study(raw)
     raw["stages"]["rsm"]["space"] = {f"x{i}": {"low": 0, "high": 1} for i in range(5)}
     validate_study(raw)
+
+
+def test_a_400_digit_number_in_an_image_transform_is_refused(tmp_path):
+    """Found by replacing every number of the example studies with a 400-digit one: the only traceback left."""
+    text = (Path(__file__).resolve().parents[2] / "studies" / "ic_material_cti.yaml").read_text()
+    assert "{rotate: [-30, -15, 0, 15, 30]}" in text
+    path = tmp_path / "study.yaml"
+    path.write_text(text.replace("{rotate: [-30, -15, 0, 15, 30]}", "{rotate: [-30, 1" + "0" * 400 + "]}", 1))
+    code, output, _ = validate(path)
+    assert code == 2 and "too large a number" in output, output
