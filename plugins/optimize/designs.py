@@ -50,6 +50,17 @@ OPTIMIZE_LIMIT = 500
 hypercube is decorrelated instead (linear cost)."""
 
 
+def latin_hypercube(n: int, d: int, rng: np.random.Generator, scramble: bool = True) -> np.ndarray:
+    """A plain Latin hypercube of ``n`` points in ``[0, 1)^d``: each column a random permutation of the ``n``
+    strata, at a random position inside each (``scramble``) or at its centre.
+
+    Why not scipy's: importing ``scipy.stats`` for it takes a second or more, longer than drawing 10^6 points.
+    """
+    strata = rng.permuted(np.broadcast_to(np.arange(n, dtype=float)[:, None], (n, d)), axis=0)
+    offset = rng.random((n, d)) if scramble else 0.5
+    return (strata + offset) / n
+
+
 def decorrelate(sample: np.ndarray) -> np.ndarray:
     """Re-pair the columns of a Latin hypercube so their rank correlations shrink (Iman and Conover, 1982).
 
@@ -109,12 +120,13 @@ class LatinHypercube(_SpaceFilling):
         return opt
 
     def unit(self, d, rng):
-        from scipy.stats import qmc
-
         method = self.method
-        scipy_opt = method if method in ("random-cd", "lloyd") else None
-        sampler = qmc.LatinHypercube(d, scramble=self.params.scramble, optimization=scipy_opt, seed=_seed(rng))
-        sample = sampler.random(self.params.samples)
+        if method in ("random-cd", "lloyd"):
+            from scipy.stats import qmc
+
+            sampler = qmc.LatinHypercube(d, scramble=self.params.scramble, optimization=method, seed=_seed(rng))
+            return sampler.random(self.params.samples)
+        sample = latin_hypercube(self.params.samples, d, rng, scramble=self.params.scramble)
         return decorrelate(sample) if method == "decorrelate" else sample
 
     def design_attrs(self) -> dict:
