@@ -350,10 +350,10 @@ class _Bayes(reflow.Optimizer):
 
         p = self.problem
         self.transforms = self.choose_transforms(y)
-        text = summary(self.transforms)
-        if text != self._transform_text:
-            log.info("outcome transforms (%d trials): %s", len(y), text)
-            self._transform_text = text
+        key = repr([(t.name, t.kind, t.winsorized > 0) for t in self.transforms])
+        if key != self._transform_text:  # a line when the choice changes, not at every ask
+            log.info("outcome transforms (%d trials): %s", len(y), summary(self.transforms))
+            self._transform_text = key
         yt = np.column_stack([t.forward(y[:, j]) for j, t in enumerate(self.transforms)])
         yfit = np.column_stack([t.for_fit(y[:, j]) for j, t in enumerate(self.transforms)])
         with torch.random.fork_rng(devices=[]):
