@@ -1,4 +1,4 @@
-"""Trials figures scale: densities (hexagonal bins) above DENSE_TRIALS, one marker per trial below; the
+"""Trials figures scale: binned means or densities above DENSE_TRIALS, one marker per trial below; the
 influence ranking is Spearman's rank correlation."""
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def drawn(monkeypatch):
     from matplotlib.axes import Axes
 
     calls: list[str] = []
-    for name in ("hexbin", "scatter", "tricontourf"):
+    for name in ("hexbin", "pcolormesh", "scatter", "tricontourf"):
         real = getattr(Axes, name)
 
         def spy(self, *args, _real=real, _name=name, **kwargs):
@@ -40,26 +40,47 @@ def drawn(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("inputs", [("a_mm", "b_mpa", "c"), ("a_mm",)], ids=["map", "one-input"])
-def test_many_trials_draw_a_density_of_bounded_size(tmp_path, drawn, inputs):
+@pytest.mark.parametrize(("inputs", "call"), [(("a_mm", "b_mpa", "c"), "pcolormesh"), (("a_mm",), "hexbin")],
+                         ids=["map", "one-input"])
+def test_many_trials_draw_a_density_of_bounded_size(tmp_path, drawn, inputs, call):
     n = 20 * DENSE_TRIALS
     paths = plot_trials(trials(n, inputs=inputs), list(inputs), ["warpage_um"], tmp_path)
     assert [p.name for p in paths] == ["warpage_um_factors.png"]
-    assert drawn == ["hexbin"]
-    assert paths[0].stat().st_size < 400_000  # a PNG of hexagons, whatever the number of trials
+    assert drawn[0] == call and not {"scatter", "tricontourf"} & set(drawn)  # (colorbars draw meshes too)
+    assert paths[0].stat().st_size < 400_000  # a PNG of cells, whatever the number of trials
+
+
+def test_binned_mean_is_the_mean_of_each_cell():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    x = np.array([0.0, 0.1, 0.9, 1.0, 0.95, 0.5, 0.05])
+    y = np.array([0.0, 0.1, 0.9, 1.0, 0.05, np.nan, 0.9])
+    c = np.array([1.0, 3.0, 10.0, 20.0, 7.0, 5.0, np.nan])
+    fig, ax = plt.subplots()
+    mesh = _trials._binned_mean(ax, x, y, c, bins=2)  # the trials with a NaN are left out
+    grid = mesh.get_array().reshape(2, 2)  # rows: y cells, columns: x cells
+    plt.close(fig)
+    assert grid[0, 0] == 2.0 and grid[1, 1] == 15.0 and grid[0, 1] == 7.0
+    assert np.ma.is_masked(grid[1, 0])
 
 
 def test_few_trials_draw_every_trial(tmp_path, drawn):
     paths = plot_trials(trials(300), ["a_mm", "b_mpa", "c"], ["warpage_um"], tmp_path)
     assert len(paths) == 1 and paths[0].stat().st_size > 0
-    assert drawn == ["scatter", "tricontourf"]
+    assert drawn[:2] == ["scatter", "tricontourf"]
 
 
 def test_the_threshold_counts_successful_trials(tmp_path, drawn, monkeypatch):
     monkeypatch.setattr(_trials, "DENSE_TRIALS", 250)
     plot_trials(trials(256), ["a_mm", "b_mpa"], ["warpage_um"], tmp_path)  # 253 ok trials: dense
+    dense = list(drawn)
+    drawn.clear()
     plot_trials(trials(252), ["a_mm", "b_mpa"], ["warpage_um"], tmp_path)  # 249 ok: every trial
-    assert drawn == ["hexbin", "scatter", "tricontourf"]
+    assert dense[0] == "pcolormesh" and "scatter" not in dense
+    assert drawn[:2] == ["scatter", "tricontourf"]
 
 
 def test_influence_ranking_is_spearman_over_the_successful_trials():
