@@ -85,7 +85,7 @@ def refused(tmp_path: Path, content: str | bytes, *args: str, name: str = "study
 # ---- the file itself ------------------------------------------------------------------------------------
 
 
-def test_billion_laughs_is_refused_fast_in_a_real_process(tmp_path, run_cli):
+def test_billion_laughs_is_refused_fast_in_a_real_process(tmp_path):
     """The 9 x 9 alias bomb (10**9 values) through ``reflow validate``: exit 2 in well under a second of
     work and under 200 MB of memory (it took minutes and 2 to 4.5 GB before)."""
     path = tmp_path / "laughs.yaml"
@@ -94,20 +94,21 @@ def test_billion_laughs_is_refused_fast_in_a_real_process(tmp_path, run_cli):
     with pytest.raises(StudyError, match="expands to more than 10,000 values"):
         yamlio.load_with_lines(LAUGHS, str(path))
     assert time.perf_counter() - start < 1.0
-    probe = ("import resource, sys\nfrom reflow.cli import main\nsys.argv = ['reflow', 'validate', sys.argv[1]]\n"
+    probe = ("import resource, sys, time\nimport reflow.study\nfrom reflow.cli import main\n"
+             "sys.argv = ['reflow', 'validate', sys.argv[1]]\nstart = time.perf_counter()\n"
              "try:\n    main()\nfinally:\n"
+             "    print('SECONDS', time.perf_counter() - start, file=sys.stderr)\n"
              "    print('MAXRSS_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr)\n")
     import subprocess
 
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=60)
-    wall = time.perf_counter() - start
+    proc = subprocess.run([sys.executable, "-c", probe, str(path)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "expands to more than" in proc.stderr and "line 6" in proc.stderr  # e: the first anchor too big
+    seconds = float(proc.stderr.split("SECONDS")[1].split()[0])  # the command, after the interpreter's start-up
     rss_mb = int(proc.stderr.split("MAXRSS_KB")[1].split()[0]) / 1024
+    assert seconds < 1.0, f"{seconds:.2f} s"
     assert rss_mb < 200, f"{rss_mb:.0f} MB"
-    assert wall < 10, wall  # interpreter start-up and imports included, on a busy machine
 
 
 def test_a_bomb_in_a_set_value_is_refused(tmp_path):
