@@ -275,6 +275,7 @@ def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
                 if vals:
                     row["median"][t], row["n"][t] = float(np.median(vals)), len(vals)
             mine = by_tool["reflow"]
+            row["commits"] = sorted({str(c.get("reflow_commit")) for c in mine.values()})
             for peer in PEERS:
                 common = sorted(set(mine) & set(by_tool[peer]))
                 if not common:
@@ -301,15 +302,15 @@ def print_tables(data: dict[str, Any]) -> None:
         peers = [t for t in PEERS if any(t in r["vs"] for r in sel)]
         print(f"\n#### Score after {cp} evaluations (median over seeds; reflow vs peer: W/T/L, Wilcoxon p)\n")
         print("| problem | refs | seeds | " + " | ".join(LABELS[t] for t in tools) + " | "
-              + " | ".join(f"vs {LABELS[p]}" for p in peers) + " | time reflow/Ax |")
-        print("|---|---|---|" + "---|" * (len(tools) + len(peers) + 1))
+              + " | ".join(f"vs {LABELS[p]}" for p in peers) + " | time reflow/Ax | reflow code |")
+        print("|---|---|---|" + "---|" * (len(tools) + len(peers) + 2))
         for r in sel:
             med = [f"{r['median'][t]:.3f}" if t in r["median"] else "-" for t in tools]
             vs = [f"{r['vs'][p]['result']} ({r['vs'][p]['p']:.2f})" if p in r["vs"] else "-" for p in peers]
             n = min(r["n"].values())
             ratio = f"{r['time_ratio']['ax']:.2f}" if "ax" in r["time_ratio"] else "-"
             print(f"| {r['problem']} | {r['variant']} | {n} | " + " | ".join(med) + " | " + " | ".join(vs)
-                  + f" | {ratio} |")
+                  + f" | {ratio} | {', '.join(r.get('commits', []))} |")
         tally = {p: {k: sum(r["vs"].get(p, {}).get("result") == k for r in sel) for k in "WTL"} for p in peers}
         print("\ntotal W/T/L: " + "; ".join(f"vs {LABELS[p]} {t['W']}/{t['T']}/{t['L']}" for p, t in tally.items()))
     cells = [c for c in data["cells"].values() if "error" not in c]
