@@ -379,12 +379,14 @@ def is_vectorized(evaluator: Any) -> bool:
 
 
 def evaluate_columns(evaluator: Any, ids: np.ndarray, columns: dict[str, np.ndarray], ctx: RunContext, *,
-                     timeout: float | None = None, batch: int | np.ndarray = 0) -> TrialTable:
+                     timeout: float | None = None, batch: int | np.ndarray = 0,
+                     batch_size: int | None = None) -> TrialTable:
     """Evaluate a chunk of trials given as columns, step by step; one failing row fails only its trial.
 
     A step with ``evaluate_arrays`` gets its inputs as arrays; a row it returns as NaN/inf (or every row, if it
     raises) is evaluated again through ``evaluate_one``, so that trial's error is the per-trial one, located
-    in the plugin. A batch step (``evaluate`` overridden) gets an ``xarray.Dataset`` of the rows still alive.
+    in the plugin. A batch step (``evaluate`` overridden) gets an ``xarray.Dataset`` of the rows still alive,
+    ``batch_size`` rows per call (the stage's batches; a step with ``any_batch_size`` takes them all at once).
     A per-trial step runs row by row through the executor.
     """
     steps, labels = _steps(evaluator)
@@ -399,7 +401,7 @@ def evaluate_columns(evaluator: Any, ids: np.ndarray, columns: dict[str, np.ndar
         if not alive.size:
             break
         tag = f"step {label!r}: " if prefix else ""
-        values, errors = _step_columns(step, ids, alive, ns, ctx, timeout)
+        values, errors = _step_columns(step, ids, alive, ns, ctx, timeout, batch_size)
         for pos, err in errors.items():
             error[pos] = tag + err
         for name, col in values.items():
@@ -442,7 +444,8 @@ def _step_args(step: Any, ns: Mapping[str, np.ndarray], alive: np.ndarray) -> di
 
 
 def _step_columns(step: Any, ids: np.ndarray, alive: np.ndarray, ns: Mapping[str, np.ndarray], ctx: RunContext,
-                  timeout: float | None) -> tuple[dict[str, np.ndarray], dict[int, str]]:
+                  timeout: float | None, batch_size: int | None = None
+                  ) -> tuple[dict[str, np.ndarray], dict[int, str]]:
     """One step over the rows ``alive``: (output columns for those rows, {row position: error})."""
     try:
         args = _step_args(step, ns, alive)
@@ -451,7 +454,21 @@ def _step_columns(step: Any, ids: np.ndarray, alive: np.ndarray, ns: Mapping[str
     if callable(getattr(step, "evaluate_arrays", None)):
         return _array_step(step, alive, args, timeout)
     if step.is_batch:
-        return _batch_step(step, ids, alive, args, ctx, timeout)
+        size = None if getattr(step, "any_batch_size", False) else batch_size
+        if not size or alive.size <= size:
+            return _batch_step(step, ids, alive, args, ctx, timeout)
+        cols: dict[str, np.ndarray] = {}
+        errors: dict[int, str] = {}
+        for start in range(0, alive.size, size):  # one call per batch of the stage: the plugin's batch size
+            part = slice(start, start + size)
+            values, errs = _batch_step(step, ids, alive[part], {k: v[part] for k, v in args.items()}, ctx, timeout)
+            errors.update(errs)
+            for k, col in values.items():
+                if k not in cols:
+                    text = col.dtype.kind in "USO"
+                    cols[k] = np.full(alive.size, "" if text else np.nan, dtype=object if text else float)
+                cols[k][part] = col
+        return cols, errors
     rows = [row for _, row in _rows(ids[alive], args)]
     results: dict[int, tuple[Any, str | None]] = {}
     for i, outcome in ctx.executor.map(run_step, [(step, r) for r in rows], timeout):
@@ -635,6 +652,9 @@ def _column_array(col: np.ndarray) -> np.ndarray:
 class ModelEvaluator(Evaluator):
     """A trained model used as an evaluator (``{stage: name}``): features in, predicted targets out."""
 
+    any_batch_size = True
+    """A model predicts a whole chunk of trials in one call, whatever the stage's ``batch_size``."""
+
     def __init__(self, model: Any, ctx: RunContext | None = None):
         super().__init__()
         self.model = model
@@ -716,11 +736,11 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     try:
         with ctx.progress(total=int(ids.size), description=f"{ctx.stage}: evaluating") as bar:
             if is_vectorized(pipeline):
-                size = chunk_size(ctx, int(ids.size))
+                size = chunk_size(ctx, int(ids.size), batch_size)
                 for start in range(0, ids.size, size):
                     part = slice(start, start + size)
                     table = evaluate_columns(pipeline, ids[part], {k: v[part] for k, v in columns.items()}, ctx,
-                                             timeout=timeout, batch=batches[part])
+                                             timeout=timeout, batch=batches[part], batch_size=batch_size)
                     journal.append(table.records())
                     tables.append(table)
                     if listening:
@@ -754,11 +774,13 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     return TrialTable.concat(tables).to_dataset(input_names, output_names, all_units)
 
 
-def chunk_size(ctx: RunContext, n: int) -> int:
-    """Trials per chunk of a vectorized pipeline: the executor's ``chunk_size`` if set, else :data:`CHUNK`."""
+def chunk_size(ctx: RunContext, n: int, batch_size: int = 1) -> int:
+    """Trials per chunk of a vectorized pipeline: the executor's ``chunk_size`` if set, else :data:`CHUNK`, in whole
+    batches of ``batch_size`` (a batch evaluator is called once per batch; a batch never spans two chunks)."""
     config = getattr(getattr(ctx.run, "study", None), "executor", None)
-    size = getattr(config, "chunk_size", None)
-    return max(1, min(int(size or CHUNK), max(n, 1)))
+    size = max(1, min(int(getattr(config, "chunk_size", None) or CHUNK), max(n, 1)))
+    batch_size = max(1, batch_size)
+    return max(batch_size, size // batch_size * batch_size)
 
 
 def latest_records(records: list[TrialRecord]) -> list[TrialRecord]:

@@ -255,6 +255,89 @@ def ground_truth(fractions: dict[str, float], cure_temperature_c: float, cure_ti
             "lap_shear_mpa": lap, "conversion": alpha, "amine_epoxy_ratio": r}
 
 
+_BLOCK = 128
+"""Recipes per block of the vectorized cure integral (a block holds _BLOCK x 8800 floats: 9 MB)."""
+
+
+def cure_conversion_arrays(cure_temperature_c: np.ndarray, cure_time_h: np.ndarray, kinetics: CureKinetics,
+                           tg0_c: np.ndarray, tginf_c: np.ndarray, lam: float) -> np.ndarray:
+    """:func:`cure_conversion` for many recipes at once (the same grid and sums, row by row in blocks); NaN where
+    the cure time is negative or not a number."""
+    temp, hours, tg0, tginf = np.broadcast_arrays(*(np.asarray(v, dtype=float) for v in (
+        cure_temperature_c, cure_time_h, tg0_c, tginf_c)))
+    out = np.where(hours >= 0, 0.0, np.nan)
+    grid = _ALPHA_GRID
+    step = np.diff(grid)
+    for start in range(0, temp.size, _BLOCK):
+        rows = np.arange(start, min(temp.size, start + _BLOCK))
+        rows = rows[hours[rows] > 0]
+        if not rows.size:
+            continue
+        inv_t = 1.0 / (temp[rows] + 273.15) - 1.0 / (kinetics.t_ref_c + 273.15)
+        k1 = kinetics.k1_ref_per_s * np.exp(-kinetics.e1_kj_per_mol * 1e3 / R_GAS * inv_t)
+        k2 = kinetics.k2_ref_per_s * np.exp(-kinetics.e2_kj_per_mol * 1e3 / R_GAS * inv_t)
+        rate = (k1[:, None] + k2[:, None] * grid**kinetics.m) * (1.0 - grid) ** kinetics.n
+        alpha_v = dibenedetto_conversion_arrays(temp[rows] + kinetics.vitrification_offset_k, tg0[rows],
+                                                tginf[rows], lam)
+        finite = np.isfinite(alpha_v)
+        if finite.any():
+            rate[finite] = rate[finite] / (1.0 + np.exp(np.minimum(
+                kinetics.diffusion_c * (grid - alpha_v[finite, None]), 700.0)))
+        inv = 1.0 / rate
+        times = np.concatenate([np.zeros((rows.size, 1)), np.cumsum(0.5 * (inv[:, 1:] + inv[:, :-1]) * step,
+                                                                    axis=1)], axis=1)
+        t_end = hours[rows] * 3600.0
+        for j, row in enumerate(rows.tolist()):
+            out[row] = grid[-1] if t_end[j] >= times[j, -1] else np.interp(t_end[j], times[j], grid)
+    return out
+
+
+def dibenedetto_conversion_arrays(tg: np.ndarray, tg0: np.ndarray, tginf: np.ndarray, lam: float) -> np.ndarray:
+    """:func:`dibenedetto_conversion` on arrays."""
+    with np.errstate(all="ignore"):
+        x = (tg - tg0) / (tginf - tg0)
+        conv = np.where(x <= 0, 0.0, x / (lam + x * (1.0 - lam)))
+    return np.where(tg >= tginf, np.inf, conv)
+
+
+def ground_truth_arrays(w: dict[str, np.ndarray], cure_temperature_c: np.ndarray, cure_time_h: np.ndarray, *,
+                        props: Properties, kinetics: CureKinetics, r_opt: float, r_width: float, eew_dgeba: float,
+                        eew_tgddm: float, ahew_dds: float) -> dict[str, np.ndarray]:
+    """:func:`ground_truth` for many recipes at once, step for step (NaN for a recipe without epoxy)."""
+    c = props
+    epoxy = w["dgeba"] / eew_dgeba + w["tgddm"] / eew_tgddm
+    epoxy = np.where(epoxy > 0, epoxy, np.nan)
+    r = (w["dds"] / ahew_dds) / epoxy
+    x_t = (w["tgddm"] / eew_tgddm) / epoxy
+    q = np.where(r > 0, np.exp(-((np.log(np.where(r > 0, r, 1.0) / r_opt) / r_width) ** 2)), 0.0)
+    total = w["dgeba"] + w["tgddm"] + w["dds"]
+    tg0 = 1.0 / sum(w[k] / total / (c.tg0_c[k] + 273.15) for k in ("dgeba", "tgddm", "dds")) - 273.15
+    tginf_ideal = c.tginf_dgeba_c + x_t * (c.tginf_tgddm_c - c.tginf_dgeba_c)
+    tginf = tg0 + (tginf_ideal - tg0) * q**c.tg_q_exponent
+    lam = c.dibenedetto_lambda
+    alpha = np.where(r > 0, cure_conversion_arrays(cure_temperature_c, cure_time_h, kinetics, tg0, tginf, lam), 0.0)
+    pes = w["pes"]
+    tg = tg0 + (tginf - tg0) * lam * alpha / (1.0 - (1.0 - lam) * alpha) + c.pes_tg_shift_k * pes
+    maturity = alpha * q
+    e_net = (c.e_dgeba_gpa + x_t * (c.e_tgddm_gpa - c.e_dgeba_gpa)) * (1.0 - c.e_maturity * (1.0 - maturity))
+    glassy = 1.0 / (1.0 + np.exp(-(tg - c.test_temperature_c) / 8.0))
+    e = ((1.0 - pes) * e_net + pes * c.e_pes_gpa) * np.maximum(glassy, 1e-3)
+    phi = pes / c.pes_optimum
+    bump = phi * np.exp(1.0 - phi)
+    kic = ((c.kic_tgddm + (c.kic_dgeba - c.kic_tgddm) * (1.0 - x_t) ** c.kic_blend_exponent)
+           * (1.0 + c.pes_toughening * bump) * (1.0 - c.kic_maturity * (1.0 - maturity)))
+    sigma_f = kic / (1.12 * math.sqrt(math.pi * c.flaw_um * 1e-6))
+    sigma_y = c.yield_ratio * e * 1e3
+    uts = (sigma_f**-6 + sigma_y**-6) ** (-1.0 / 6.0)
+    k = c.plastic_sharpness
+    ductility = np.log1p(np.exp(np.minimum(k * (sigma_f / sigma_y - 1.0), 700.0))) / k
+    plastic = maturity**c.plastic_maturity_exponent * (c.plastic_pct * ductility + c.pes_plastic_pct * bump)
+    elongation = 1.15 * uts / (e * 1e3) * 100.0 + plastic
+    lap = c.lap_shear_ref_mpa * np.sqrt(kic) * (e / 3.0) ** 0.25 * (0.4 + 0.6 * maturity)
+    return {"tg_c": tg, "tensile_modulus_gpa": e, "uts_mpa": uts, "elongation_pct": elongation,
+            "lap_shear_mpa": lap, "conversion": alpha, "amine_epoxy_ratio": r}
+
+
 NOISE_SD = {"tg_c": ("abs", 1.5), "tensile_modulus_gpa": ("rel", 0.03), "uts_mpa": ("rel", 0.05),
             "elongation_pct": ("rel", 0.10), "lap_shear_mpa": ("rel", 0.08), "conversion": ("abs", 0.01)}
 
@@ -312,6 +395,37 @@ class EpoxyLab(reflow.Evaluator):
         p = self.params
         return ground_truth(fractions, temp, hours, props=p.properties, kinetics=p.kinetics, r_opt=p.r_opt,
                             r_width=p.r_width, eew_dgeba=p.eew_dgeba, eew_tgddm=p.eew_tgddm, ahew_dds=p.ahew_dds)
+
+    def evaluate_arrays(self, inputs):
+        """A batch as arrays: the ground truth vectorized, the noise drawn row by row from the same per-recipe
+        seeds as :meth:`evaluate_one` (so both read the same measurement). A recipe :meth:`truth` refuses comes
+        out NaN, and :meth:`evaluate_one` then says why."""
+        names = (*COMPONENTS, "cure_temperature_c", "cure_time_h")
+        x = np.column_stack([np.asarray(inputs[k], dtype=float) for k in names])
+        w = {k: x[:, i] for i, k in enumerate(COMPONENTS)}
+        temp, hours = x[:, 4], x[:, 5]
+        frac = x[:, :4]
+        bad = (~((frac >= 0.0) & (frac <= 1.0)).all(axis=1) | ~(np.abs(frac.sum(axis=1) - 1.0) <= SUM_TOLERANCE)
+               | ~(np.isfinite(temp) & np.isfinite(hours)) | ~(hours >= 0))
+        p = self.params
+        with np.errstate(all="ignore"):
+            out = ground_truth_arrays(w, np.where(bad, 190.0, temp), np.where(bad, 0.0, hours), props=p.properties,
+                                      kinetics=p.kinetics, r_opt=p.r_opt, r_width=p.r_width, eew_dgeba=p.eew_dgeba,
+                                      eew_tgddm=p.eew_tgddm, ahew_dds=p.ahew_dds)
+        out = {k: np.where(bad, np.nan, v) for k, v in out.items()}
+        if p.noise == 0:
+            return out
+        seed = int(p.seed).to_bytes(8, "little", signed=True)
+        z = np.empty((x.shape[0], len(NOISE_SD)))
+        rows = np.ascontiguousarray(x, dtype="<f8")
+        for i in range(x.shape[0]):
+            digest = hashlib.sha256(rows[i].tobytes() + seed).digest()
+            z[i] = np.random.default_rng(int.from_bytes(digest[:8], "little")).standard_normal(len(NOISE_SD))
+        for j, (name, (kind, sd)) in enumerate(NOISE_SD.items()):
+            zj = z[:, j] * sd * p.noise
+            out[name] = out[name] + zj if kind == "abs" else out[name] * np.exp(zj)
+        out["conversion"] = np.clip(out["conversion"], 0.0, 1.0)
+        return out
 
     def evaluate_one(self, inputs):
         out = self.truth(inputs)
