@@ -286,6 +286,30 @@ class TrialTable:
             })
         return records
 
+    def journal_text(self) -> str:
+        """The journal lines of :meth:`records` (the same JSON), encoded column by column: a number's text is
+        Python's ``repr`` as in ``json.dumps``, so no per-trial dict is built or walked."""
+        if not len(self):
+            return ""
+        ok = self.ok
+        lines: list[str | None] = [None] * len(self)
+        if ok.any():
+            idx = np.flatnonzero(ok)
+            in_names, out_names = list(self.inputs), list(self.outputs)
+            head = '{"trial": %s, "inputs": {' + ", ".join(json.dumps(n) + ": %s" for n in in_names) + '}, '
+            head += '"outputs": {' + ", ".join(json.dumps(n) + ": %s" for n in out_names) + '}, '
+            template = head + '"status": "ok", "error": "", "batch": %s, "started": %s, "finished": %s}\n'
+            cols = [_json_texts(self.ids[idx]), *(_json_texts(self.inputs[n][idx]) for n in in_names),
+                    *(_json_texts(self.outputs[n][idx]) for n in out_names), _json_texts(self.batch[idx]),
+                    _json_texts(self.started[idx]), _json_texts(self.finished[idx])]
+            for i, values in zip(idx.tolist(), zip(*cols, strict=True), strict=True):
+                lines[i] = template % values
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            for i, rec in zip(bad.tolist(), self.take(bad).records(), strict=True):
+                lines[i] = json.dumps(rec, default=_json_scalar) + "\n"
+        return "".join(lines)  # type: ignore[arg-type]
+
     def to_dataset(self, input_names: list[str] | None = None, output_names: list[str] | None = None,
                    units: dict[str, str] | None = None) -> xr.Dataset:
         """The trials dataset of DESIGN.md (dim ``trial``; params, metrics, status, error, batch, times)."""
@@ -310,6 +334,28 @@ class TrialTable:
         data["started"] = ("trial", (self.started * 1e9).astype("int64").astype("datetime64[ns]"))
         data["finished"] = ("trial", (self.finished * 1e9).astype("int64").astype("datetime64[ns]"))
         return xr.Dataset(data, coords={"trial": self.ids})
+
+
+def _json_texts(col: np.ndarray) -> list[str]:
+    """Each value of a column as JSON text, the way ``json.dumps`` writes it (NaN, Infinity included)."""
+    if col.dtype.kind in "iub":
+        return list(map(str, col.astype(np.int64).tolist())) if col.dtype.kind != "b" else [
+            "true" if v else "false" for v in col.tolist()]
+    if col.dtype.kind == "f":
+        texts = list(map(float.__repr__, col.astype(float).tolist()))
+        if not np.isfinite(col).all():
+            for i in np.flatnonzero(~np.isfinite(col)).tolist():
+                v = float(col[i])
+                texts[i] = "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+        return texts
+    seen: dict[Any, str] = {}
+    return [seen[v] if v in seen else seen.setdefault(v, json.dumps(v, default=_json_scalar)) for v in col.tolist()]
+
+
+def _json_scalar(v: Any) -> Any:
+    if isinstance(v, np.generic):
+        return v.item()
+    raise TypeError(f"not JSON serializable: {type(v).__name__}")
 
 
 def evaluate_trials(evaluator: Any, designs: xr.Dataset | list[tuple[int, dict[str, Any]]], ctx: RunContext,
@@ -741,7 +787,7 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
                     part = slice(start, start + size)
                     table = evaluate_columns(pipeline, ids[part], {k: v[part] for k, v in columns.items()}, ctx,
                                              timeout=timeout, batch=batches[part], batch_size=batch_size)
-                    journal.append(table.records())
+                    journal.append_text(table.journal_text())
                     tables.append(table)
                     if listening:
                         for b in np.unique(table.batch):

@@ -154,7 +154,14 @@ class TrialJournal:
         """Append ``records`` (one chunk) in one write, flushed; fsynced now if the last fsync is a second old."""
         if not records:
             return
-        data = "".join([json.dumps(rec, default=_json_default) + "\n" for rec in records]).encode("utf-8")
+        self.append_text("".join([json.dumps(rec, default=_json_default) + "\n" for rec in records]))
+
+    def append_text(self, text: str) -> None:
+        """Append whole JSON lines already encoded (one per trial, each ending in a newline): :meth:`append`
+        for a chunk encoded column by column (``reflow.evaluation.TrialTable.journal_text``)."""
+        if not text:
+            return
+        data = text.encode("utf-8")
         with self._lock:
             if self._fh is None:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
