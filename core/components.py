@@ -150,7 +150,10 @@ class Evaluator(Component):
     Declare ``inputs`` and ``outputs`` as tuples of :class:`Variable`. Inputs a design does not set take
     their ``default``. Implement :meth:`evaluate_one` for per-trial work (reflow runs trials through the
     study's executor, in parallel, each with a timeout, and marks an exception, NaN or timeout as that
-    trial's failure), or override :meth:`evaluate` for a vectorized batch.
+    trial's failure), or override :meth:`evaluate` for a vectorized batch. A closed form can also give
+    ``evaluate_arrays(inputs) -> outputs`` (dicts of name -> numpy array, one value per trial) next to
+    :meth:`evaluate_one`: reflow then evaluates whole chunks of trials as arrays, and evaluates a row that comes
+    out NaN or inf again through :meth:`evaluate_one`, so that trial fails alone with its own error.
     """
 
     kind = "evaluator"
