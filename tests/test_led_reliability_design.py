@@ -1,9 +1,9 @@
 """The flagship chained study (studies/led_reliability_design.yaml) end to end at a tiny size.
 
 SAM lot -> inspection model (two targets) -> a new lot -> predicted Delta B_max and voids -> Weibull from the
-predicted trajectories -> nominal FEA -> Bayesian optimization on FEA + calibrated Engelmaier -> verified
-recommendation. The checks follow the numbers along the chain: each stage must have used what the stage before it
-produced.
+predicted trajectories (interval-censored between readouts) -> nominal FEA -> Bayesian optimization on FEA +
+calibrated Engelmaier under a limit on the field B10's lower confidence bound -> verified recommendation. The
+checks follow the numbers along the chain: each stage must have used what the stage before it produced.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _limit(output: str) -> float:
     return next(c.rhs for c in map(parse_constraint, constraints) if c.names == [output])
 
 
-LIFE_LIMIT, STRESS_LIMIT = _limit("b10_cycles"), _limit("die_max_principal_stress_mpa")
+LIFE_LIMIT, STRESS_LIMIT = _limit("b10_cycles_lower"), _limit("die_max_principal_stress_mpa")
 
 
 @pytest.fixture(scope="module")
@@ -78,16 +78,9 @@ def test_the_inspection_model_predicts_both_targets_of_the_new_lot(run):
     assert {"delta_bmax_r2", "void_fraction_r2", "delta_bmax_f1"} <= set(trained)
 
 
-def test_life_comes_from_the_predicted_trajectories(run):
-    from reflow.plugins.reliability.lifedata import crossing_interval
-
-    life = run.result("life").metrics
-    assert {"beta", "eta", "b10_cycles", "units", "failures"} <= set(life)
-    assert 2 <= life["failures"] <= life["units"] <= 24 and life["beta"] > 0 and life["eta"] > 0
-    # the fitted lives are the readout intervals around the first crossing of 0.2 of each LED's predicted
-    # Delta B_max (the weibull model's default degradation method: interval)
-    joints = run.output("joints.predictions")
-    lowers, uppers = [], []
+def _readout_intervals(joints) -> tuple[np.ndarray, np.ndarray]:
+    """Each LED's [lower, upper]: between its last readout at or below 0.2 and its first above (computed here)."""
+    lower, upper = [], []
     for led in np.unique(joints["led_id"].values):
         mine = joints["led_id"].values == led
         order = np.argsort(joints["cycles"].values[mine])
@@ -95,13 +88,29 @@ def test_life_comes_from_the_predicted_trajectories(run):
         v = joints["delta_bmax_mean"].values[mine][order]
         if t[0] == 0 and v[0] > 0.2:
             continue  # defective before the test: left out
-        lower, upper = crossing_interval(t, v, 0.2)
-        lowers.append(lower)
-        uppers.append(upper)
+        above = np.flatnonzero(v > 0.2)
+        lower.append(t[-1] if above.size == 0 else t[above[0] - 1])
+        upper.append(np.inf if above.size == 0 else t[above[0]])
+    return np.asarray(lower), np.asarray(upper)
+
+
+def test_life_comes_from_the_predicted_trajectories_as_intervals(run):
+    from scipy import stats
+
+    life = run.result("life").metrics
+    assert {"beta", "eta", "b10_cycles", "b10_cycles_lower", "units", "failures"} <= set(life)
+    assert 2 <= life["failures"] <= life["units"] <= 24 and life["beta"] > 0 and life["eta"] > 0
+    # each LED failed between the readouts around its predicted Delta B_max's first crossing of 0.2
+    lower, upper = _readout_intervals(run.output("joints.predictions"))
     with np.load(run.dir / "life" / "model" / "state.npz") as state:
         got = sorted(zip(state["lower"], state["upper"], strict=True))
-        assert got == sorted(zip(lowers, uppers, strict=True))
-        assert int(state["events"].sum()) == int(np.isfinite(uppers).sum()) == life["failures"]
+    assert got == sorted(zip(lower, upper, strict=True))
+    assert int(np.isfinite(upper).sum()) == life["failures"] and lower.size == life["units"]
+    # the Weibull is the interval-censored maximum likelihood (scipy's CensoredData, not reflow's fit)
+    beta, _, eta = stats.weibull_min.fit(stats.CensoredData(interval=np.column_stack([lower, upper])), floc=0)
+    assert life["eta"] == pytest.approx(eta, rel=1e-4) and life["beta"] == pytest.approx(beta, rel=1e-4)
+    # a one-sided 90 % lower bound: below the estimate
+    assert 0 < life["b10_cycles_lower"] < life["b10_cycles"]
 
 
 def test_the_design_stage_used_the_numbers_of_the_stages_before_it(run):
@@ -113,6 +122,8 @@ def test_the_design_stage_used_the_numbers_of_the_stages_before_it(run):
     assert values["${joints.predictions.void_fraction_mean:median}"] == pytest.approx(float(np.median(voids)))
     life = run.result("life").metrics
     assert values["${life.eta}"] == pytest.approx(life["eta"]) and values["${life.beta}"] == pytest.approx(life["beta"])
+    assert values["${life.b10_cycles}"] == pytest.approx(life["b10_cycles"])
+    assert values["${life.b10_cycles_lower}"] == pytest.approx(life["b10_cycles_lower"])
     nominal = run.output("nominal.trials")
     strain = float(nominal["solder_shear_strain_range"].values[0])
     assert values["${nominal.trials.solder_shear_strain_range:mean}"] == pytest.approx(strain)
@@ -133,6 +144,10 @@ def test_the_design_stage_used_the_numbers_of_the_stages_before_it(run):
     n_f = 0.5 * (strain_eff / (2 * eps_f)) ** (1 / c_field)
     np.testing.assert_allclose(trials["cycles_to_failure"].values[ok], n_f, rtol=1e-10)
     np.testing.assert_allclose(trials["b10_cycles"].values[ok], n_f * (-math.log(0.9)) ** (1 / life["beta"]),
+                               rtol=1e-10)
+    # the field B10's lower bound carries the lot's test B10 bound by the same acceleration
+    np.testing.assert_allclose(trials["b10_cycles_lower"].values[ok],
+                               trials["b10_cycles"].values[ok] * life["b10_cycles_lower"] / life["b10_cycles"],
                                rtol=1e-10)
 
 
@@ -156,7 +171,8 @@ def test_verify_holds_the_fea_values_of_the_chosen_designs(run):
     assert metrics["recommended_by"] == "verify"
     chosen = verify.sel(trial=metrics["recommended_trial"])
     assert metrics["recommended_warpage_abs_um"] == pytest.approx(float(chosen["warpage_abs_um_true"]))
-    assert metrics["recommended_b10_cycles"] >= LIFE_LIMIT
+    assert metrics["recommended_b10_cycles_lower"] >= LIFE_LIMIT
+    assert metrics["recommended_b10_cycles_lower"] == pytest.approx(float(chosen["b10_cycles_lower_true"]))
     assert metrics["recommended_die_max_principal_stress_mpa"] <= STRESS_LIMIT
     ok = verify["status"].values == "ok"
     assert metrics["recommended_warpage_abs_um"] == pytest.approx(float(verify["warpage_abs_um_true"].values[ok].min()))
