@@ -146,12 +146,16 @@ class _Bayes(reflow.Optimizer):
 
     # ---- data and model ------------------------------------------------------------------------
     def _told(self):
+        """Every told trial as one Dataset; the concatenation is kept, so each ask concatenates only the trials
+        told since the last one (concatenating 200 one-trial Datasets at every ask cost seconds)."""
         import xarray as xr
 
         if not self._trials:
             return None
-        return xr.concat(self._trials, dim="trial", data_vars="all", coords="minimal", compat="override",
-                         join="outer") if len(self._trials) > 1 else self._trials[0]
+        if len(self._trials) > 1:
+            self._trials = [xr.concat(self._trials, dim="trial", data_vars="all", coords="minimal",
+                                      compat="override", join="outer")]
+        return self._trials[0]
 
     def _training(self):
         """(X unit, Y raw metric columns) of the trials that finished ok, as numpy arrays."""
