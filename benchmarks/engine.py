@@ -7,8 +7,9 @@ Run by hand (2 cores, other work paused or niced)::
     .venv/bin/python benchmarks/engine.py --sizes 1000,100000 --executors local --no-goals
 
 Overhead: a ``doe`` stage over three factors evaluates the closed form ``y = x1 sin(x2) + x3^2`` through the
-``python`` evaluator, one call per trial (``batch: false``) and one call per batch (``batch: true``), in
-process, in a process pool of 2 workers and on a Dask LocalCluster of 2 workers. Its stage time (design,
+``python`` evaluator, one call per trial (``batch: false``) and one call per 10,000 trials (``batch: true``,
+``batch_size: 10000``), in process, in a process pool of 2 workers and on a Dask LocalCluster of 2 workers.
+Its stage time (design,
 evaluation, journal, ``trials.nc`` and plots: everything between the stage's start and end) less the time
 bare numpy takes to evaluate the same function on the same points, divided by the number of trials, is the
 engine's overhead per trial. Goals: the issue's cases, a ``bilayer-warpage`` DOE of 10^5 and 10^6 Latin
@@ -49,6 +50,9 @@ def closed_form_batch(ds):
     return xr.Dataset({"y": ("trial", x1 * np.sin(x2) + x3 ** 2)})
 '''
 
+BATCH = 10_000
+"""Trials per call of the batched python function (the doe stage's ``batch_size``)."""
+
 EXECUTORS = {
     "local": ("in process", "local"),
     "pool": ("process pool, 2 workers", "{local: {workers: 2}}"),
@@ -66,8 +70,9 @@ SPACE4 = """
 # ---- one case, in its own interpreter ---------------------------------------------------------------
 
 
-def overhead_study(n: int, executor: str, batch: bool) -> str:
+def overhead_study(n: int, executor: str, batch: bool, batch_size: int) -> str:
     function = "functions:closed_form_batch" if batch else "functions:closed_form"
+    size = f"\n            batch_size: {batch_size}" if batch else ""
     return textwrap.dedent(f"""
         study: engine-overhead
         seed: 1
@@ -80,7 +85,7 @@ def overhead_study(n: int, executor: str, batch: bool) -> str:
               x1: {{low: 0, high: 1}}
               x2: {{low: 0, high: 3}}
               x3: {{low: -1, high: 1}}
-            evaluate: {{python: {{function: "{function}", batch: {str(batch).lower()}, outputs: [y]}}}}
+            evaluate: {{python: {{function: "{function}", batch: {str(batch).lower()}, outputs: [y]}}}}{size}
     """)
 
 
@@ -144,7 +149,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         folder = Path(tmp)
         (folder / "functions.py").write_text(FUNCTIONS)
         if kind == "overhead":
-            text = overhead_study(case["n"], case["executor"], case["batch"])
+            text = overhead_study(case["n"], case["executor"], case["batch"], case.get("batch_size", BATCH))
         elif kind == "doe":
             text = doe_study(case["n"])
         else:
@@ -206,7 +211,7 @@ def overhead_table(rows: list[dict[str, Any]]) -> str:
     previous: dict[tuple[str, bool], dict[str, Any]] = {}
     for r in rows:
         where = EXECUTORS[r["executor"]][0]
-        calls = "one per batch" if r["batch"] else "one per trial"
+        calls = f"one per {r.get('batch_size', BATCH):,}" if r["batch"] else "one per trial"
         if "error" in r:
             lines.append(f"| {where} | {calls} | {r['n']:,} | {r['error']} | | | | |")
             continue
@@ -301,6 +306,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--doe", default="100000,1000000", help="bilayer-warpage DOE sizes of the goals")
     ap.add_argument("--sobol", type=int, default=16384, help="Sobol base sample (evaluations: 6 x this)")
     ap.add_argument("--train", type=int, default=64, help="DOE points the gp is trained on")
+    ap.add_argument("--batch-size", type=int, default=BATCH, help="trials per call when batched")
     ap.add_argument("--no-goals", action="store_true", help="only the overhead table")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, in process only: a smoke run")
     ap.add_argument("--timeout", type=float, default=900, help="seconds one case may take")
@@ -323,7 +329,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
             for n in sizes:
                 if not batch and n > args.one_call_max:
                     continue
-                row = spawn({"kind": "overhead", "n": n, "executor": executor, "batch": batch}, args.timeout)
+                case = {"kind": "overhead", "n": n, "executor": executor, "batch": batch,
+                        "batch_size": args.batch_size}
+                row = spawn(case, args.timeout)
                 print(f"  {executor} {'batch' if batch else 'one'} {n}: "
                       f"{row.get('error') or row['stage_s']['doe']}", file=sys.stderr, flush=True)
                 rows.append(row)

@@ -18,7 +18,7 @@ engine = pytest.importorskip("engine")
 def test_overhead_case_in_a_fresh_interpreter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "engine.json"
     data = engine.main(["--sizes", "40,120", "--executors", "local", "--one-call-max", "40", "--no-goals",
-                        "--out", str(out)])
+                        "--batch-size", "50", "--out", str(out)])
     rows = data["overhead"]
     assert [(r["n"], r["batch"]) for r in rows] == [(40, True), (120, True), (40, False)]
     for r in rows:
@@ -29,7 +29,7 @@ def test_overhead_case_in_a_fresh_interpreter(tmp_path: Path, capsys: pytest.Cap
         assert 50 < r["peak_rss_mib"] < 4096
         assert r["report_bytes"] > 0 and r["trials_nc_bytes"] > 0
     printed = capsys.readouterr().out
-    assert "| in process | one per batch | 120 |" in printed and "| in process | one per trial | 40 |" in printed
+    assert "| in process | one per 50 | 120 |" in printed and "| in process | one per trial | 40 |" in printed
     assert json.loads(out.read_text())["overhead"] == rows
 
 
