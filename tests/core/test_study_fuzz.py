@@ -307,7 +307,7 @@ def _mutate_text(text: bytes, op: str, draw) -> bytes:
     # "structure": parse, apply one of the structural mutations above, write YAML again
     try:
         raw = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, ValueError, AttributeError, OverflowError):  # e.g. an earlier op's "!!timestamp x"
         return text
     if not isinstance(raw, dict):
         return text
