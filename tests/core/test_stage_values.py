@@ -111,12 +111,13 @@ def test_a_number_the_component_rejects_names_the_field_and_the_value(tmp_path):
 
 
 def test_a_metric_of_an_earlier_stage(tmp_path):
-    path = write(tmp_path, void="${first.ok}")
+    path = write(tmp_path, void="${first.failed}")  # 0 failures: a void fraction every trial accepts
     first = ("  first:\n    task: doe\n    design: {lhs: {samples: 3}}\n"
              "    space: {shear_strain_range: {low: 0.005, high: 0.02}}\n    evaluate: engelmaier\n")
     path.write_text(path.read_text().replace("stages:\n", "stages:\n" + first, 1))
     run = execute(start_run(load_study(path), tmp_path / "runs", quiet=True))
     metrics = json.loads((run.dir / "first" / "metrics.json").read_text())
     trials = read_dataset(run.dir / "life" / "trials.nc")
-    assert metrics["ok"] == 3
-    assert np.allclose(trials["void_fraction"].values, 3.0)
+    assert metrics["ok"] == 3 and metrics["failed"] == 0
+    assert np.allclose(trials["void_fraction"].values, 0.0)
+    assert (trials["status"].values == "ok").all()
