@@ -70,7 +70,9 @@ class TrainTask(reflow.Task):
         target: str | list[str] | None = Field(None, description="variable(s) to predict (required except for "
                                                                    "life models, whose outputs it names)")
         features: list[str] | None = Field(None, description="inputs (default: every other numeric variable)")
-        split: SplitSpec = Field(default_factory=SplitSpec, description="held-out fractions and grouping")
+        split: SplitSpec | None = Field(None, description="held-out fractions and grouping; null (the default): "
+                                                          "test 0.2 for a learned model, every unit for a life "
+                                                          "model")
         threshold: dict[str, float] = Field(default_factory=dict,
                                             description="continuous targets also scored as classes: value > "
                                                         "threshold, e.g. {delta_bmax: 0.2}")
@@ -86,7 +88,8 @@ class TrainTask(reflow.Task):
             return validate_condition(value)
 
     def check(self, check):
-        if self.params.test_data is not None and self.params.split.test not in (0.0, SplitSpec().test):
+        if (self.params.test_data is not None and self.params.split is not None
+                and self.params.split.test not in (0.0, SplitSpec().test)):
             check.problem(("split", "test"), f"the test set comes from test_data ({self.params.test_data}); "
                                              "split only makes the validation part: leave split.test out")
         if self.params.model.stage is not None:
@@ -117,8 +120,9 @@ class TrainTask(reflow.Task):
         targets = self._targets()
         model = self.params.model.create()
         life = model.family == LIFE
-        # a life test is fit on every unit unless a split is asked for
-        split = self.params.split if (not life or "split" in self.params.model_fields_set) else SplitSpec(test=0.0)
+        # a life test is fit on every unit unless a split is asked for; `split: null` (the default, which the
+        # resolved study writes out) means exactly that, so a resumed run fits on the same rows
+        split = self.params.split if self.params.split is not None else (SplitSpec(test=0.0) if life else SplitSpec())
         if self.params.test_data is not None:  # the test set is given: the split only holds out validation
             split = split.model_copy(update={"test": 0.0})
         if not targets and not life:

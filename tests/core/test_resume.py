@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from reflow.errors import ReflowError
 from reflow.runner import resume_run, run_study
 from reflow.store import TrialJournal, read_dataset, read_manifest
@@ -209,3 +210,49 @@ def test_resume_of_a_missing_or_foreign_folder_is_a_user_error(tmp_path, run_cli
         res = run_cli("run", "--resume", target, "-q", cwd=tmp_path)
         assert res.returncode == 2, res.stderr
         assert "not a run folder" in res.stderr and "Traceback" not in res.stderr
+
+
+LIFE_STUDY = """
+study: life-resume
+seed: 5
+stages:
+  test:
+    task: data
+    source: {synthetic-life-test: {units: 60, shape: 3.0, scale: 3000, test_cycles: 3200}}
+  life:
+    task: train
+    model: weibull
+    data: test
+"""
+
+
+def test_a_life_fit_reset_and_resumed_fits_the_same_units(tmp_path, write_study):
+    """The resolved study writes every default out; the life stage must still be fit on every unit after resume
+    (it used to read the written-out default split as the user's and hold out 20 %)."""
+    run = run_study(load_study(write_study(LIFE_STUDY)), tmp_path / "runs", quiet=True)
+    before = read_manifest(run.dir)["stages"]["life"]["metrics"]
+    assert before["units"] == 60 and before["test_samples"] == 0
+
+    manifest = json.loads((run.dir / "manifest.json").read_text())
+    manifest["stages"]["life"]["status"] = "pending"
+    (run.dir / "manifest.json").write_text(json.dumps(manifest))
+    resume_run(run.dir, quiet=True)
+    after = read_manifest(run.dir)["stages"]["life"]
+    assert after["status"] == "done"
+    for key in ("units", "failures", "train_samples", "test_samples"):
+        assert after["metrics"][key] == before[key], key
+    for key in ("beta", "eta", "b10_cycles"):
+        assert after["metrics"][key] == pytest.approx(before[key], rel=1e-12), key
+
+
+def test_the_resolved_study_round_trips_the_train_split(tmp_path, write_study):
+    """load_study(study.resolved.yaml) runs like the study it came from: no default reads as given."""
+    study = load_study(write_study(LIFE_STUDY.replace(
+        "    data: test\n", "    data: test\n  held:\n    task: train\n    model: weibull\n    data: test\n"
+        "    split: {test: 0.25}\n")))
+    resolved = tmp_path / "resolved.yaml"
+    resolved.write_text(yaml.safe_dump(study.resolved(), sort_keys=False))
+    again = load_study(resolved)
+    assert again.resolved() == study.resolved()
+    assert again.stages["life"].params.split is None  # the default: every unit of a life test
+    assert again.stages["held"].params.split.test == 0.25
