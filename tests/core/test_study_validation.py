@@ -290,7 +290,7 @@ def test_unknown_component_param_with_did_you_mean(problems):
     p = one(problems(text))
     assert p.path == "stages.warpage.design.lhs.sample"
     assert "unknown key 'sample'; did you mean 'samples'?" in p.message
-    assert "allowed: samples, optimization, scramble" in p.message
+    assert "allowed: samples, optimization, optimize_limit, scramble" in p.message
     assert p.line == line(text, "sample: 32")
 
 
@@ -762,7 +762,8 @@ def test_resolved_fills_defaults_and_round_trips(write_study):
     stage = resolved["stages"]["warpage"]
     assert stage["task"] == "doe"
     assert stage["batch_size"] == 16
-    assert stage["design"] == {"lhs": {"samples": 32, "optimization": "random-cd", "scramble": True}}
+    assert stage["design"] == {"lhs": {"samples": 32, "optimization": "random-cd", "optimize_limit": 500,
+                                         "scramble": True}}
     assert stage["evaluate"] == [{"bilayer-warpage": {"biaxial": False, "die_poisson": 0.28,
                                                      "substrate_poisson": 0.15}}]
     assert stage["space"]["delta_t_k"]["value"] == -200
