@@ -131,11 +131,17 @@ class OptimizeTask(reflow.Task):
                 unknown = [n for n in c.names if outputs and n not in outputs]
                 if unknown:
                     check.problem(("constraints", i), f"{', '.join(unknown)} is not an output of the evaluator "
-                                                      f"(outputs: {', '.join(outputs)})")
-        for name in p.objectives:
-            if outputs and name not in outputs:
+                                                      f"(outputs: {', '.join(outputs)}) nor a parameter of the "
+                                                      f"space{_did_you_mean(unknown[0], outputs + list(p.space))}")
+        for name in p.objectives:  # an objective is an evaluator output or a space parameter (the trial's input)
+            if outputs and name not in outputs and name not in p.space:
                 check.problem(("objectives", name), f"{name!r} is not an output of the evaluator "
-                                                    f"(outputs: {', '.join(outputs)})")
+                                                    f"(outputs: {', '.join(outputs)}) nor a parameter of the "
+                                                    f"space{_did_you_mean(name, outputs + list(p.space))}")
+        on_inputs = [n for n in p.objectives if n in p.space]
+        if p.verify is not None and on_inputs:
+            check.problem(("verify",), f"objective(s) {', '.join(on_inputs)} are parameters of the space: their "
+                                       "values are exact, there is nothing to verify; leave verify out")
         cls = check.component_class(_spec(p.budget.initial_design))
         if cls is None or not issubclass(cls, Design):
             check.problem(("budget", "initial_design"), f"{p.budget.initial_design!r} is not a design of "
@@ -293,8 +299,10 @@ class _Loop:
 
     # ---- datasets ----
     def dataset(self, records: list[dict[str, Any]]):
-        outputs = list(dict.fromkeys([*(v.name for v in self.pipeline.output_variables()),
-                                      *self.problem.metric_names]))
+        # an objective or constraint on a space parameter reads the trial's input column, not an (absent) output
+        inputs = set(self.problem.space.names)
+        outputs = [n for n in dict.fromkeys([*(v.name for v in self.pipeline.output_variables()),
+                                             *self.problem.metric_names]) if n not in inputs]
         ds = records_to_dataset(records, self.problem.space.names, outputs, self.units)
         ds["acquisition"] = ("trial", np.array([self.asked.get(int(t), {}).get("acquisition", "")
                                                 for t in ds["trial"].values], dtype=str))
@@ -528,6 +536,13 @@ def recommend(trials, problem: OptimizationProblem, objective: str, verified=Non
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _choice(parameter, value: Any) -> Any:
