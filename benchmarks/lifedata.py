@@ -47,8 +47,12 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from reflow.plugins.reliability.censoring import Censored
 
 LEVEL = 0.90  # two-sided confidence of every bound in the tables
 P_B = 0.10  # B10
@@ -72,29 +76,20 @@ class Case:
     truth: dict[str, float] = field(default_factory=dict)
 
     @property
-    def exact(self) -> np.ndarray:
-        return self.lower == self.upper
+    def life(self) -> Censored:
+        """The units as reflow's censored data: its ``exact``/``right``/``left``/``interval`` masks and counts."""
+        from reflow.plugins.reliability.censoring import Censored
 
-    @property
-    def right(self) -> np.ndarray:
-        return np.isinf(self.upper)
-
-    @property
-    def left(self) -> np.ndarray:
-        return (self.lower == 0) & np.isfinite(self.upper)
-
-    @property
-    def interval(self) -> np.ndarray:
-        return (self.lower > 0) & (self.lower < self.upper) & np.isfinite(self.upper)
+        return Censored(self.lower, self.upper)
 
     @property
     def right_only(self) -> bool:
         """Only exact failures and right-censored suspensions (what ``reliability`` takes)."""
-        return bool(np.all(self.exact | self.right))
+        life = self.life
+        return bool(np.all(life.exact | life.right))
 
     def describe(self) -> str:
-        parts = [f"{int(m.sum())} {k}" for k, m in (("exact", self.exact), ("right", self.right),
-                                                    ("left", self.left), ("interval", self.interval)) if m.any()]
+        parts = [f"{n} {k}" for k, n in self.life.counts().items() if n]  # no truncation: "truncated" is 0
         return f"n={self.lower.size}: " + ", ".join(parts)
 
 
@@ -284,13 +279,13 @@ _REL = {"weibull": "Fit_Weibull_2P", "lognormal": "Fit_Lognormal_2P", "exponenti
 def fit_reliability(case: Case, dist: str, repeats: int) -> Fit | None:
     if not case.right_only:
         return None
-    failures, suspended = case.lower[case.exact], case.lower[case.right]
+    failures, suspended = case.lower[case.life.exact], case.lower[case.life.right]
     rc = suspended if suspended.size else None
     common = {"show_probability_plot": False, "print_results": False, "CI": LEVEL}
     if dist == "weibull-arrhenius":
         from reliability.ALT_fitters import Fit_Weibull_Exponential
 
-        fs, rs = case.stress[case.exact], case.stress[case.right]
+        fs, rs = case.stress[case.life.exact], case.stress[case.life.right]
         r, sec = timed(lambda: Fit_Weibull_Exponential(
             failures=failures, failure_stress=fs, right_censored=rc, right_censored_stress=rs if rc is not None
             else None, use_level_stress=case.use_stress, show_life_stress_plot=False, **common), repeats)
@@ -327,7 +322,7 @@ def fit_surpyval(case: Case, dist: str, repeats: int) -> Fit | None:
 
     xl, xr = case.lower, case.upper
     if dist == "weibull-arrhenius":
-        c = np.where(case.right, 1, 0)
+        c = np.where(case.life.right, 1, 0)
         if not case.right_only:
             return None
         m, sec = timed(lambda: sp.WeibullAFT.fit(x=xl, Z=1.0 / case.stress, c=c), repeats)
@@ -371,7 +366,7 @@ def fit_lifelines(case: Case, dist: str, repeats: int) -> Fit | None:
 
         if not case.right_only:
             return None
-        df = pd.DataFrame({"t": case.lower, "e": (~case.right).astype(int), "inv_s": 1.0 / case.stress})
+        df = pd.DataFrame({"t": case.lower, "e": (~case.life.right).astype(int), "inv_s": 1.0 / case.stress})
         m, sec = timed(lambda: lifelines.WeibullAFTFitter().fit(df, "t", "e"), repeats)
         par = m.params_
         p = {"a": float(par[("lambda_", "inv_s")]), "b": math.exp(float(par[("lambda_", "Intercept")])),
@@ -383,7 +378,7 @@ def fit_lifelines(case: Case, dist: str, repeats: int) -> Fit | None:
         return None
     if case.right_only:
         def run():
-            return cls().fit(case.lower, (~case.right).astype(int))
+            return cls().fit(case.lower, (~case.life.right).astype(int))
     else:
         def run():
             return cls().fit_interval_censoring(case.lower, case.upper)

@@ -38,11 +38,20 @@ from typing import Any, Literal
 
 import numpy as np
 import reflow
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 from reflow.errors import DataError
 
 from .censoring import Censored, log_likelihood
-from .lifedata import LifeParams, check_targets, column, life_output_name, output_dim, read_life_data, with_bounds
+from .lifedata import (
+    BLifeOutputs,
+    LifeParams,
+    b_lives_field,
+    b_lives_validator,
+    column,
+    output_dim,
+    read_life_data,
+)
+from .mle import maximize, observed_covariance
 
 BOLTZMANN_EV = 8.617333262e-5  # eV/K (CODATA 2018)
 
@@ -154,39 +163,6 @@ def quantile_term(distribution: str, shape: float, p: float) -> float:
     return shape * float(norm.ppf(p))
 
 
-def maximize(loglik, x0: np.ndarray) -> np.ndarray:
-    """BFGS on -loglik from ``x0`` (Nelder-Mead polish if BFGS stops early); -inf is treated as a wall."""
-    from scipy import optimize
-
-    def nll(x):
-        v = loglik(x)
-        return -v if np.isfinite(v) else 1e300
-
-    res = optimize.minimize(nll, x0, method="BFGS", options={"gtol": 1e-5, "maxiter": 2000})
-    x = res.x
-    if not (res.success or res.status == 2) or not np.isfinite(res.fun):
-        res2 = optimize.minimize(nll, x, method="Nelder-Mead",
-                                 options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 40000, "maxfev": 40000})
-        x = res2.x if res2.fun <= res.fun else x
-        res = optimize.minimize(nll, x, method="BFGS", options={"gtol": 1e-5})
-        x = res.x if res.fun <= nll(x) else x
-    return np.asarray(x, dtype=float)
-
-
-def observed_covariance(loglik, x: np.ndarray) -> np.ndarray:
-    """Inverse of the observed information (central-difference Hessian); NaN where it is not positive definite."""
-    from .weibull import _hessian
-
-    hess = _hessian(loglik, x, np.full(x.size, 1e-4))
-    try:
-        cov = np.linalg.inv(-hess)
-    except np.linalg.LinAlgError:
-        return np.full_like(hess, np.nan)
-    if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
-        return np.full_like(hess, np.nan)
-    return cov
-
-
 @dataclass
 class LogLinearFit:
     """ln L_i = X_i . coef + offset_i with a log-shape per shape group: the estimate, log-likelihood, covariance."""
@@ -241,7 +217,7 @@ def fit_log_linear(life: Censored, X: np.ndarray, offset: np.ndarray, distributi
 
 
 # ---- the model --------------------------------------------------------------------------------------------------
-class LifeStress(reflow.Model):
+class LifeStress(BLifeOutputs, reflow.Model):
     """Weibull or lognormal life-stress (accelerated life) model, fitted jointly to all test conditions.
 
     Train it on an ALT, e.g. ``{life-stress: {relationship: arrhenius, time: hours, failed: failed,
@@ -263,18 +239,12 @@ class LifeStress(reflow.Model):
                                                                      "(C: converted to K by + 273.15)")
         use: dict[str, float] = Field(default_factory=dict, description="use (field) condition, variable -> value, "
                                                                         "for the summary: e.g. {temperature_k: 328}")
-        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")
+        b_lives: list[float] = b_lives_field()
         bounds: Literal["fisher", "likelihood-ratio"] = Field(
             "fisher", description="B-life bounds at a stress: fisher (delta method, instant) or likelihood-ratio "
                                   "(profile likelihood; about 0.1-0.5 s per stress condition and B-life)")
 
-        @field_validator("b_lives")
-        @classmethod
-        def _percent(cls, value: list[float]) -> list[float]:
-            bad = [p for p in value if not 0.0 < p < 100.0]
-            if bad or not value:
-                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {value}")
-            return list(dict.fromkeys(value))
+        _percent = b_lives_validator()
 
         @model_validator(mode="after")
         def _roles(self) -> LifeStress.Params:
@@ -296,12 +266,6 @@ class LifeStress(reflow.Model):
     def stress_variables(self) -> list[str]:
         """The data variables holding the stresses, in the order of the relationship's terms."""
         return [self.params.stresses.get(role, ROLES[role][0]) for role, _, _ in self._terms()]
-
-    def _b_names(self) -> list[str]:
-        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
-
-    def outputs(self) -> list[str]:
-        return with_bounds(self._b_names())
 
     def _stress_matrix(self, data: Any, who: str, n: int | None = None) -> np.ndarray:
         """(units, terms) stresses in model units (K for temperatures), checked: a DataError names the column,
@@ -421,9 +385,7 @@ class LifeStress(reflow.Model):
                     common.loglik}, own
 
     def _set_io(self) -> None:
-        targets = list(self.targets) or with_bounds(self._b_names())
-        check_targets(targets, self.outputs(), "life-stress")
-        self.targets = targets
+        self._set_targets("life-stress")
         self.features = self.stress_variables()
 
     # ---- fitted quantities ----------------------------------------------------------------------------------
@@ -431,12 +393,6 @@ class LifeStress(reflow.Model):
     def shape(self) -> float:
         """Weibull beta or lognormal sigma, common to all conditions."""
         return math.exp(self.x_[-1])
-
-    def _z(self) -> float:
-        from scipy.stats import norm
-
-        c = self.params.confidence
-        return float(norm.ppf(c if getattr(self.params, "one_sided", False) else 0.5 + c / 2.0))
 
     def _transform(self) -> tuple[np.ndarray, np.ndarray]:
         """(M, m0): raw coefficients (intercept w0, w_j) = M @ standardized coefficients."""

@@ -19,12 +19,19 @@ from typing import Any
 
 import numpy as np
 import reflow
-from pydantic import Field, field_validator
+from pydantic import Field
 from reflow.errors import DataError
 
 from .alt import read_censored, require_failures
 from .censoring import Censored
-from .lifedata import LifeParams, check_targets, life_output_name, no_covariates, output_dim, with_bounds
+from .lifedata import (
+    BLifeOutputs,
+    LifeParams,
+    b_lives_field,
+    b_lives_validator,
+    no_covariates,
+    output_dim,
+)
 
 
 def mode_labels(rows: Any, name: str, failed: np.ndarray, who: str) -> np.ndarray:
@@ -53,7 +60,7 @@ def mode_data(life: Censored, labels: np.ndarray, mode: str) -> Censored:
     return Censored(life.lower, upper, life.truncation)
 
 
-class CompetingModes(reflow.Model):
+class CompetingModes(BLifeOutputs, reflow.Model):
     """One Weibull per failure mode (the others censored) and the unit's reliability, the product of the modes'.
 
     Train it on a life test with a mode column: ``{competing-modes: {time: cycles, failed: failed, mode:
@@ -66,21 +73,9 @@ class CompetingModes(reflow.Model):
     class Params(LifeParams):
         mode: str = Field("mode", description="variable naming each failure's mode (text or a code); suspended units "
                                               "may leave it empty")
-        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")
+        b_lives: list[float] = b_lives_field()
 
-        @field_validator("b_lives")
-        @classmethod
-        def _percent(cls, value: list[float]) -> list[float]:
-            bad = [p for p in value if not 0.0 < p < 100.0]
-            if bad or not value:
-                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {value}")
-            return list(dict.fromkeys(value))
-
-    def _b_names(self) -> list[str]:
-        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
-
-    def outputs(self) -> list[str]:
-        return with_bounds(self._b_names())
+        _percent = b_lives_validator()
 
     def fit(self, data, ctx):
         from .distributions import fit_distribution
@@ -101,19 +96,11 @@ class CompetingModes(reflow.Model):
         self.cov_ = np.stack([f.cov for f in fits])  # each on (ln eta, ln beta)
         self.logliks_ = np.array([f.loglik for f in fits])
         self.lower_, self.upper_, self.labels_ = life.lower, life.upper, labels.astype(str)
-        targets = list(self.targets) or with_bounds(self._b_names())
-        check_targets(targets, self.outputs(), who)
-        self.targets = targets
+        self._set_targets(who)
         self.features = []  # one population: its B-lives take no inputs
         return self
 
     # ---- quantities --------------------------------------------------------------------------------------
-    def _z(self) -> float:
-        from scipy.stats import norm
-
-        c = self.params.confidence
-        return float(norm.ppf(c if getattr(self.params, "one_sided", False) else 0.5 + c / 2.0))
-
     def reliability(self, t: np.ndarray) -> np.ndarray:
         """R(t) = prod_k exp(-(t / eta_k)^beta_k)."""
         t = np.asarray(t, dtype=float)[..., None]
@@ -157,9 +144,7 @@ class CompetingModes(reflow.Model):
                             f"{m}_{name}_upper": float(v * math.exp(z * s))})
             out[f"{m}_failures"] = int(np.sum(failed & (self.labels_ == m)))
             out[f"{m}_log_likelihood"] = float(self.logliks_[k])
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            v, lo, hi = self.b_life(p)
-            out.update({name: v, f"{name}_lower": lo, f"{name}_upper": hi})
+        out.update(self.b_life_summary())
         out["log_likelihood"] = float(self.logliks_.sum())
         out["modes"] = len(self.modes_)
         out["units"] = int(self.lower_.size)
@@ -173,10 +158,7 @@ class CompetingModes(reflow.Model):
         if not hasattr(self, "eta_"):
             raise reflow.ReflowError("competing-modes: predict before fit")
         dim, n = output_dim(data, None)
-        out: dict[str, Any] = {}
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            for suffix, v in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):
-                out[name + suffix] = (dim, np.full(n, v))
+        out: dict[str, Any] = self.b_life_columns(dim, n)
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 

@@ -32,6 +32,7 @@ import numpy as np
 from reflow.errors import DataError
 
 from .censoring import Censored, log_likelihood
+from .mle import gradient, hessian, observed_covariance
 
 
 class Frozen:
@@ -367,8 +368,8 @@ def _rescue(f, y0: np.ndarray) -> np.ndarray:
 def _newton(f, y: np.ndarray, steps: int = 3) -> np.ndarray:
     h = 1e-4
     for _ in range(steps):
-        g = _gradient(f, y, h)
-        H = _hessian(f, y, np.full(y.size, h))
+        g = gradient(f, y, h)
+        H = hessian(f, y, np.full(y.size, h))
         try:
             step = np.linalg.solve(H, g)
         except np.linalg.LinAlgError:
@@ -382,32 +383,6 @@ def _newton(f, y: np.ndarray, steps: int = 3) -> np.ndarray:
         if np.max(np.abs(step)) < 1e-9:  # converged: another step would only cost evaluations
             return y
     return y
-
-
-def _gradient(f, y: np.ndarray, h: float) -> np.ndarray:
-    g = np.zeros(y.size)
-    for i in range(y.size):
-        e = np.zeros(y.size)
-        e[i] = h
-        g[i] = (f(y + e) - f(y - e)) / (2 * h)
-    return g
-
-
-def _hessian(f, x: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Central-difference Hessian of a scalar function."""
-    k = len(x)
-    hess = np.zeros((k, k))
-    f0 = f(x)
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = steps[i]
-        hess[i, i] = (f(x + ei) - 2.0 * f0 + f(x - ei)) / steps[i] ** 2
-        for j in range(i + 1, k):
-            ej = np.zeros(k)
-            ej[j] = steps[j]
-            hess[i, j] = hess[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
-                4.0 * steps[i] * steps[j])
-    return hess
 
 
 def _covariance(dist: Distribution, data: Censored, params: np.ndarray, fixed: tuple[int, ...] = ()) -> np.ndarray:
@@ -425,13 +400,9 @@ def _covariance(dist: Distribution, data: Censored, params: np.ndarray, fixed: t
     for j, i in enumerate(free):
         if not dist.positive[i]:
             steps[j] = 1e-4 * max(abs(y[i]), _spread(dist, params, i, data))
-    hess = _hessian(ll, y[free], steps)
+    sub = observed_covariance(ll, y[free], steps)
     cov = np.zeros((dist.k, dist.k))
-    try:
-        sub = np.linalg.inv(-hess)
-    except np.linalg.LinAlgError:
-        sub = np.full_like(hess, np.nan)
-    if not np.all(np.isfinite(sub)) or np.any(np.diag(sub) <= 0):
+    if not np.all(np.isfinite(sub)):
         return np.full((dist.k, dist.k), np.nan)
     cov[np.ix_(free, free)] = sub
     return cov

@@ -416,6 +416,91 @@ def life_output_name(kind: str, time: str, p: float | None = None) -> str:
     return f"{kind}_{time}"
 
 
+def b_lives_field(description: str = "B-lives to report (percent)") -> Any:
+    """The ``b_lives`` parameter of the models that report B-lives: percent of units failed, [1, 10] by default."""
+    return Field(default_factory=lambda: [1.0, 10.0], description=description)
+
+
+def b_lives_validator(*, list_bad: bool = False) -> Any:
+    """A ``field_validator("b_lives")`` body: each B-life a percentage strictly between 0 and 100, at least one,
+    duplicates dropped. ``list_bad``: the message names only the bad values (and says so apart when none is given)."""
+
+    def _percent(cls, value: list[float]) -> list[float]:
+        bad = [p for p in value if not 0.0 < p < 100.0]
+        if list_bad:
+            if bad:
+                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {bad}")
+            if not value:
+                raise ValueError("give at least one B-life, e.g. [10]")
+        elif bad or not value:
+            raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {value}")
+        return list(dict.fromkeys(value))
+
+    return field_validator("b_lives")(_percent)
+
+
+def bounded_values(values: dict[str, tuple[float, float, float]]) -> dict[str, float]:
+    """``{name: (value, lower, upper)}`` as the flat ``name``, ``name_lower``, ``name_upper`` of a summary."""
+    out: dict[str, float] = {}
+    for name, (value, lo, hi) in values.items():
+        out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
+    return out
+
+
+class BLifeOutputs:
+    """Mixin for the life models that report B-lives ``b<p>_<time>`` (with bounds) from ``params.b_lives``; the
+    model gives ``b_life(percent) -> (value, lower, upper)`` (and ``reliability(t)`` for the time columns)."""
+
+    params: Any
+    targets: list[str]
+
+    def _b_names(self) -> list[str]:
+        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
+
+    def outputs(self) -> list[str]:
+        return with_bounds(self._b_names())
+
+    def _z(self) -> float:
+        from scipy.stats import norm
+
+        c = self.params.confidence
+        return float(norm.ppf(c if getattr(self.params, "one_sided", False) else 0.5 + c / 2.0))
+
+    def _set_targets(self, who: str) -> list[str]:
+        """The configured targets (every B-life with its bounds if none), checked against the outputs."""
+        targets = list(self.targets) or with_bounds(self._b_names())
+        check_targets(targets, self.outputs(), who)
+        self.targets = targets
+        return targets
+
+    def b_life_summary(self) -> dict[str, float]:
+        """Each B-life with its bounds, as summary entries."""
+        return bounded_values({name: self.b_life(p)  # type: ignore[attr-defined]
+                               for p, name in zip(self.params.b_lives, self._b_names(), strict=True)})
+
+    def b_life_columns(self, dim: str, n: int) -> dict[str, tuple[str, np.ndarray]]:
+        """Each B-life's ``_mean``/``_lower``/``_upper`` prediction, the same on every one of ``n`` rows."""
+        out: dict[str, tuple[str, np.ndarray]] = {}
+        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
+            for suffix, value in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):  # type: ignore[attr-defined]
+                out[name + suffix] = (dim, np.full(n, value))
+        return out
+
+    def reliability_columns(self, data: Any, dim: str, who: str) -> dict[str, tuple[str, np.ndarray]]:
+        """Reliability and unreliability (with bounds) at each row's time, where the data has the time along
+        ``dim``; a model trained to predict them (features = [time]) errors when the time is missing."""
+        time = self.params.time
+        has_time = time in data.data_vars or time in data.coords
+        if getattr(self, "features", None) and not has_time:
+            column(data, time, who, "the time variable")  # raises, naming it
+        if not (has_time and data[time].dims == (dim,)):
+            return {}
+        r, lo, hi = self.reliability(column(data, time, who, "the time variable"))  # type: ignore[attr-defined]
+        return {"reliability_mean": (dim, r), "reliability_lower": (dim, lo), "reliability_upper": (dim, hi),
+                "unreliability_mean": (dim, 1.0 - r), "unreliability_lower": (dim, 1.0 - hi),
+                "unreliability_upper": (dim, 1.0 - lo)}
+
+
 def output_dim(data: Any, name: str | None) -> tuple[str, int]:
     """The dim and length predictions follow: ``name``'s dim if present, else trial/sample/the first dim."""
     if name is not None and _has(data, name) and data[name].ndim == 1:

@@ -25,10 +25,11 @@ from . import bounds as cb
 from .censoring import Censored, log_likelihood
 from .distributions import CANDIDATES, DISTRIBUTIONS, Fit, fit_distribution, get
 from .lifedata import (
+    BLifeOutputs,
     LifeParams,
-    check_targets,
-    column,
-    life_output_name,
+    b_lives_field,
+    b_lives_validator,
+    bounded_values,
     no_covariates,
     output_dim,
     read_life_data,
@@ -39,7 +40,7 @@ DistributionName = Literal["weibull", "weibull-3p", "lognormal", "exponential", 
                            "loglogistic", "auto"]
 
 
-class LifeDistribution(reflow.Model):
+class LifeDistribution(BLifeOutputs, reflow.Model):
     """Life distribution fitted by maximum likelihood to censored life data: exact, right-, left- and
     interval-censored units (``lower``/``upper`` or degradation readouts), optional left truncation.
 
@@ -62,18 +63,9 @@ class LifeDistribution(reflow.Model):
         bounds: Literal["fisher", "likelihood-ratio"] = Field(
             "fisher", description="confidence bounds: fisher (Fisher matrix, delta method) or likelihood-ratio "
                                   "(profile likelihood; better for few failures, slower)")
-        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0],
-                                     description="B-lives to report: percent of units failed, e.g. [1, 10]")
+        b_lives: list[float] = b_lives_field("B-lives to report: percent of units failed, e.g. [1, 10]")
 
-        @field_validator("b_lives")
-        @classmethod
-        def _percent(cls, value: list[float]) -> list[float]:
-            bad = [p for p in value if not 0.0 < p < 100.0]
-            if bad:
-                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {bad}")
-            if not value:
-                raise ValueError("give at least one B-life, e.g. [10]")
-            return list(dict.fromkeys(value))
+        _percent = b_lives_validator(list_bad=True)
 
         @field_validator("candidates")
         @classmethod
@@ -88,9 +80,6 @@ class LifeDistribution(reflow.Model):
     who = "life-distribution"
 
     # ---- names -------------------------------------------------------------------------------------------
-    def _b_names(self) -> list[str]:
-        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
-
     def outputs(self) -> list[str]:
         return with_bounds(self._b_names() + ["reliability", "unreliability"])
 
@@ -119,9 +108,7 @@ class LifeDistribution(reflow.Model):
         return self.fits_[0]
 
     def _set_outputs(self) -> None:
-        targets = list(self.targets) or with_bounds(self._b_names())
-        check_targets(targets, self.outputs(), self.who)
-        self.targets = targets
+        targets = self._set_targets(self.who)
         at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
         self.features = [self.params.time] if at_time else []
 
@@ -138,13 +125,10 @@ class LifeDistribution(reflow.Model):
     def summary(self):
         fit = self.fit_
         out: dict[str, float | int | str] = {"distribution": fit.distribution.name}
-        for name, (value, lo, hi) in cb.parameter_bounds(fit, *self._bound_args()).items():
-            out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
+        out.update(bounded_values(cb.parameter_bounds(fit, *self._bound_args())))
         if not fit.fixed:
             out.update({f"{k}_se": v for k, v in fit.standard_errors().items()})
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            value, lo, hi = self.b_life(p)
-            out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
+        out.update(self.b_life_summary())
         mean = float(fit.frozen().mean())
         out[f"mean_{self.params.time}"] = mean
         out.update({"units": fit.n, "failures": fit.failures, "log_likelihood": fit.loglik, "aicc": fit.aicc,
@@ -178,20 +162,8 @@ class LifeDistribution(reflow.Model):
 
         if not hasattr(self, "fits_"):
             raise reflow.ReflowError(f"{self.who}: predict before fit")
-        time = self.params.time
         dim, n = output_dim(data, self.features[0] if self.features else None)
-        out: dict[str, tuple[str, np.ndarray]] = {}
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            for suffix, value in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):
-                out[name + suffix] = (dim, np.full(n, value))
-        has_time = time in data.data_vars or time in data.coords
-        if self.features and not has_time:
-            column(data, time, self.who, "the time variable")  # raises, naming it
-        if has_time and data[time].dims == (dim,):
-            r, lo, hi = self.reliability(column(data, time, self.who, "the time variable"))
-            out.update({"reliability_mean": (dim, r), "reliability_lower": (dim, lo), "reliability_upper": (dim, hi),
-                        "unreliability_mean": (dim, 1.0 - r), "unreliability_lower": (dim, 1.0 - hi),
-                        "unreliability_upper": (dim, 1.0 - lo)})
+        out = {**self.b_life_columns(dim, n), **self.reliability_columns(data, dim, self.who)}
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 

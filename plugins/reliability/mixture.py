@@ -19,12 +19,21 @@ from typing import Any
 
 import numpy as np
 import reflow
-from pydantic import Field, field_validator
+from pydantic import Field
 from reflow.errors import DataError
 
-from .alt import LogLocationScale, maximize, observed_covariance, read_censored, require_failures
+from .alt import LogLocationScale, read_censored, require_failures
 from .censoring import Censored, log_likelihood
-from .lifedata import LifeParams, check_targets, life_output_name, no_covariates, output_dim, with_bounds
+from .lifedata import (
+    BLifeOutputs,
+    LifeParams,
+    b_lives_field,
+    b_lives_validator,
+    bounded_values,
+    no_covariates,
+    output_dim,
+)
+from .mle import maximize, observed_covariance
 
 
 class WeibullMixtureDist:
@@ -108,7 +117,7 @@ def fit_mixture(life: Censored, starts: int = 5) -> tuple[np.ndarray, float]:
     return best, float(best_ll)
 
 
-class WeibullMixture(reflow.Model):
+class WeibullMixture(BLifeOutputs, reflow.Model):
     """Two-subpopulation Weibull mixture fitted by maximum likelihood, with the proportion of each.
 
     Train it on a life test whose Weibull plot bends: ``{weibull-mixture: {time: cycles, failed: failed}}``
@@ -119,22 +128,10 @@ class WeibullMixture(reflow.Model):
     family = "life-model"
 
     class Params(LifeParams):
-        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0], description="B-lives to report (percent)")
+        b_lives: list[float] = b_lives_field()
         starts: int = Field(5, ge=1, le=50, description="split points tried as starts (the bend is unknown)")
 
-        @field_validator("b_lives")
-        @classmethod
-        def _percent(cls, value: list[float]) -> list[float]:
-            bad = [p for p in value if not 0.0 < p < 100.0]
-            if bad or not value:
-                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {value}")
-            return list(dict.fromkeys(value))
-
-    def _b_names(self) -> list[str]:
-        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
-
-    def outputs(self) -> list[str]:
-        return with_bounds(self._b_names())
+        _percent = b_lives_validator()
 
     def fit(self, data, ctx):
         who = "weibull-mixture"
@@ -151,19 +148,11 @@ class WeibullMixture(reflow.Model):
         single = fit_distribution("weibull", life, who=who)
         self.single_ = (float(single.loglik), float(single.params[0]), float(single.params[1]))
         self.lower_, self.upper_ = life.lower, life.upper
-        targets = list(self.targets) or with_bounds(self._b_names())
-        check_targets(targets, self.outputs(), who)
-        self.targets = targets
+        self._set_targets(who)
         self.features = []  # one population: its B-lives take no inputs
         return self
 
     # ---- quantities --------------------------------------------------------------------------------------
-    def _z(self) -> float:
-        from scipy.stats import norm
-
-        c = self.params.confidence
-        return float(norm.ppf(c if getattr(self.params, "one_sided", False) else 0.5 + c / 2.0))
-
     @staticmethod
     def _quantile(x: np.ndarray, p: float) -> float:
         """The time by which a fraction p of the mixture has failed (root of F(t) = p on ln t)."""
@@ -207,12 +196,8 @@ class WeibullMixture(reflow.Model):
         return out
 
     def summary(self):
-        out: dict[str, float] = {}
-        for name, (v, lo, hi) in self.parameter_bounds().items():
-            out.update({name: v, f"{name}_lower": lo, f"{name}_upper": hi})
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            v, lo, hi = self.b_life(p)
-            out.update({name: v, f"{name}_lower": lo, f"{name}_upper": hi})
+        out: dict[str, float] = bounded_values(self.parameter_bounds())
+        out.update(self.b_life_summary())
         n = int(self.lower_.size)
         out["log_likelihood"] = self.log_likelihood_
         out["aicc"] = 10 - 2 * self.log_likelihood_ + (60 / (n - 6) if n > 6 else math.nan)
@@ -230,10 +215,7 @@ class WeibullMixture(reflow.Model):
         if not hasattr(self, "x_"):
             raise reflow.ReflowError("weibull-mixture: predict before fit")
         dim, n = output_dim(data, None)
-        out: dict[str, Any] = {}
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            for suffix, v in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):
-                out[name + suffix] = (dim, np.full(n, v))
+        out: dict[str, Any] = self.b_life_columns(dim, n)
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 

@@ -26,20 +26,22 @@ from typing import Literal
 
 import numpy as np
 import reflow
-from pydantic import Field, field_validator
+from pydantic import Field
 from reflow.errors import DataError
 
 from .censoring import Censored, log_likelihood
 from .lifedata import (
+    BLifeOutputs,
     LifeParams,
-    check_targets,
-    column,
-    life_output_name,
+    b_lives_field,
+    b_lives_validator,
+    bounded_values,
     no_covariates,
     output_dim,
     read_life_data,
     with_bounds,
 )
+from .mle import observed_covariance
 from .probplot import adjusted_ranks
 
 __all__ = ["Weibull", "adjusted_ranks", "fit_three_parameter", "fit_two_parameter", "weibull_loglik"]
@@ -73,23 +75,6 @@ def weibull_loglik(theta: np.ndarray, t: np.ndarray, event: np.ndarray) -> float
     w = np.log(x[live]) - u
     failed = event[live]
     return float(np.sum(v - u + (beta - 1.0) * w[failed]) - np.sum(np.exp(beta * w)))
-
-
-def _hessian(f, x: np.ndarray, steps: np.ndarray) -> np.ndarray:
-    """Central-difference Hessian of a scalar function (the observed information is its negative)."""
-    k = len(x)
-    h = np.zeros((k, k))
-    f0 = f(x)
-    for i in range(k):
-        ei = np.zeros(k)
-        ei[i] = steps[i]
-        h[i, i] = (f(x + ei) - 2.0 * f0 + f(x - ei)) / steps[i] ** 2
-        for j in range(i + 1, k):
-            ej = np.zeros(k)
-            ej[j] = steps[j]
-            h[i, j] = h[j, i] = (f(x + ei + ej) - f(x + ei - ej) - f(x - ei + ej) + f(x - ei - ej)) / (
-                4.0 * steps[i] * steps[j])
-    return h
 
 
 def _start(t: np.ndarray, event: np.ndarray) -> tuple[float, float]:
@@ -146,7 +131,7 @@ def fit_three_parameter(t: np.ndarray, event: np.ndarray, who: str = "weibull") 
     return gamma, beta, eta
 
 
-class Weibull(reflow.Model):
+class Weibull(BLifeOutputs, reflow.Model):
     """Weibull life model fitted to a (censored) life test; B-lives and reliability with confidence bounds.
 
     Train it on a life test, e.g. ``{task: train, model: {weibull: {time: cycles, failed: failed}}, data: test,
@@ -164,23 +149,11 @@ class Weibull(reflow.Model):
         bounds: Literal["fisher", "likelihood-ratio"] = Field(
             "fisher", description="confidence bounds: fisher (Fisher matrix, delta method) or likelihood-ratio "
                                   "(profile likelihood; better for few failures, slower)")
-        b_lives: list[float] = Field(default_factory=lambda: [1.0, 10.0],
-                                     description="B-lives to report: percent of units failed, e.g. [1, 10]")
+        b_lives: list[float] = b_lives_field("B-lives to report: percent of units failed, e.g. [1, 10]")
 
-        @field_validator("b_lives")
-        @classmethod
-        def _percent(cls, value: list[float]) -> list[float]:
-            bad = [p for p in value if not 0.0 < p < 100.0]
-            if bad:
-                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {bad}")
-            if not value:
-                raise ValueError("give at least one B-life, e.g. [10]")
-            return list(dict.fromkeys(value))
+        _percent = b_lives_validator(list_bad=True)
 
     # ---- names -------------------------------------------------------------------------------------------
-    def _b_names(self) -> list[str]:
-        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
-
     def outputs(self) -> list[str]:
         """Every output this model can predict (the allowed targets)."""
         return with_bounds(self._b_names() + ["reliability", "unreliability"])
@@ -222,13 +195,7 @@ class Weibull(reflow.Model):
         steps = np.full(theta.size, 1e-4)
         if theta.size == 3:
             steps[2] = 1e-4 * max(float(np.min(t[event])) - theta[2], 1e-9 * float(np.max(t)))
-        hess = _hessian(lambda th: weibull_loglik(th, t, event), theta, steps)
-        try:
-            cov = np.linalg.inv(-hess)
-        except np.linalg.LinAlgError:
-            cov = np.full_like(hess, np.nan)
-        if not np.all(np.isfinite(cov)) or np.any(np.diag(cov) <= 0):
-            cov = np.full_like(hess, np.nan)  # no bounds rather than wrong ones
+        cov = observed_covariance(lambda th: weibull_loglik(th, t, event), theta, steps)
         self.theta_ = theta
         self.cov_ = cov
         self.log_likelihood_ = weibull_loglik(theta, t, event)
@@ -240,9 +207,7 @@ class Weibull(reflow.Model):
 
     def _set_outputs(self) -> None:
         """Default outputs: the B-lives, or the reliability when asked for (then the time is the input)."""
-        targets = list(self.targets) or with_bounds(self._b_names())
-        check_targets(targets, self.outputs(), "weibull")
-        self.targets = targets
+        targets = self._set_targets("weibull")
         at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
         self.features = [self.params.time] if at_time else []
 
@@ -344,12 +309,7 @@ class Weibull(reflow.Model):
         return out
 
     def summary(self):
-        out: dict[str, float | int] = {}
-        for name, (value, lo, hi) in self.parameter_bounds().items():
-            out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            value, lo, hi = self.b_life(p)
-            out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
+        out: dict[str, float | int] = {**bounded_values(self.parameter_bounds()), **self.b_life_summary()}
         out["mean_life"] = self.gamma + self.eta * math.gamma(1.0 + 1.0 / self.beta)
         out["units"] = int(self.times_.size)
         out["failures"] = int(self.events_.sum())
@@ -366,21 +326,8 @@ class Weibull(reflow.Model):
 
         if not hasattr(self, "theta_"):
             raise reflow.ReflowError("weibull: predict before fit")
-        time = self.params.time
         dim, n = output_dim(data, self.features[0] if self.features else None)
-        out: dict[str, tuple[str, np.ndarray]] = {}
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            for suffix, value in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):
-                key = name + suffix
-                out[key] = (dim, np.full(n, value))
-        has_time = time in data.data_vars or time in data.coords
-        if self.features and not has_time:
-            column(data, time, "weibull", "the time variable")  # raises, naming it
-        if has_time and data[time].dims == (dim,):
-            r, lo, hi = self.reliability(column(data, time, "weibull", "the time variable"))
-            out.update({"reliability_mean": (dim, r), "reliability_lower": (dim, lo), "reliability_upper": (dim, hi),
-                        "unreliability_mean": (dim, 1.0 - r), "unreliability_lower": (dim, 1.0 - hi),
-                        "unreliability_upper": (dim, 1.0 - lo)})
+        out = {**self.b_life_columns(dim, n), **self.reliability_columns(data, dim, "weibull")}
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
