@@ -272,6 +272,7 @@ class _Loop:
         self.problem = task.problem()
         self.pipeline = build_evaluator(self.p.evaluate, ctx)
         self.manual = any(getattr(s, "manual", False) for s in self.pipeline.steps)
+        _check_metric_names(self.problem, self.pipeline, ctx.stage)
         self.asked_journal = TrialJournal(ctx.folder / ASKED)
         self.told_journal = TrialJournal(ctx.folder / TOLD)
         self.asked = {r["trial"]: r for r in self.asked_journal.read()}
@@ -536,6 +537,22 @@ def recommend(trials, problem: OptimizationProblem, objective: str, verified=Non
 
 def _py(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _check_metric_names(problem: OptimizationProblem, pipeline, stage: str) -> None:
+    """Before any evaluation: every objective and constrained name is an output of the evaluator (a trained
+    model's ``<target>_std`` included) or a space parameter. Validation checks this where it knows the outputs;
+    a trained stage's (``{stage: ...}``) are known only here. An evaluator that declares no outputs (a python
+    function without ``outputs``) is checked on every evaluation instead."""
+    declared = [v.name for v in pipeline.output_variables()]
+    if not declared:
+        return
+    known = set(declared) | {f"{n}_std" for n in declared} | set(problem.space.names)
+    unknown = [n for n in problem.metric_names if n not in known]
+    if unknown:
+        raise UserInputError(f"stage {stage}: {unknown[0]!r} is not an output of the evaluator (outputs: "
+                             f"{', '.join(declared)}) nor a parameter of the space"
+                             f"{_did_you_mean(unknown[0], declared + list(problem.space.names))}")
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from reflow.errors import StudyError
+from reflow.errors import ReflowError, StudyError
 from reflow.runner import execute, start_run
 from reflow.store import read_dataset
 from reflow.study import validate_study
@@ -85,3 +85,32 @@ def test_verify_of_an_objective_on_an_input_is_refused(tmp_path):
     with pytest.raises(StudyError) as info:
         load(tmp_path, stage(objectives={"die_thickness_mm": "min"}, verify={"evaluate": "bilayer-warpage"}))
     assert any("nothing to verify" in p.message for p in info.value.problems), info.value.problems
+
+
+def surrogate_study(objectives: dict) -> dict:
+    """The report's shape: the evaluator is a trained stage, whose outputs validation cannot know."""
+    return {"study": "inputs-surrogate", "seed": 2, "stages": {
+        "doe": {"task": "doe", "design": {"lhs": {"samples": 12}}, "space": SPACE, "evaluate": "bilayer-warpage"},
+        "surr": {"task": "train", "model": {"sklearn": {"estimator": "ols"}}, "data": "doe.trials",
+                 "target": "warpage_um", "features": list(SPACE)},
+        "opt": stage(evaluate={"stage": "surr"}, objectives=objectives, optimizer={"sobol": {}},
+                     budget={"initial": 4, "evaluations": 8}),
+    }}
+
+
+def test_an_objective_on_an_input_with_a_trained_model_as_evaluator(tmp_path):
+    r = start_run(validate_study(surrogate_study({"die_thickness_mm": "min", "warpage_um": "min"}),
+                                 path=tmp_path / "study.yaml"), tmp_path / "runs", quiet=True)
+    execute(r)
+    trials = read_dataset(r.dir / "opt" / "trials.nc")
+    metrics = json.loads((r.dir / "opt" / "metrics.json").read_text())
+    assert np.isfinite(trials["die_thickness_mm"].values.astype(float)).all()
+    assert metrics["feasible"] == 8
+
+
+def test_a_misspelled_objective_with_a_trained_model_is_refused_before_any_evaluation(tmp_path):
+    r = start_run(validate_study(surrogate_study({"die_thicknes_mm": "min"}), path=tmp_path / "study.yaml"),
+                  tmp_path / "runs", quiet=True)
+    with pytest.raises(ReflowError, match="did you mean 'die_thickness_mm'"):
+        execute(r)
+    assert not (r.dir / "opt" / "trials.jsonl").exists() or not (r.dir / "opt" / "trials.jsonl").read_text()
