@@ -48,6 +48,7 @@ from .lifedata import (
     b_lives_field,
     b_lives_validator,
     column,
+    finite_values,
     output_dim,
     read_life_data,
 )
@@ -533,7 +534,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
                 v, lo, hi = (float(a[0]) for a in self.b_life_bounded(use, p))
                 out.update({f"use_{name}": v, f"use_{name}_lower": lo, f"use_{name}_upper": hi})
         out["confidence"] = self.params.confidence
-        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+        return finite_values(out)
 
     def conditions(self) -> list[dict[str, float]]:
         """Per test condition: stresses, units, failures, the model's scale, the condition's own fit (scale and shape,

@@ -29,8 +29,8 @@ from .lifedata import (
     LifeParams,
     b_lives_field,
     b_lives_validator,
+    finite_values,
     no_covariates,
-    output_dim,
 )
 
 
@@ -150,17 +150,12 @@ class CompetingModes(BLifeOutputs, reflow.Model):
         out["units"] = int(self.lower_.size)
         out["failures"] = int(failed.sum())
         out["confidence"] = self.params.confidence
-        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+        return finite_values(out)
 
     def predict(self, data, ctx):
-        import xarray as xr
-
         if not hasattr(self, "eta_"):
             raise reflow.ReflowError("competing-modes: predict before fit")
-        dim, n = output_dim(data, None)
-        out: dict[str, Any] = self.b_life_columns(dim, n)
-        coords = {dim: data[dim].values} if dim in data.coords else None
-        return xr.Dataset(out, coords=coords)
+        return self.b_life_dataset(data)
 
     def save_state(self, directory):
         np.savez(Path(directory) / "state.npz", eta=self.eta_, beta=self.beta_, cov=self.cov_,

@@ -447,6 +447,11 @@ def bounded_values(values: dict[str, tuple[float, float, float]]) -> dict[str, f
     return out
 
 
+def finite_values(out: dict) -> dict:
+    """A summary without its NaN and infinite floats (a bound that could not be computed is left out)."""
+    return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+
+
 class BLifeOutputs:
     """Mixin for the life models that report B-lives ``b<p>_<time>`` (with bounds) from ``params.b_lives``; the
     model gives ``b_life(percent) -> (value, lower, upper)`` (and ``reliability(t)`` for the time columns)."""
@@ -485,6 +490,14 @@ class BLifeOutputs:
             for suffix, value in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):  # type: ignore[attr-defined]
                 out[name + suffix] = (dim, np.full(n, value))
         return out
+
+    def b_life_dataset(self, data: Any) -> Any:
+        """The predictions of a one-population model without inputs: each B-life with its bounds on every row."""
+        import xarray as xr
+
+        dim, n = output_dim(data, None)
+        coords = {dim: data[dim].values} if dim in data.coords else None
+        return xr.Dataset(self.b_life_columns(dim, n), coords=coords)
 
     def reliability_columns(self, data: Any, dim: str, who: str) -> dict[str, tuple[str, np.ndarray]]:
         """Reliability and unreliability (with bounds) at each row's time, where the data has the time along

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +29,7 @@ from .lifedata import (
     b_lives_field,
     b_lives_validator,
     bounded_values,
+    finite_values,
     no_covariates,
     output_dim,
     read_life_data,
@@ -140,7 +140,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
             for f in self.fits_:
                 key = f.distribution.name.replace("-", "_")
                 out.update({f"aicc_{key}": f.aicc, f"bic_{key}": f.bic, f"log_likelihood_{key}": f.loglik})
-        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+        return finite_values(out)
 
     def ranking(self) -> list[dict[str, float | int | str]]:
         """The ranking table: one row per fitted candidate (best first), then the ones that could not be fit."""

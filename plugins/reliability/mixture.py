@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import reflow
@@ -30,8 +29,8 @@ from .lifedata import (
     b_lives_field,
     b_lives_validator,
     bounded_values,
+    finite_values,
     no_covariates,
-    output_dim,
 )
 from .mle import maximize, observed_covariance
 
@@ -207,17 +206,12 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
         out["units"] = n
         out["failures"] = int(np.isfinite(self.upper_).sum())
         out["confidence"] = self.params.confidence
-        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+        return finite_values(out)
 
     def predict(self, data, ctx):
-        import xarray as xr
-
         if not hasattr(self, "x_"):
             raise reflow.ReflowError("weibull-mixture: predict before fit")
-        dim, n = output_dim(data, None)
-        out: dict[str, Any] = self.b_life_columns(dim, n)
-        coords = {dim: data[dim].values} if dim in data.coords else None
-        return xr.Dataset(out, coords=coords)
+        return self.b_life_dataset(data)
 
     def save_state(self, directory):
         np.savez(Path(directory) / "state.npz", x=self.x_, cov=self.cov_, log_likelihood=self.log_likelihood_,

@@ -26,6 +26,7 @@ from .lifedata import (
     LifeParams,
     check_targets,
     column,
+    finite_values,
     life_output_name,
     no_covariates,
     numeric_covariates,
@@ -46,10 +47,6 @@ def _step(timeline: np.ndarray, values: np.ndarray, t: np.ndarray, before: float
     """A right-continuous step function: the value at the last timeline point <= t (``before`` earlier)."""
     idx = np.searchsorted(timeline, t, side="right") - 1
     return np.where(idx >= 0, values[np.clip(idx, 0, None)], before)
-
-
-def _finite(out: dict) -> dict:
-    return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
 
 
 def _savefig(fig, path: Path) -> Path:
@@ -137,7 +134,7 @@ class KaplanMeier(reflow.Model):
         out = {name: med, f"{name}_lower": lo, f"{name}_upper": hi, "units": int(self.times_.size),
                "failures": int(self.events_.sum()), "reliability_at_last_time": float(self.reliability_[-1]),
                "last_time": float(self.timeline_[-1]), "confidence": self.params.confidence}
-        return _finite(out)
+        return finite_values(out)
 
     def predict(self, data, ctx):
         import xarray as xr
@@ -306,7 +303,7 @@ class CoxPH(reflow.Model):
         out.update({"concordance": self.concordance_, "log_likelihood": self.log_likelihood_,
                     "units": int(self.times_.size), "failures": int(self.events_.sum()),
                     "confidence": self.params.confidence})
-        return _finite(out)
+        return finite_values(out)
 
     def _covariates(self, data) -> np.ndarray:
         return np.column_stack([column(data, c, "cox-ph", "covariate") for c in self.covariates_])

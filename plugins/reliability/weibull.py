@@ -36,6 +36,7 @@ from .lifedata import (
     b_lives_field,
     b_lives_validator,
     bounded_values,
+    finite_values,
     no_covariates,
     output_dim,
     read_life_data,
@@ -318,7 +319,7 @@ class Weibull(BLifeOutputs, reflow.Model):
             out["units_excluded_at_start"] = int(self.excluded_units_)
         out["log_likelihood"] = self.log_likelihood_
         out["confidence"] = self.params.confidence
-        return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
+        return finite_values(out)
 
     # ---- predict -------------------------------------------------------------------------------------------
     def predict(self, data, ctx):
