@@ -75,6 +75,9 @@ def engelmaier_exponent(mean_temp_c: float, cycles_per_day: float) -> float:
     return -0.442 - 6e-4 * mean_temp_c + 1.74e-2 * math.log(1.0 + cycles_per_day)
 
 
+DEFAULT_DUCTILITY = 0.325  # Engelmaier's eps_f' for eutectic SnPb
+
+
 def calibrated_ductility(cycles_to_failure: float, strain_range: float, exponent: float) -> float:
     """The fatigue ductility eps_f' with which N_f = 1/2 (strain_range / (2 eps_f'))^(1/c) equals
     ``cycles_to_failure``: eps_f' = strain_range / (2 (2 N_f)^c), the strain-life law solved for eps_f'."""
@@ -306,8 +309,9 @@ class Engelmaier(reflow.Evaluator):
     )
 
     class Params(reflow.Params):
-        fatigue_ductility: float = Field(0.325, gt=0, description="eps_f' (0.325 for eutectic SnPb, Engelmaier); "
-                                                                  "set by calibrate when that is given")
+        fatigue_ductility: float | None = Field(None, gt=0, description="eps_f' (default 0.325, eutectic SnPb, "
+                                                                         "Engelmaier); set by calibrate when that "
+                                                                         "is given")
         strain: str = Field("shear_strain_range", pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
                             description="input holding the cyclic shear strain range, e.g. "
                                         "solder_shear_strain_range from fea-package (a renamed input has no "
@@ -321,7 +325,8 @@ class Engelmaier(reflow.Evaluator):
 
         @model_validator(mode="after")
         def _one_ductility(self):
-            if self.calibrate is not None and "fatigue_ductility" in self.model_fields_set:
+            # the value decides, not whether the field was set: a resolved study writes every field out
+            if self.calibrate is not None and self.fatigue_ductility is not None:
                 raise ValueError("give either fatigue_ductility or calibrate (which sets it), not both")
             return self
 
@@ -329,7 +334,7 @@ class Engelmaier(reflow.Evaluator):
         """eps_f': the given one, or the one that reproduces the calibration's reference condition."""
         ref = self.params.calibrate
         if ref is None:
-            return self.params.fatigue_ductility
+            return DEFAULT_DUCTILITY if self.params.fatigue_ductility is None else self.params.fatigue_ductility
         c = engelmaier_exponent(ref.mean_solder_temp_c, ref.cycles_per_day)
         return calibrated_ductility(ref.cycles_to_failure, ref.shear_strain_range / (1.0 - ref.void_fraction), c)
 

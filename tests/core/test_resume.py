@@ -273,8 +273,6 @@ stages:
 """
 
 
-@pytest.mark.xfail(strict=True, reason="engelmaier refuses fatigue_ductility next to calibrate by model_fields_set; "
-                                       "the resolved study writes the default 0.325 out (plugins/reliability/pof.py)")
 def test_the_resolved_study_round_trips_an_engelmaier_calibration(tmp_path, write_study):
     study = load_study(write_study(POF_STUDY))
     resolved = tmp_path / "resolved.yaml"
