@@ -162,7 +162,9 @@ class AugmentTask(reflow.Task):
                                             f"({getattr(model, 'family', '?')}), not a generator")
             return model, False
         model = spec.create()
-        if "label" in type(model).Params.model_fields and "label" not in model.params.model_fields_set:
+        field = type(model).Params.model_fields.get("label")
+        # decided by value, not by "was it set": a resolved study (and so a resume) writes the default out
+        if field is not None and model.params.label == field.default:
             model.params = model.params.model_copy(update={"label": self.params.label})  # not the study's copy
         return model, True
 
