@@ -600,7 +600,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .weibull import adjusted_ranks
+        from .probplot import adjusted_ranks, finish_probability_plot
 
         weib = self.params.distribution == "weibull"
         levels, codes = np.unique(self.stress_, axis=0, return_inverse=True)
@@ -627,20 +627,12 @@ class LifeStress(BLifeOutputs, reflow.Model):
             cdf = frozen(self.params.distribution, np.log(scale), self.shape).cdf(grid)
             keep = (cdf > 1e-4) & (cdf < 0.999)
             ax.plot(grid[keep], paper(cdf[keep]), "-", color=f"C{k}", lw=1.2)
-        ax.set_xscale("log")
-        ticks = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.632, 0.9, 0.99]
-        ax.set_yticks(paper(ticks))
-        ax.set_yticklabels([f"{100 * p:g}" for p in ticks])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_xlabel(f"{self.params.time} (interval midpoints for interval-censored units)")
-        ax.set_ylabel(f"unreliability F (%), {'Weibull' if weib else 'lognormal'} scale")
-        ax.set_title(f"{self.params.relationship} {self.params.distribution}: one shape "
-                     f"({'beta' if weib else 'sigma'} = {self.shape:.3g}) for all conditions", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
-        prob = Path(folder) / "life_stress_probability.png"
-        fig.savefig(prob, dpi=110)
-        plt.close(fig)
+        prob = finish_probability_plot(
+            fig, ax, paper, xlabel=f"{self.params.time} (interval midpoints for interval-censored units)",
+            ylabel=f"unreliability F (%), {'Weibull' if weib else 'lognormal'} scale",
+            title=f"{self.params.relationship} {self.params.distribution}: one shape "
+                  f"({'beta' if weib else 'sigma'} = {self.shape:.3g}) for all conditions",
+            path=Path(folder) / "life_stress_probability.png")
 
         # life-stress: B-life (first b_lives entry, and the scale) against the first stress, others at their levels
         p = self.params.b_lives[-1]

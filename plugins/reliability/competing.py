@@ -176,40 +176,27 @@ class CompetingModes(BLifeOutputs, reflow.Model):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .weibull import adjusted_ranks
+        from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
         life = Censored(self.lower_, self.upper_)
         t = life.midpoint
-
-        def wy(p):
-            return np.log(-np.log1p(-np.asarray(p, dtype=float)))
 
         fig, ax = plt.subplots(figsize=(7, 5.2))
         grid = np.geomspace(max(t[life.failed].min() * 0.2, 1e-9), t.max() * 3, 300)
         for k, m in enumerate(self.modes_):
             ev = life.failed & (self.labels_ == m)
-            ax.plot(np.sort(t[ev]), wy(adjusted_ranks(t, ev)), "o", ms=4, color=f"C{k}",
+            ax.plot(np.sort(t[ev]), weibull_y(adjusted_ranks(t, ev)), "o", ms=4, color=f"C{k}",
                     label=f"mode {m}: {int(ev.sum())} failures")
             f = -np.expm1(-(grid / self.eta_[k]) ** self.beta_[k])
             keep = (f > 1e-4) & (f < 0.9999)
-            ax.plot(grid[keep], wy(f[keep]), "--", color=f"C{k}", lw=1,
+            ax.plot(grid[keep], weibull_y(f[keep]), "--", color=f"C{k}", lw=1,
                     label=f"mode {m}: eta = {self.eta_[k]:.4g}, beta = {self.beta_[k]:.3g}")
         ev = life.failed
-        ax.plot(np.sort(t[ev]), wy(adjusted_ranks(t, ev)), "k.", ms=3, label="all failures")
+        ax.plot(np.sort(t[ev]), weibull_y(adjusted_ranks(t, ev)), "k.", ms=3, label="all failures")
         f = 1.0 - self.reliability(grid)
         keep = (f > 1e-4) & (f < 0.9999)
-        ax.plot(grid[keep], wy(f[keep]), "-", color="k", lw=1.8, label="unit: R = prod R_k")
-        ax.set_xscale("log")
-        ticks = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.632, 0.9, 0.99]
-        ax.set_yticks(wy(ticks))
-        ax.set_yticklabels([f"{100 * p:g}" for p in ticks])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_xlabel(self.params.time)
-        ax.set_ylabel("unreliability F (%), Weibull scale")
-        ax.set_title(f"competing modes ({len(self.modes_)}): one Weibull per mode", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
-        path = Path(folder) / "competing_modes_probability.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        ax.plot(grid[keep], weibull_y(f[keep]), "-", color="k", lw=1.8, label="unit: R = prod R_k")
+        return [finish_probability_plot(fig, ax, weibull_y, xlabel=self.params.time,
+                                        ylabel="unreliability F (%), Weibull scale",
+                                        title=f"competing modes ({len(self.modes_)}): one Weibull per mode",
+                                        path=Path(folder) / "competing_modes_probability.png")]

@@ -232,38 +232,25 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from .weibull import adjusted_ranks
+        from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
         life = Censored(self.lower_, self.upper_)
         t, ev = life.midpoint, life.failed
 
-        def wy(p):
-            return np.log(-np.log1p(-np.asarray(p, dtype=float)))
-
         fig, ax = plt.subplots(figsize=(7, 5.2))
-        ax.plot(np.sort(t[ev]), wy(adjusted_ranks(t, ev)), "o", ms=4, label="failures (adjusted median ranks)")
+        ax.plot(np.sort(t[ev]), weibull_y(adjusted_ranks(t, ev)), "o", ms=4, label="failures (adjusted median ranks)")
         grid = np.geomspace(max(t[ev].min() * 0.2, 1e-9), t.max() * 3, 300)
         mix = WeibullMixtureDist(self.x_).cdf(grid)
         keep = (mix > 1e-4) & (mix < 0.9999)
-        ax.plot(grid[keep], wy(mix[keep]), "-", color="C3", lw=1.8, label="mixture (MLE)")
+        ax.plot(grid[keep], weibull_y(mix[keep]), "-", color="C3", lw=1.8, label="mixture (MLE)")
         pb = self.parameter_bounds()
         for k, style in ((1, "--"), (2, ":")):
             eta, beta = pb[f"eta{k}"][0], pb[f"beta{k}"][0]
             f = -np.expm1(-(grid / eta) ** beta)
             kk = (f > 1e-4) & (f < 0.9999)
-            ax.plot(grid[kk], wy(f[kk]), style, color="grey", lw=1,
+            ax.plot(grid[kk], weibull_y(f[kk]), style, color="grey", lw=1,
                     label=f"subpopulation {k}: eta = {eta:.4g}, beta = {beta:.3g}")
-        ax.set_xscale("log")
-        ticks = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.632, 0.9, 0.99]
-        ax.set_yticks(wy(ticks))
-        ax.set_yticklabels([f"{100 * p:g}" for p in ticks])
-        ax.grid(True, which="both", alpha=0.3)
-        ax.set_xlabel(self.params.time)
-        ax.set_ylabel("unreliability F (%), Weibull scale")
-        ax.set_title(f"Weibull mixture: proportion {pb['proportion'][0]:.3g} in subpopulation 1", fontsize=10)
-        ax.legend(fontsize=8, loc="upper left")
-        fig.tight_layout()
-        path = Path(folder) / "weibull_mixture_probability.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        title = f"Weibull mixture: proportion {pb['proportion'][0]:.3g} in subpopulation 1"
+        return [finish_probability_plot(fig, ax, weibull_y, xlabel=self.params.time,
+                                        ylabel="unreliability F (%), Weibull scale", title=title,
+                                        path=Path(folder) / "weibull_mixture_probability.png")]

@@ -90,6 +90,31 @@ def paper_axis(paper: str, f: np.ndarray) -> np.ndarray:
     return linearize(paper, np.asarray(f, dtype=float))
 
 
+def weibull_y(p) -> np.ndarray:
+    """The Weibull paper's ordinate ln(-ln(1 - F))."""
+    return np.log(-np.log1p(-np.asarray(p, dtype=float)))
+
+
+def finish_probability_plot(fig, ax, paper, *, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
+    """Log time axis, unreliability ticks in percent on the paper's ordinate ``paper(F)``, grid, labels and legend;
+    the figure saved to ``path`` and closed (the life models' own probability plots)."""
+    import matplotlib.pyplot as plt
+
+    ax.set_xscale("log")
+    ticks = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.632, 0.9, 0.99]
+    ax.set_yticks(paper(ticks))
+    ax.set_yticklabels([f"{100 * p:g}" for p in ticks])
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool = False, time: str = "time",
                      marks: list[tuple[str, float, float]] | None = None, note: str = "") -> Path:
     """The fit on its own paper (Weibull, lognormal, normal, exponential, log-logistic), the data's plotting
