@@ -15,6 +15,7 @@ sys.path.insert(0, str(BENCH))
 engine = pytest.importorskip("engine")
 
 
+@pytest.mark.slow
 def test_overhead_case_in_a_fresh_interpreter(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "engine.json"
     data = engine.main(["--sizes", "40,120", "--executors", "local", "--one-call-max", "40", "--no-goals",

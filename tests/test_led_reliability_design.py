@@ -61,6 +61,7 @@ def _json(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+@pytest.mark.slow
 def test_every_stage_ran(run):
     assert {name: s["status"] for name, s in run.manifest["stages"].items()} == {
         name: "done" for name in ("sam", "inspect", "lot", "joints", "life", "life_tta", "current", "nominal",

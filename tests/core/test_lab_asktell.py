@@ -211,6 +211,7 @@ def test_ask_and_tell_on_other_stages(run_dir, tmp_path):
 # ---- the whole loop ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ask_tell_round_trip_to_the_end(run_dir, tmp_path, run_cli):
     rows = ask(run_dir, 3, tmp_path / "batch1.csv")
     filled = write_csv(tmp_path / "batch1-done.csv", HEADER, [measure(r) for r in rows])

@@ -70,6 +70,7 @@ def _wait_for(predicate, timeout: float, what: str, proc=None):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_without_repeating_a_finished_evaluation(tmp_path, write_study, run_cli):
     log = _write_evaluator(tmp_path, delay=0.15)
     study = write_study(STUDY)

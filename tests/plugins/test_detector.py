@@ -150,6 +150,7 @@ def _test_images(run) -> xr.Dataset:
 # --- quality on held-out images -----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_detector_finds_the_planted_boxes_on_held_out_images(run):
     m = _metrics(run)
     assert (m["train_samples"], m["val_samples"], m["test_samples"]) == (72, 0, 24)

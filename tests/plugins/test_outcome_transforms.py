@@ -212,6 +212,7 @@ def _cantilever_asks(mode: str, seed: int, asks: int) -> tuple[np.ndarray, float
     return y[6:, 1], hp.hypervolume(y) / hp.max_hypervolume()
 
 
+@pytest.mark.slow
 def test_transformed_model_wastes_fewer_suggestions_on_extreme_stress_than_the_raw_one():
     """The issue's failure: on raw outputs the GP is dominated by the 1e6 MPa stresses and the search keeps
     asking near a vanishing cross-section. Measured with 14 asks, seeds 0-2: 4 of 42 suggestions above 1e4 MPa
