@@ -91,7 +91,9 @@ def register_tasks(register: Register) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
-# Lifecycle: called while a study runs. All implementations are called; results are ignored.
+# Lifecycle: called while a study runs. All implementations are called; results are ignored. An
+# implementation takes any subset of the arguments, by name (``def on_stage_end(stage, result)``), and one
+# that raises is logged and never stops the run or the other implementations.
 # --------------------------------------------------------------------------------------------------
 
 

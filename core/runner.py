@@ -109,13 +109,19 @@ class Run:
         return cls.load(self.stage_dir(stage) / "model")
 
     def hook(self, name: str, **kwargs: Any) -> None:
-        """Call a lifecycle hook; a plugin's exception is logged, never fatal."""
+        """Call a lifecycle hook; a plugin's exception is logged, never fatal.
+
+        Each implementation gets the arguments it names, as pluggy's own calls do (``def on_stage_end(stage,
+        result)`` is fine); the implementations are called one by one so that one failing tracker does not keep
+        the others from their call.
+        """
         from reflow.registry import get_plugin_manager
 
         caller = getattr(get_plugin_manager().hook, name)
+        arguments = {"run": self, **kwargs}
         for impl in caller.get_hookimpls():
             try:
-                impl.function(run=self, **kwargs)
+                impl.function(*(arguments[arg] for arg in impl.argnames))
             except Exception:
                 log.warning("plugin %s failed in %s:\n%s", impl.plugin_name, name, traceback.format_exc())
 

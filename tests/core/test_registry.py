@@ -186,6 +186,40 @@ def test_lifecycle_hooks_are_called_and_cannot_break_a_run(register_plugin, writ
     assert "tracker" in (run.dir / "run.log").read_text()
 
 
+def test_lifecycle_hooks_may_take_any_subset_of_their_arguments(register_plugin, write_study, tmp_path):
+    """pytest's and llm's convention: an implementation names only the arguments it needs."""
+    calls = []
+
+    @reflow.hookimpl
+    def on_study_start():
+        calls.append("start")
+
+    @reflow.hookimpl
+    def on_stage_end(result, stage):
+        calls.append((stage, type(result).__name__))
+
+    @reflow.hookimpl
+    def on_trial_batch(trials):
+        calls.append(trials.sizes["trial"])
+
+    register_plugin(SimpleNamespace(on_study_start=on_study_start, on_stage_end=on_stage_end,
+                                    on_trial_batch=on_trial_batch), "picky")
+    study = write_study("""
+        study: picky
+        stages:
+          d:
+            task: doe
+            design: {lhs: {samples: 3}}
+            space: {die_thickness_mm: {low: 0.2, high: 0.6}}
+            evaluate: bilayer-warpage
+            batch_size: 3
+    """)
+    run = run_study(load_study(study), out=tmp_path / "runs", quiet=True)
+    assert run.manifest["status"] == "done"
+    assert calls == ["start", 3, ("d", "StageResult")]
+    assert "picky" not in (run.dir / "run.log").read_text()  # no TypeError logged for the missing arguments
+
+
 def test_plugins_show_prints_params():
     result = CliRunner().invoke(app, ["plugins", "show", "lhs"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
