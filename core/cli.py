@@ -196,7 +196,8 @@ def show(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
         manifest = read_manifest(run_dir)
     except ReflowError as exc:
         _fail(exc)
-    table = Table(title=f"{manifest.get('study')} · {run_dir.name} · {manifest.get('status')}")
+    # resolve first: `reflow show .` inside a run folder has an empty name
+    table = Table(title=f"{manifest.get('study')} · {run_dir.resolve().name} · {manifest.get('status')}")
     for col in ("stage", "task", "status", "seconds", "key metrics"):
         table.add_column(col)
     for name, info in manifest.get("stages", {}).items():

@@ -111,6 +111,9 @@ def test_show(quickstart):
     assert res.returncode == 0, res.stderr
     assert "warpage" in res.stdout and "doe" in res.stdout and "done" in res.stdout
     assert "trials=32" in res.stdout and "ok=32" in res.stdout
+    inside = reflow("show", ".", cwd=quickstart)  # the run id, not an empty name
+    assert inside.returncode == 0, inside.stderr
+    assert f"quickstart · {quickstart.name} · done" in inside.stdout
 
 
 def test_report_rebuilds_page_and_plots(quickstart, tmp_path):
