@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -162,7 +163,7 @@ def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) 
     console.print(f"[bold]{name}[/]  {KIND_LABELS[entry.kind]} · {entry.family} · plugin {entry.plugin} · "
                   f"{entry.cls.__module__}.{entry.cls.__qualname__}")
     if entry.cls.__doc__:
-        console.print(_escape(entry.cls.__doc__.strip()))
+        console.print(_escape(inspect.cleandoc(entry.cls.__doc__)))  # without the class body's indentation
     table = Table(title="params")
     for col in ("param", "type", "default", "description"):
         table.add_column(col)

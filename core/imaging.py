@@ -131,11 +131,6 @@ Transforms = list[Transform]
 """A list of transforms in a component's Params, e.g. ``transforms: Transforms = Field(default_factory=...)``."""
 
 
-def default_transforms() -> list[TransformStep]:
-    """hflip + vflip: the orientation-free augmentations that suit SAM images (seed 003, Table 3)."""
-    return [parse_transform("hflip"), parse_transform("vflip")]
-
-
 class BatchTransform:
     """Applies a transform list to a batch of images (B, C, H, W); random steps only when ``train``."""
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pluggy
 from reflow import hookspecs
-from reflow.components import KINDS, check_component_class
+from reflow.components import check_component_class
 from reflow.errors import PluginError
 
 ENTRY_POINT_GROUP = "reflow"
@@ -271,7 +271,3 @@ def remove_plugin(name: str) -> None:
     """Undo :func:`add_plugin`."""
     _loader.extra = [(n, p) for n, p in _loader.extra if n != name]
     _loader.reset()
-
-
-def kinds() -> tuple[str, ...]:
-    return KINDS

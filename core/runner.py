@@ -52,7 +52,6 @@ class Run:
         self.quiet = quiet
         self._executor = None
         self._results: dict[str, StageResult] = {}
-        self._pm = None
         self.lock: RunLock | None = None  # the run folder's writer lock while this process works in it
 
     # ---- helpers used by RunContext ------------------------------------------------------------

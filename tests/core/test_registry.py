@@ -227,3 +227,5 @@ def test_plugins_show_prints_params():
         assert text in result.output
     result = CliRunner().invoke(app, ["plugins", "show", "bilayer-warpage"], env={"COLUMNS": "200"})
     assert "die_thickness_mm" in result.output and "warpage_um" in result.output
+    result = CliRunner().invoke(app, ["plugins", "show", "engelmaier"], env={"COLUMNS": "200"})
+    assert "\nVoids take" in result.output, "the docstring's later paragraphs lose the class body's indentation"
