@@ -23,7 +23,8 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "DataSource": "reflow.components", "Design": "reflow.components", "Evaluator": "reflow.components",
-    "Model": "reflow.components", "Optimizer": "reflow.components", "Params": "reflow.components",
+    "Generator": "reflow.components", "LabTask": "reflow.components", "Model": "reflow.components",
+    "Optimizer": "reflow.components", "Params": "reflow.components",
     "StageResult": "reflow.components", "Task": "reflow.components", "Variable": "reflow.components",
     "DataError": "reflow.errors", "EvaluationError": "reflow.errors", "PluginError": "reflow.errors",
     "Problem": "reflow.errors", "ReflowError": "reflow.errors", "RunError": "reflow.errors",
@@ -32,14 +33,27 @@ _EXPORTS = {
     "Objective": "reflow.problem", "OptimizationProblem": "reflow.problem",
 }
 __all__ = [
-    "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Model", "Objective", "OptimizationProblem",
+    "DataError", "DataSource", "Design", "EvaluationError", "Evaluator", "Generator", "LabTask", "Model", "Objective",
+    "OptimizationProblem",
     "Optimizer", "Params",
     "PluginError", "Problem", "ReflowError", "RunError", "StageResult", "StudyError", "Task", "UserInputError",
     "Variable", "__version__", "hookimpl",
 ]
 
 if TYPE_CHECKING:
-    from reflow.components import DataSource, Design, Evaluator, Model, Optimizer, Params, StageResult, Task, Variable
+    from reflow.components import (
+        DataSource,
+        Design,
+        Evaluator,
+        Generator,
+        LabTask,
+        Model,
+        Optimizer,
+        Params,
+        StageResult,
+        Task,
+        Variable,
+    )
     from reflow.errors import (
         DataError,
         EvaluationError,

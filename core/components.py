@@ -4,13 +4,17 @@ Each component has a nested pydantic ``Params`` model; the params a study gives 
 name are validated against it before anything runs. Keep the contracts small (scikit-learn style):
 
 - :class:`DataSource`: ``load(ctx) -> Dataset``
-- :class:`Model`: ``fit(data, ctx) -> self``, ``predict(data, ctx) -> Dataset``, ``save(dir)``,
-  classmethod ``load(dir)``; fitted state ends in ``_``
+- :class:`Model`: ``fit(data, ctx, validation=None) -> self``, ``predict(data, ctx) -> Dataset``, ``save(dir)``,
+  classmethod ``load(dir)``; fitted state ends in ``_``; optional ``score``, ``plot``, ``summary``
+- :class:`Generator`: a model that makes new samples: ``generate(n_per_class, seed, source, device)``
 - :class:`Evaluator`: declares ``inputs``/``outputs``; ``evaluate_one(inputs) -> dict`` per trial, or
   ``evaluate(designs, ctx) -> Dataset`` for a whole batch
 - :class:`Design`: ``generate(space, rng) -> Dataset`` (a design of experiments)
 - :class:`Optimizer`: ``ask(n, ctx) -> Dataset``, ``tell(trials)``, ``state()``/``restore(state)``
-- :class:`Task`: what a stage does: ``run(ctx) -> StageResult``
+- :class:`Task`: what a stage does: ``run(ctx) -> StageResult``; :class:`LabTask` adds the lab protocol
+
+What a task may ask of a component is declared here, with a default, and nowhere else: tasks never reach
+for an attribute a base class does not declare (scikit-learn's tags, BoTorch's small ABCs).
 """
 
 from __future__ import annotations
@@ -81,9 +85,17 @@ class DataSource(Component):
     def load(self, ctx: RunContext) -> xr.Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement load(ctx)")
 
+    def plot(self, data: xr.Dataset, folder: Path) -> list[Path]:
+        """Figures of the loaded data this source draws itself (e.g. example images); the default draws none."""
+        return []
+
 
 class Model(Component):
     """A trainable model. ``family`` is one of :data:`MODEL_FAMILIES`.
+
+    The base class implements :meth:`configure` (the ``train`` task names the features and targets) and saves
+    them with the params: a subclass implements :meth:`fit`, :meth:`predict`, :meth:`save_state` and
+    :meth:`load_state`, and may override :meth:`score`, :meth:`plot`, :meth:`summary` and the class flags.
 
     Saved models are a ``params.json`` plus state files (state dicts, safetensors, npz): never a pickled
     object. The default :meth:`save` and :meth:`load` handle the params; subclasses add their state with
@@ -92,6 +104,8 @@ class Model(Component):
 
     kind = "model"
     family: ClassVar[str] = ""
+    uses_images: ClassVar[bool] = False
+    """True for models that read the ``image`` variable instead of numeric feature columns."""
 
     def __init__(self, params: Params | dict[str, Any] | None = None, **kwargs: Any):
         super().__init__(params, **kwargs)
@@ -104,15 +118,44 @@ class Model(Component):
         self.targets = list(targets)
         return self
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> Model:
-        raise NotImplementedError(f"{type(self).__name__} must implement fit(data, ctx)")
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> Model:
+        """Learn from ``data``; ``validation`` (rows held out by the study's split, or None) is for early
+        stopping and model selection only, never for the fit itself."""
+        raise NotImplementedError(f"{type(self).__name__} must implement fit(data, ctx, validation=None)")
 
     def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement predict(data, ctx)")
 
+    def score(self, data: xr.Dataset, ctx: RunContext, predictions: xr.Dataset | None = None) -> dict[str, Any]:
+        """Metrics of the fitted model on held-out ``data`` beyond the ``train`` task's per-target scores (a
+        life model's likelihood, a detector's mAP); ``predictions`` is ``predict(data)`` when already made.
+        The default adds none."""
+        return {}
+
+    def plot(self, folder: Path) -> list[Path]:
+        """Figures the fitted model draws of itself into ``folder`` (a probability plot, a training curve);
+        return the PNG paths. The default draws none."""
+        return []
+
     def summary(self) -> dict[str, Any]:
         """Fitted constants worth reporting (numbers by name); the ``train`` task adds them to its metrics."""
         return {}
+
+    def onnx_spec(self) -> dict[str, Any]:
+        """Hints for the ``export`` task (input names and shapes, normalization); the default gives none."""
+        return {}
+
+    def is_fitted(self, *attributes: str) -> bool:
+        """True when every fitted attribute named (each ends in ``_``) is set and not None."""
+        return all(getattr(self, name, None) is not None for name in attributes)
+
+    def require_fitted(self, *attributes: str) -> None:
+        """Raise a clear error when a method that needs the fitted state is called before :meth:`fit`."""
+        if not self.is_fitted(*attributes):
+            from reflow.errors import ReflowError
+
+            raise ReflowError(f"{type(self).__name__}: call fit before using the model "
+                              f"(no fitted {', '.join(attributes)})")
 
     def save(self, directory: str | Path) -> None:
         directory = Path(directory)
@@ -141,6 +184,31 @@ class Model(Component):
         raise NotImplementedError(f"{type(self).__name__} must implement load_state(directory)")
 
 
+class Generator(Model):
+    """A model that makes new samples of each class (an augmenter: seed 002's flips, a WGAN-GP).
+
+    ``fit`` learns from real images (it may only remember them); :meth:`generate` returns new ones. The
+    ``augment`` task uses it; ``predict`` is not part of a generator's contract.
+    """
+
+    family: ClassVar[str] = "generator"
+    uses_images: ClassVar[bool] = True
+    classes_: list[str] | None = None
+    """The classes the fitted generator can make (set by ``fit``)."""
+
+    def generate(self, n_per_class: dict[str, int], seed: int = 0, source: xr.Dataset | None = None,
+                 device: str = "cpu") -> xr.Dataset:
+        """``n_per_class[c]`` new samples of class ``c`` on dim ``sample`` (``source``: the real samples, for
+        generators that transform them); the same seed gives the same samples."""
+        raise NotImplementedError(f"{type(self).__name__} must implement generate(n_per_class, seed, source, device)")
+
+    def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
+        from reflow.errors import UserInputError
+
+        raise UserInputError(f"{type(self).__name__} is a generator: it makes samples (the augment task), it "
+                             "does not predict")
+
+
 MODEL_FAMILIES = ("classifier", "regressor", "detector", "generator", "surrogate", "life-model")
 
 
@@ -165,6 +233,10 @@ class Evaluator(Component):
     """True for evaluators whose results come from people (a lab): the ``optimize`` task then works by
     ``reflow ask``/``reflow tell`` instead of calling :meth:`evaluate`."""
 
+    any_batch_size: ClassVar[bool] = False
+    """True for array evaluators whose cost does not grow with the chunk size (closed forms): reflow then
+    hands them every trial at once instead of chunks of the executor's size."""
+
     def input_variables(self) -> tuple[Variable, ...]:
         return type(self).inputs
 
@@ -177,10 +249,23 @@ class Evaluator(Component):
     def evaluate_one(self, inputs: dict[str, Any]) -> dict[str, Any]:
         raise NotImplementedError(f"{type(self).__name__} must implement evaluate_one(inputs) or evaluate()")
 
+    def evaluate_arrays(self, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Optional vectorized form of :meth:`evaluate_one`: arrays in (one value per trial), arrays out."""
+        raise NotImplementedError(f"{type(self).__name__} has no evaluate_arrays")
+
+    def source_function(self) -> Any:
+        """The user function behind this evaluator, if any (errors then point at its file and line)."""
+        return None
+
     @property
     def is_batch(self) -> bool:
         """True when this evaluator overrides :meth:`evaluate` to work on a whole batch at once."""
         return type(self).evaluate is not Evaluator.evaluate
+
+    @property
+    def has_arrays(self) -> bool:
+        """True when this evaluator implements :meth:`evaluate_arrays`."""
+        return type(self).evaluate_arrays is not Evaluator.evaluate_arrays
 
     def evaluate(self, designs: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         """Evaluate every trial of ``designs`` (dim ``trial``); one row per trial with status and error."""
@@ -194,10 +279,16 @@ class Evaluator(Component):
 
 
 class Design(Component):
-    """A design of experiments: ``generate(space, rng)`` returns every design point on dim ``trial``."""
+    """A design of experiments: ``generate(space, rng)`` returns every design point on dim ``trial``.
+
+    Designs register through the same hook as optimizers (``register_optimizers``, kind ``optimizer``): a
+    study names either as a stage's ``design`` or ``optimizer``; :attr:`role` tells them apart.
+    """
 
     kind = "optimizer"
+    role: ClassVar[str] = "design"
     supports_categorical: ClassVar[bool] = True
+    """False for designs that only place numeric levels (factorials over ranges, CCD)."""
 
     def generate(self, space: Space, rng: np.random.Generator) -> xr.Dataset:
         raise NotImplementedError(f"{type(self).__name__} must implement generate(space, rng)")
@@ -219,6 +310,11 @@ class Optimizer(Component):
     """
 
     kind = "optimizer"
+    role: ClassVar[str] = "optimizer"
+    max_objectives: ClassVar[int | None] = None
+    """How many objectives it handles (1 for a single-objective method; None: any number)."""
+    min_initial: ClassVar[int] = 1
+    """How many initial (space-filling) trials it needs before its first ask (a genetic algorithm: 4)."""
 
     def setup(self, problem: OptimizationProblem, seed: int) -> None:
         """Take the problem to solve and the seed to draw from (the stage's seed)."""
@@ -236,6 +332,11 @@ class Optimizer(Component):
 
     def restore(self, state: dict[str, Any]) -> None:
         """Resume from :meth:`state`; the default has nothing to restore (the told trials are the state)."""
+
+    def report(self) -> dict[str, Any]:
+        """Facts about the last model fit worth putting in the stage's metrics (transforms chosen, warnings
+        counted); the default reports none."""
+        return {}
 
 
 @dataclass
@@ -255,6 +356,8 @@ class Task(Component):
 
     kind = "task"
     outputs: ClassVar[tuple[str, ...]] = ("data",)
+    produces_model: ClassVar[bool] = False
+    """True for tasks that save a model other stages reuse as ``{stage: NAME}`` (train, compare, augment)."""
 
     def run(self, ctx: RunContext) -> StageResult:
         raise NotImplementedError(f"{type(self).__name__} must implement run(ctx)")
@@ -271,6 +374,27 @@ class Task(Component):
         Called after the stage runs and again by ``reflow report``, so it must rely on ``result`` only.
         """
         return []
+
+
+class LabTask(Task):
+    """A task whose trials may be measured by people: ``reflow ask`` and ``reflow tell`` drive it.
+
+    ``lab_columns`` says whether this stage is a lab stage (None when its evaluators run themselves) and which
+    columns the experiments sheet has; ``lab_ask`` hands out ``n`` new points and journals them as asked;
+    ``lab_journals`` reads what was asked and told; ``lab_tell`` stores measured trials.
+    """
+
+    def lab_columns(self, ctx: RunContext) -> tuple[Space, dict[str, str]] | None:
+        raise NotImplementedError(f"{type(self).__name__} must implement lab_columns(ctx)")
+
+    def lab_ask(self, ctx: RunContext, n: int) -> xr.Dataset:
+        raise NotImplementedError(f"{type(self).__name__} must implement lab_ask(ctx, n)")
+
+    def lab_tell(self, ctx: RunContext, records: list[dict[str, Any]]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} must implement lab_tell(ctx, records)")
+
+    def lab_journals(self, ctx: RunContext) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        raise NotImplementedError(f"{type(self).__name__} must implement lab_journals(ctx)")
 
 
 BASES: dict[str, tuple[type, ...]] = {

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from reflow.executors import Executor
     from reflow.runner import Run
     from reflow.specs import DataRef
+    from reflow.store import StageStore
 
 
 def stage_seed(study_seed: int, stage: str) -> int:
@@ -106,6 +107,13 @@ class RunContext:
     @property
     def executor(self) -> Executor:
         return self.run.executor
+
+    @property
+    def store(self) -> StageStore:
+        """This stage's folder as a :class:`reflow.store.StageStore` (outputs, model, caches, journals)."""
+        from reflow.store import StageStore
+
+        return StageStore(self.folder)
 
     def resolve_path(self, path: str | Path) -> Path:
         """A path from the study, resolved against the study file's folder."""

@@ -35,6 +35,9 @@ from reflow.errors import RunError, UserInputError
 MANIFEST = "manifest.json"
 RESOLVED = "study.resolved.yaml"
 JOURNAL = "trials.jsonl"
+METRICS = "metrics.json"
+MODEL_DIR = "model"
+COMPONENT = "component.json"
 LOCK = "run.lock"
 LOCK_HOLDER = "run.lock.json"
 
@@ -264,6 +267,115 @@ class TrialJournal:
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.read())
+
+
+class StageStore:
+    """One stage's folder in a run: the only code that knows where a stage keeps what.
+
+    Tasks (through ``ctx.store``), the runner, ``reflow ask``/``tell`` and the report read and write a stage
+    through this class: its outputs (``<name>.nc``) and metrics, the model it trained (``model/`` with
+    ``component.json`` naming the registered model), caches (``<name>.nc`` under ``cache/``, never taken for an
+    output) and journals (``<name>.jsonl``)::
+
+        store = StageStore(run_dir / "train")
+        store.save_model(model, "weibull")
+        model = store.load_model()
+    """
+
+    def __init__(self, folder: Path):
+        self.folder = Path(folder)
+
+    # ---- outputs and metrics -------------------------------------------------------------------------
+    def output_path(self, name: str) -> Path:
+        return self.folder / f"{name}.nc"
+
+    def write_output(self, name: str, ds: Any) -> Path:
+        path = self.output_path(name)
+        write_dataset(ds, path)
+        return path
+
+    def read_output(self, name: str) -> Any:
+        return read_dataset(self.output_path(name))
+
+    def output_names(self, declared: tuple[str, ...] | list[str] = ()) -> list[str]:
+        """The stored outputs: the ``declared`` ones present, in that order, then any others by name."""
+        stored = sorted(p.stem for p in self.folder.glob("*.nc")) if self.folder.is_dir() else []
+        return [n for n in declared if n in stored] + [n for n in stored if n not in declared]
+
+    def read_outputs(self, declared: tuple[str, ...] | list[str] = ()) -> dict[str, Any]:
+        return {name: self.read_output(name) for name in self.output_names(declared)}
+
+    def write_metrics(self, metrics: dict[str, Any]) -> None:
+        write_json(self.folder / METRICS, metrics)
+
+    def read_metrics(self) -> dict[str, Any]:
+        """The stage's metrics ({} when it wrote none); a damaged file raises RunError naming it."""
+        path = self.folder / METRICS
+        if not path.exists():
+            return {}
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunError(f"{path} cannot be read: {exc}") from None
+        if not isinstance(data, dict):
+            raise RunError(f"{path} is not a mapping of metric names to values")
+        return data
+
+    # ---- the model a stage trained -------------------------------------------------------------------
+    @property
+    def model_dir(self) -> Path:
+        return self.folder / MODEL_DIR
+
+    def save_model(self, model: Any, component: str, **info: Any) -> Path:
+        """Save ``model`` and the registered name it loads back by (``info``: more facts, e.g. a label)."""
+        model.save(self.model_dir)
+        write_json(self.model_dir / COMPONENT, {"name": component, **info})
+        return self.model_dir
+
+    def model_info(self) -> dict[str, Any] | None:
+        """``component.json`` of the stage's model (``name``: its registered component), None if it has none."""
+        path = self.model_dir / COMPONENT
+        if not path.exists():
+            return None
+        return json.loads(path.read_text())
+
+    def model_class(self) -> type | None:
+        """The registered class of the stage's model, None when the stage saved none."""
+        info = self.model_info()
+        if info is None:
+            return None
+        from reflow.registry import get_registry
+
+        return get_registry().get(info["name"], "model").cls
+
+    def load_model(self) -> Any:
+        """The stage's trained model, loaded by its registered class."""
+        cls = self.model_class()
+        if cls is None:
+            raise RunError(f"{self.folder.name}: this stage saved no model ({self.model_dir / COMPONENT} is missing)")
+        return cls.load(self.model_dir)
+
+    # ---- caches and journals -------------------------------------------------------------------------
+    def cache_path(self, name: str) -> Path:
+        """Where a stage keeps a dataset it reuses on resume (a generated design): not an output."""
+        return self.folder / "cache" / f"{name}.nc"
+
+    def read_cache(self, name: str) -> Any | None:
+        path = self.cache_path(name)
+        return read_dataset(path) if path.exists() else None
+
+    def write_cache(self, name: str, ds: Any) -> None:
+        write_dataset(ds, self.cache_path(name))
+
+    def journal_path(self, name: str = JOURNAL) -> Path:
+        return self.folder / (name if name.endswith(".jsonl") else f"{name}.jsonl")
+
+    def journal(self, name: str = JOURNAL) -> TrialJournal:
+        """The stage's append-only journal ``name`` (``trials.jsonl`` by default; ``asked.jsonl``, ...)."""
+        return TrialJournal(self.journal_path(name))
+
+    def read_journal(self, name: str = JOURNAL) -> list[dict[str, Any]]:
+        return self.journal(name).read()
 
 
 def new_run_dir(out: Path, study: str) -> Path:

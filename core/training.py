@@ -306,3 +306,8 @@ def predict_batches(module: torch.nn.Module, fn: Callable[[Any, Any], torch.Tens
     if not outputs:
         raise UserInputError("predict: no samples to predict")
     return torch.cat(outputs, dim=0)
+
+
+def count_parameters(module: Any, trainable_only: bool = False) -> int:
+    """Number of parameters of a torch module (``trainable_only``: those with ``requires_grad``)."""
+    return int(sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only))
