@@ -413,7 +413,7 @@ def _steps(evaluator: Any) -> tuple[list[Any], list[str]]:
 
 
 def _step_is_columnar(step: Any) -> bool:
-    return bool(step.is_batch) or callable(getattr(step, "evaluate_arrays", None))
+    return bool(step.is_batch) or step.has_arrays
 
 
 def is_vectorized(evaluator: Any) -> bool:
@@ -497,10 +497,10 @@ def _step_columns(step: Any, ids: np.ndarray, alive: np.ndarray, ns: Mapping[str
         args = _step_args(step, ns, alive)
     except Exception as exc:
         return {}, {int(p): str(exc) for p in alive}
-    if callable(getattr(step, "evaluate_arrays", None)):
+    if step.has_arrays:
         return _array_step(step, alive, args, timeout)
     if step.is_batch:
-        size = None if getattr(step, "any_batch_size", False) else batch_size
+        size = None if step.any_batch_size else batch_size
         if not size or alive.size <= size:
             return _batch_step(step, ids, alive, args, ctx, timeout)
         cols: dict[str, np.ndarray] = {}

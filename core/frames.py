@@ -123,12 +123,10 @@ def source_location(step: Any) -> str | None:
     ``evaluate_one`` method.
     """
     fn: Callable[..., Any] | None = None
-    getter = getattr(step, "source_function", None)
-    if callable(getter):
-        try:
-            fn = getter()
-        except Exception:  # noqa: BLE001 - a location is a courtesy; never fail a trial over it
-            fn = None
+    try:
+        fn = step.source_function()
+    except Exception:  # noqa: BLE001 - a location is a courtesy; never fail a trial over it
+        fn = None
     if fn is None:
-        fn = getattr(type(step), "evaluate" if getattr(step, "is_batch", False) else "evaluate_one", None)
+        fn = type(step).evaluate if step.is_batch else type(step).evaluate_one
     return function_location(fn) if fn is not None else None
