@@ -67,8 +67,8 @@ class ClassicAugmenter(reflow.Model):
                                  "contrast")
             return self
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> ClassicAugmenter:
-        """Record the classes, their counts and the channel count (no learning)."""
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> ClassicAugmenter:
+        """Record the classes, their counts and the channel count (no learning; ``validation`` is unused)."""
         check_targets(self.targets, "classic")
         labels = label_values(data, self.params.label)
         self.classes_ = class_order(data, self.params.label)

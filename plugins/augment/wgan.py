@@ -124,7 +124,8 @@ class WGANGP(reflow.Model):
                 f"wgan-gp: the training images are {height}x{width}, not a square with a power-of-two side >= 16; "
                 f"set image_size (a power of two >= 16, e.g. {side}) and they are resized to it") from None
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> WGANGP:
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> WGANGP:
+        """Train the critic and generator on ``data`` (a GAN has no held-out score: ``validation`` is unused)."""
         import torch
         from reflow.training import autocast
 
