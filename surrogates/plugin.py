@@ -78,16 +78,16 @@ class SurrogateModel(reflow.Model):
             columns.append(values)
         return np.column_stack(columns)
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         X = self._matrix(data, self.features, "feature")
         Y = self._matrix(data, self.targets, "target")
-        validation = None
-        val = getattr(self, "validation_data_", None)
-        if val is not None and all(n in val for n in self.features + self.targets):
-            validation = (self._matrix(val, self.features, "feature"), self._matrix(val, self.targets, "target"))
+        held_out = None
+        if validation is not None and all(n in validation for n in self.features + self.targets):
+            held_out = (self._matrix(validation, self.features, "feature"),
+                        self._matrix(validation, self.targets, "target"))
         surrogate = self.make_surrogate(ctx.device, ctx.seed)
         surrogate.quiet = ctx.quiet
-        self.surrogate_ = surrogate.fit(X, Y, validation=validation)
+        self.surrogate_ = surrogate.fit(X, Y, validation=held_out)
         self.units_ = {n: str(data[n].attrs.get("units", "")) for n in self.features + self.targets}
         return self
 

@@ -316,7 +316,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
         return np.column_stack([np.ones(s.shape[0]), z])
 
     # ---- fit ------------------------------------------------------------------------------------------------
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         who = "life-stress"
         units = read_censored(data, self.params, who)
         life = units.life

@@ -77,7 +77,7 @@ class CompetingModes(BLifeOutputs, reflow.Model):
 
         _percent = b_lives_validator()
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         from .distributions import fit_distribution
 
         who = "competing-modes"

@@ -54,7 +54,7 @@ class ImcGrowth(reflow.Model):
     def _design(self, t):
         return np.column_stack([t, np.sqrt(t), np.ones_like(t)])
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         t, y = self._xy(data)
         if t.size < 4:
             raise DataError(f"imc-growth needs at least 4 measurements to fit 3 constants, got {t.size}")

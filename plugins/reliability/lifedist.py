@@ -84,7 +84,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
         return with_bounds(self._b_names() + ["reliability", "unreliability"])
 
     # ---- fit ---------------------------------------------------------------------------------------------
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         no_covariates(self.features, self.params.time, self.who)
         life = read_life_data(data, self.params, self.who, min_failures=1, intervals=True)
         censored = life.life

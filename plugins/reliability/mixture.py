@@ -132,7 +132,7 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
 
         _percent = b_lives_validator()
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         who = "weibull-mixture"
         no_covariates(self.features, self.params.time, who)
         life = read_censored(data, self.params, who).life

@@ -98,7 +98,7 @@ class KaplanMeier(reflow.Model):
         """Every output this model can predict (the allowed targets)."""
         return with_bounds([self._median_name(), "reliability"])
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         from lifelines import KaplanMeierFitter
 
         no_covariates(self.features, self.params.time, "kaplan-meier")
@@ -220,7 +220,7 @@ class CoxPH(reflow.Model):
         """Every output this model can predict (the allowed targets)."""
         return [self._median_name(), "reliability", "risk_score"]
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         import pandas as pd
         from lifelines import CoxPHFitter
 

@@ -160,7 +160,7 @@ class Weibull(BLifeOutputs, reflow.Model):
         return with_bounds(self._b_names() + ["reliability", "unreliability"])
 
     # ---- fit ---------------------------------------------------------------------------------------------
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         who = "weibull"
         no_covariates(self.features, self.params.time, who)
         life = read_life_data(data, self.params, who, min_failures=self.params.parameters, intervals=True)
