@@ -182,7 +182,7 @@ class VisionModel(reflow.Model):
                 f"{type(self).__name__}: patch size {m} does not divide the {height}x{width} images (after the "
                 f"transforms); use a patch size that divides both sides ({hint}) or change the crop")
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> VisionModel:
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> VisionModel:
         import torch
         from reflow.imaging import ImageDataset
         from reflow.training import fit_module
@@ -232,7 +232,7 @@ class VisionModel(reflow.Model):
                         len(values) - rows.size, " or ".join(self.targets))
         train = ImageDataset(data.isel({data[target].dims[0]: rows}), codes[rows], train_tf, seed=ctx.seed)
         val = None
-        val_data = getattr(self, "validation_data_", None)
+        val_data = validation
         if (val_data is not None and all(t in val_data for t in self.targets)
                 and val_data.sizes.get(val_data[target].dims[0], 0)):
             vcodes, vok = self._encode(self._target_values(val_data))

@@ -161,7 +161,7 @@ class FasterRCNN(reflow.Model):
                                         f"targets {self.targets or 'none'}")
         return self.targets[0]
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> FasterRCNN:
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> FasterRCNN:
         import torch
         from reflow.training import fit_module
 
@@ -180,7 +180,7 @@ class FasterRCNN(reflow.Model):
         self.img_size_ = [height, width]
         index = {c: k + 1 for k, c in enumerate(self.classes_)}  # 0 is the background
         parts = [(data, boxes, [[index[c] for c in names] for names in labels])]
-        val = getattr(self, "validation_data_", None)
+        val = validation
         n_val = 0
         if val is not None and "image" in val and image_array(val).shape[0] > 0:
             if image_shape(val) != (channels, height, width):

@@ -237,7 +237,7 @@ class TimmFeatures(VisionModel):
 
     # --- fit / predict -----------------------------------------------------------------------------------------
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> TimmFeatures:
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> TimmFeatures:
         import torch
         from reflow.training import fit_module
 
@@ -272,7 +272,7 @@ class TimmFeatures(VisionModel):
         per = self.patches_per_image(True)
         labels = torch.from_numpy(np.repeat(codes[rows], per))
         val = None
-        val_data = getattr(self, "validation_data_", None)
+        val_data = validation
         if val_data is not None and target in val_data and val_data.sizes.get(val_data[target].dims[0], 0):
             vcodes, vok = self._encode(np.asarray(val_data[target].values))
             vrows = np.flatnonzero(vok)

@@ -68,7 +68,8 @@ class PCALogistic(reflow.Model):
             rows.append(block.reshape(block.shape[0], -1).numpy().astype(np.float64))
         return np.concatenate(rows)
 
-    def fit(self, data: xr.Dataset, ctx: RunContext) -> PCALogistic:
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> PCALogistic:
+        """Fit the PCA and the linear head in closed form; ``validation`` is not needed (no epochs to stop)."""
         from sklearn.decomposition import PCA
         from sklearn.linear_model import LogisticRegression, Ridge
 

@@ -251,8 +251,7 @@ def test_timm_features_frozen_backbone_cached_features_and_held_out_accuracy(tra
 
     monkeypatch.setattr(TimmFeatures, "create_backbone", counted)
     model = TimmFeatures(weights="backbone.safetensors", **TINY_TIMM).configure([], ["label"])
-    model.validation_data_ = test_data.isel(sample=slice(0, 12))
-    model.fit(train_data, ctx)
+    model.fit(train_data, ctx, validation=test_data.isel(sample=slice(0, 12)))
     # features once: 72 images x 4 random patches, 12 validation images x a 2x2 grid, 1 dry run; 30 head epochs
     assert sum(passes) == 72 * 4 + 12 * 4 + 1 and model.feature_passes_ == 72 * 4 + 12 * 4
     assert len(model.history_) > 1

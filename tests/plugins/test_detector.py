@@ -266,8 +266,7 @@ def test_same_seed_same_detector_and_validation_loss(tmp_path):
 
     def fit(folder, seed=0):
         model = FasterRCNN(epochs=2, **TINY).configure(["image"], ["label"])
-        model.validation_data_ = val
-        return model.fit(train, test_context(folder, seed=seed))
+        return model.fit(train, test_context(folder, seed=seed), validation=val)
 
     a, b = fit(tmp_path / "a"), fit(tmp_path / "b")
     assert all(math.isfinite(r["val_loss"]) for r in a.history_)

@@ -180,8 +180,8 @@ def test_vit_learns_a_held_out_target_and_round_trips(train_data, test_data, tmp
 def test_vit_uses_validation_data_and_same_seed_same_model(train_data, test_data, tmp_path):
     def fit(folder):
         model = ViT(epochs=3, batch_size=32, **TINY_VIT).configure([], ["level"])
-        model.validation_data_ = test_data.isel(sample=slice(0, 32))
-        return model.fit(train_data.isel(sample=slice(0, 64)), test_context(folder))
+        return model.fit(train_data.isel(sample=slice(0, 64)), test_context(folder),
+                         validation=test_data.isel(sample=slice(0, 32)))
 
     a, b = fit(tmp_path / "a"), fit(tmp_path / "b")
     assert all(np.isfinite(row["val_loss"]) for row in a.history_)
