@@ -1,17 +1,17 @@
 """Model ``classic``: new images of a class from real ones by flips, rotations (seed 002: +-15 and +-30 degrees)
 and optional brightness/contrast jitter.
 
-It learns nothing: ``fit`` records the classes and their counts, and ``save`` writes the params and those classes
-only. It keeps no images, so ``generate`` takes the images to transform as its ``source`` argument (the ``augment``
-task passes its training part); that keeps saved models small and makes plain which images a synthetic one came
-from (``source_index``).
+A :class:`reflow.Generator` that learns nothing: ``fit`` records the classes and their counts, and ``save`` writes
+the params and those classes only. It keeps no images, so ``generate`` takes the images to transform as its
+``source`` argument (the ``augment`` task passes its training part); that keeps saved models small and makes plain
+which images a synthetic one came from (``source_index``).
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import reflow
@@ -26,6 +26,7 @@ from .common import (
     label_values,
     sample_dim,
     unit_images,
+    with_target_means,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 STATE = "state.json"
 
 
-class ClassicAugmenter(reflow.Model):
+class ClassicAugmenter(reflow.Generator):
     """Flips, rotations and brightness/contrast jitter of real images of each class (seed 002).
 
     Each synthetic image takes a random real image of its class, flips it left-right and up-down with probability
@@ -44,8 +45,6 @@ class ClassicAugmenter(reflow.Model):
     of 90 degrees rotate exactly (square images); other angles interpolate bilinearly and fill the corners with the
     mean of the image's border pixels (or ``fill``). ``predict(data)`` transforms every sample of ``data`` once.
     """
-
-    family: ClassVar[str] = "generator"
 
     class Params(reflow.Params):
         angles: list[float] = Field(default_factory=lambda: [-30.0, -15.0, 15.0, 30.0],
@@ -76,10 +75,6 @@ class ClassicAugmenter(reflow.Model):
         self.channels_ = int(unit_images(data.isel({sample_dim(data): slice(0, 1)})).shape[1])
         return self
 
-    def _require_fitted(self) -> None:
-        if getattr(self, "classes_", None) is None:
-            raise reflow.UserInputError("classic is not fitted yet: call fit(data, ctx) first")
-
     def transform(self, images: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """Each image (n, C, H, W) transformed once with draws from ``rng``; also what was drawn per image."""
         p = self.params
@@ -98,7 +93,7 @@ class ClassicAugmenter(reflow.Model):
         """``n_per_class[c]`` new images of each class ``c``, each a transformed random image of class ``c`` in
         ``source`` (required: classic keeps no images). ``source_index`` is the position of that image in
         ``source``. The draws for one class depend only on (seed, class)."""
-        self._require_fitted()
+        self.require_fitted("classes_")
         if source is None:
             raise reflow.UserInputError("classic transforms real images and stores none: pass the images to "
                                         "transform as generate(..., source=dataset)")
@@ -137,7 +132,7 @@ class ClassicAugmenter(reflow.Model):
     def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         """Every sample of ``data`` transformed once (seeded by ``ctx.seed``); ``<target>_mean`` repeats each
         configured target that is one of the output variables (the model contract's name for an output)."""
-        self._require_fitted()
+        self.require_fitted("classes_")
         labels = label_values(data, self.params.label)
         classes = list(dict.fromkeys([*self.classes_, *class_order(data, self.params.label)]))
         images, info = self.transform(unit_images(data), np.random.default_rng(int(ctx.seed)))
@@ -146,16 +141,10 @@ class ClassicAugmenter(reflow.Model):
         dim = sample_dim(data)
         if dim in data.coords:
             out = out.assign_coords(sample=np.asarray(data[dim].values))
-        for t in self.targets:
-            if t in out and f"{t}_mean" not in out:
-                out[f"{t}_mean"] = out[t]
-        return out
-
-    def summary(self) -> dict[str, Any]:
-        return {}
+        return with_target_means(out, self.targets)
 
     def save_state(self, directory: Path) -> None:
-        self._require_fitted()
+        self.require_fitted("classes_")
         (directory / STATE).write_text(json.dumps({"classes": self.classes_, "class_counts": self.class_counts_,
                                                    "channels": self.channels_}, indent=2))
 

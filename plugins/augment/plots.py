@@ -1,4 +1,5 @@
-"""Figures of the augmenters and the ``augment`` task: image grids, GAN loss curves, quality bars."""
+"""Figures of the augmenters and the ``augment`` task: image grids, GAN loss curves, quality bars (drawn and saved
+through :mod:`reflow.plotting`, like every stage figure)."""
 
 from __future__ import annotations
 
@@ -8,24 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig: Any, path: Path) -> Path:
-    plt = _pyplot()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+from reflow.plotting import pyplot, save_figure
 
 
 def show(ax: Any, image: np.ndarray) -> None:
@@ -39,7 +23,7 @@ def show(ax: Any, image: np.ndarray) -> None:
 
 def image_rows(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, columns: int = 8) -> Path:
     """One row per (name, images (n, C, H, W)), up to ``columns`` images each, the name on the left."""
-    plt = _pyplot()
+    plt = pyplot()
     n_rows = max(1, len(rows))
     fig, axes = plt.subplots(n_rows, columns, figsize=(1.3 * columns + 1.0, 1.35 * n_rows + 0.6), squeeze=False)
     for r, (name, images) in enumerate(rows):
@@ -52,13 +36,13 @@ def image_rows(rows: Sequence[tuple[str, np.ndarray]], path: Path, title: str, c
     for ax in axes[len(rows):].flat:
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def real_vs_generated(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: Path, title: str,
                       per_side: int = 6) -> Path:
     """One row per class: ``per_side`` real training images, a gap, ``per_side`` generated ones."""
-    plt = _pyplot()
+    plt = pyplot()
     n_rows = max(1, len(rows))
     cols = 2 * per_side + 1
     fig, axes = plt.subplots(n_rows, cols, figsize=(1.15 * cols + 1.2, 1.3 * n_rows + 0.8), squeeze=False)
@@ -73,12 +57,12 @@ def real_vs_generated(rows: Sequence[tuple[str, np.ndarray, np.ndarray]], path: 
     axes[0, per_side // 2].set_title("real (training)", fontsize=10)
     axes[0, per_side + 1 + per_side // 2].set_title("generated", fontsize=10)
     fig.suptitle(title, fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
     """WGAN-GP losses per epoch: critic and generator loss, the Wasserstein estimate, penalty and feature matching."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [r["epoch"] for r in history]
     panels = ((("critic_loss", "critic"), ("generator_loss", "generator")),
               (("wasserstein", "E[D(real)] - E[D(fake)]"),),
@@ -94,7 +78,7 @@ def loss_curves(history: Sequence[dict[str, Any]], path: Path) -> Path:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.suptitle("wgan-gp training", fontsize=11)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def quality_bars(classes: Sequence[str], accuracy: Sequence[float], real_accuracy: Sequence[float],
@@ -103,7 +87,7 @@ def quality_bars(classes: Sequence[str], accuracy: Sequence[float], real_accurac
     """Per class: the probe's accuracy on generated images (with chance and its accuracy on held-out real images),
     the in-distribution share, and the Frechet distances of generated and of real training images to the
     held-out real images."""
-    plt = _pyplot()
+    plt = pyplot()
     x = np.arange(len(classes))
     fig, axes = plt.subplots(1, 3, figsize=(max(13.0, 2.0 * len(classes) + 7.0), 4.0))
     axes[0].bar(x, accuracy, color="tab:blue", label="generated")
@@ -126,4 +110,4 @@ def quality_bars(classes: Sequence[str], accuracy: Sequence[float], real_accurac
     for ax in axes:
         ax.set_xticks(x)
         ax.set_xticklabels(classes, rotation=30, ha="right", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)

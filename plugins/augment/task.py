@@ -8,7 +8,6 @@ classic transforms. The held-out images leave the stage unchanged as output ``te
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +17,7 @@ import reflow
 from pydantic import Field, model_validator
 from reflow.specs import ModelSpec, StageData
 from reflow.splits import SplitSpec, split_indices
+from reflow.store import StageStore
 
 from .common import (
     LABEL,
@@ -33,7 +33,6 @@ from .common import (
 
 log = logging.getLogger("reflow.augment")
 
-MODEL_DIR = "model"
 SAMPLES_PLOT = "real_vs_generated.png"
 QUALITY_PLOT = "augment_quality.png"
 
@@ -102,7 +101,7 @@ class AugmentTask(reflow.Task):
     def check(self, check: Any) -> None:
         spec = self.params.augmenter
         cls = check.component_class(spec) if spec.stage is None else None
-        if cls is not None and getattr(cls, "family", "") != "generator":
+        if cls is not None and not issubclass(cls, reflow.Generator):
             check.problem(("augmenter",), f"{spec.name!r} is a {cls.family or 'model'}, not a generator; use "
                                           "wgan-gp, classic or another generator")
 
@@ -152,21 +151,23 @@ class AugmentTask(reflow.Task):
             log.warning("augment: no training images of class(es) %s: nothing to generate them from", unfilled)
         return {c: n for c, n in request.items() if n and sources[c]}, unfilled
 
-    def _augmenter(self, ctx: Any) -> tuple[Any, bool]:
-        """(the augmenter, whether it still has to be fit)."""
+    def _augmenter(self, ctx: Any) -> tuple[reflow.Generator, str, bool]:
+        """(the augmenter, its registered name for the saved model, whether it still has to be fit)."""
         spec = self.params.augmenter
         if spec.stage is not None:
             model = ctx.model(spec.stage)
-            if getattr(model, "family", "") != "generator" or not callable(getattr(model, "generate", None)):
+            if not isinstance(model, reflow.Generator):
                 raise reflow.UserInputError(f"augment: stage {spec.stage!r} trained a {type(model).__name__} "
-                                            f"({getattr(model, 'family', '?')}), not a generator")
-            return model, False
+                                            f"({model.family or 'model'}), not a generator; use wgan-gp, classic "
+                                            "or another generator")
+            # the name it was saved under there: {stage: ...} names no component itself
+            return model, StageStore(ctx.run.stage_dir(spec.stage)).model_info()["name"], False
         model = spec.create()
         field = type(model).Params.model_fields.get("label")
         # decided by value, not by "was it set": a resolved study (and so a resume) writes the default out
         if field is not None and model.params.label == field.default:
             model.params = model.params.model_copy(update={"label": self.params.label})  # not the study's copy
-        return model, True
+        return model, str(spec.name), True
 
     def run(self, ctx: Any) -> reflow.StageResult:
         p = self.params
@@ -186,11 +187,12 @@ class AugmentTask(reflow.Task):
         real_counts = {c: int((labels[~earlier] == c).sum()) for c in classes}
         request, unfilled = self._request(classes, counts, {c: int((labels[use] == c).sum()) for c in classes})
 
-        model, needs_fit = self._augmenter(ctx)
+        model, name, needs_fit = self._augmenter(ctx)
         model.configure([p.label], ["image"])
         if needs_fit:
             model.fit(source, ctx)
-        unknown = [c for c in request if c not in getattr(model, "classes_", classes)]
+        known = model.classes_ if model.classes_ is not None else classes  # None: a generator that names none
+        unknown = [c for c in request if c not in known]
         if unknown:
             raise reflow.UserInputError(f"augment: the augmenter was trained without class(es) {unknown}")
         generated = model.generate(request, seed=ctx.seed, source=source, device=ctx.device)
@@ -209,9 +211,7 @@ class AugmentTask(reflow.Task):
             generated = generated.rename({LABEL: p.label})
 
         out_train = _merge(train, dim, real_images, earlier, train_rows, generated, p.label, classes)
-        folder = Path(ctx.folder)
-        model.save(folder / MODEL_DIR)
-        (folder / MODEL_DIR / "component.json").write_text(json.dumps({"name": _component_name(model)}))
+        ctx.store.save_model(model, name)
 
         metrics: dict[str, Any] = {"train_real": int((~earlier).sum()), "train_synthetic_before": int(earlier.sum()),
                                    "test_real": int(test.sizes.get(sample_dim(test), 0)),
@@ -247,7 +247,9 @@ class AugmentTask(reflow.Task):
         from .plots import quality_bars, real_vs_generated
 
         folder = Path(folder)
-        paths = _model_plots(folder)
+        store = StageStore(folder)
+        # the augmenter's own figures (the GAN's samples and loss curves), from the model this stage saved
+        paths = [Path(q) for q in store.load_model().plot(folder)] if store.model_info() is not None else []
         train, generated = result.outputs.get("train"), result.outputs.get("generated")
         if train is None or generated is None:
             return paths
@@ -318,26 +320,3 @@ def _missing(dtype: np.dtype, n: int) -> np.ndarray:
         return np.full(n, np.datetime64("NaT"), dtype)
     return np.full(n, "", dtype=object).astype(str)
 
-
-def _component_name(model: Any) -> str:
-    """The registered name of the model's class (for component.json, which {stage: ...} reads)."""
-    from reflow.registry import get_registry
-
-    registry = get_registry()
-    for name in registry.names("model"):
-        if registry.get(name, "model").cls is type(model):
-            return name
-    raise reflow.PluginError(f"augment: {type(model).__name__} is not a registered model")
-
-
-def _model_plots(folder: Path) -> list[Path]:
-    """Figures the stage's augmenter draws itself (``plot(folder)``): the GAN's samples and loss curves."""
-    from reflow.registry import get_registry
-
-    info = folder / MODEL_DIR / "component.json"
-    if not info.exists():
-        return []
-    cls = get_registry().get(json.loads(info.read_text())["name"], "model").cls
-    if not callable(getattr(cls, "plot", None)):
-        return []
-    return [Path(p) for p in cls.load(folder / MODEL_DIR).plot(folder)]

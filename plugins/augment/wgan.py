@@ -17,7 +17,7 @@ import json
 import math
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import reflow
@@ -33,6 +33,7 @@ from .common import (
     resize_images,
     sample_dim,
     unit_images,
+    with_target_means,
 )
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ def check_image_size(value: int | None) -> int | None:
     return value
 
 
-class WGANGP(reflow.Model):
+class WGANGP(reflow.Generator):
     """Conditional DCGAN generator trained with the WGAN-GP loss plus feature matching (seed 001).
 
     ``fit`` trains on the images of the data with their classes (``label``); ``generate({class: n}, seed)``
@@ -63,8 +64,6 @@ class WGANGP(reflow.Model):
     sample of ``data``, of that sample's class. Per-epoch losses go to ``epochs.csv``; ``plot`` draws a sample
     grid per class (``wgan_samples.png``) and the loss curves (``wgan_losses.png``).
     """
-
-    family: ClassVar[str] = "generator"
 
     class Params(reflow.Params):
         image_size: int | None = Field(None, description="side of the generated images, a power of two >= 16 "
@@ -229,17 +228,13 @@ class WGANGP(reflow.Model):
 
     # --- generation --------------------------------------------------------------------------------------------
 
-    def _require_fitted(self) -> None:
-        if getattr(self, "generator_", None) is None:
-            raise reflow.UserInputError("wgan-gp is not fitted yet: call fit(data, ctx) first")
-
     def sample(self, cls: str, n: int, seed: int, device: str = "cpu") -> np.ndarray:
         """``n`` images (n, C, S, S) in [0, 1] of class ``cls``; the noise depends only on (seed, class), so
         asking for more classes at once does not change the images of one class."""
         import torch
         from reflow.training import autocast
 
-        self._require_fitted()
+        self.require_fitted("generator_")
         k = self.classes_.index(cls)
         if n == 0:
             return np.zeros((0, self.channels_, self.image_size_, self.image_size_), dtype=np.float32)
@@ -262,7 +257,7 @@ class WGANGP(reflow.Model):
 
         ``source`` is accepted for the augmenters' common signature and ignored: the generator needs no images.
         """
-        self._require_fitted()
+        self.require_fitted("generator_")
         request = check_request(n_per_class, self.classes_, "wgan-gp")
         never = [c for c, n in request.items() if n and not self.class_counts_.get(c)]
         if never:
@@ -279,7 +274,7 @@ class WGANGP(reflow.Model):
         """One generated image per sample of ``data``, of that sample's class (``image``, ``label``,
         ``label_index``, ``synthetic``), seeded by ``ctx.seed``; ``<target>_mean`` repeats each configured target
         that is one of these variables (the model contract's name for an output)."""
-        self._require_fitted()
+        self.require_fitted("generator_")
         labels = label_values(data, self.params.label)
         unknown = sorted(set(labels.tolist()) - set(self.classes_))
         if unknown:
@@ -294,26 +289,29 @@ class WGANGP(reflow.Model):
         dim = sample_dim(data)
         if dim in data.coords:
             out = out.assign_coords(sample=np.asarray(data[dim].values))
-        return _with_target_means(out, self.targets)
+        return with_target_means(out, self.targets)
 
     # --- reporting ---------------------------------------------------------------------------------------------
 
     def summary(self) -> dict[str, Any]:
-        if getattr(self, "generator_", None) is None:
+        """The last epoch's losses, the steps and time spent, and the networks' sizes ({} before fit)."""
+        from reflow.training import count_parameters
+
+        if not self.is_fitted("generator_"):
             return {}
         last = self.history_[-1] if self.history_ else {}
         out: dict[str, Any] = {f"final_{k}": float(last.get(k, math.nan)) for k in LOSS_COLUMNS}
         out.update({"steps": self.steps_, "epochs_run": len(self.history_),
                     "train_seconds": round(self.train_seconds_, 3), "image_size": self.image_size_,
-                    "generator_params": int(sum(q.numel() for q in self.generator_.parameters())),
-                    "critic_params": int(sum(q.numel() for q in self.critic_.parameters()))})
+                    "generator_params": count_parameters(self.generator_),
+                    "critic_params": count_parameters(self.critic_)})
         return out
 
     def plot(self, folder: str | Path) -> list[Path]:
         """``wgan_samples.png`` (one row of generated images per trained class) and ``wgan_losses.png``."""
         from .plots import image_rows, loss_curves
 
-        self._require_fitted()
+        self.require_fitted("generator_")
         folder = Path(folder)
         trained = [c for c in self.classes_ if self.class_counts_.get(c)]
         rows = [(c, self.sample(c, 8, seed=0)) for c in trained]
@@ -328,7 +326,7 @@ class WGANGP(reflow.Model):
     def save_state(self, directory: Path) -> None:
         from safetensors.torch import save_model
 
-        self._require_fitted()
+        self.require_fitted("generator_")
         for module, name in ((self.generator_, GENERATOR_WEIGHTS), (self.critic_, CRITIC_WEIGHTS)):
             device = next(module.parameters()).device
             save_model(module.cpu(), str(directory / name))
@@ -383,9 +381,3 @@ def _write_epochs(path: Path, rows: list[dict[str, float]]) -> None:
         writer.writerows(rows)
     tmp.replace(path)
 
-
-def _with_target_means(ds: xr.Dataset, targets: list[str]) -> xr.Dataset:
-    for t in targets:
-        if t in ds and f"{t}_mean" not in ds:
-            ds[f"{t}_mean"] = ds[t]
-    return ds

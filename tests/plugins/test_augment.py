@@ -14,7 +14,7 @@ import pytest
 import torch
 import xarray as xr
 from pydantic import ValidationError
-from reflow.errors import DataError, UserInputError
+from reflow.errors import DataError, ReflowError, UserInputError
 from reflow.plugins.augment import WGANGP, AugmentTask, ClassicAugmenter
 from reflow.plugins.augment.networks import (
     ConditionalCritic,
@@ -283,7 +283,7 @@ def test_wgan_bad_params_and_requests(trained_gan):
         model.generate({"crack": 3}, seed=0)
     with pytest.raises(UserInputError, match="integer >= 0"):
         model.generate({"disk": -1}, seed=0)
-    with pytest.raises(UserInputError, match="not fitted"):
+    with pytest.raises(ReflowError, match="call fit before using the model"):
         WGANGP().generate({"disk": 1})
     with pytest.raises(UserInputError, match="predicts no label; train it in an augment stage"):
         WGANGP(steps=1).configure(["label"], ["label"]).fit(make_shapes({"disk": 2}, seed=0), test_context("."))
@@ -303,6 +303,18 @@ def test_wgan_and_classic_pass_the_component_contract(tmp_path):
     check_component(WGANGP, tiny, tmp_path=tmp_path / "gan", data=data, features=["label"], targets=["image"])
     check_component(ClassicAugmenter, None, tmp_path=tmp_path / "classic", data=data, features=["label"],
                     targets=["image"])
+
+
+@pytest.mark.parametrize("cls", [WGANGP, ClassicAugmenter])
+def test_augmenters_are_declared_generators_fitted_by_classes(cls, tmp_path):
+    import reflow
+
+    assert issubclass(cls, reflow.Generator) and cls.family == "generator" and cls.uses_images
+    model = cls(steps=1, **TINY_GAN) if cls is WGANGP else cls()
+    assert model.classes_ is None and not model.is_fitted("classes_")  # the declared default before fit
+    data = make_shapes({"disk": 2, "bar": 2}, seed=3)
+    assert model.fit(data, test_context(tmp_path), validation=data) is model  # the train task's call
+    assert model.classes_ == ["disk", "bar"] and model.is_fitted("classes_")
 
 
 # --- classic -----------------------------------------------------------------------------------------------------
@@ -383,9 +395,9 @@ def test_augment_never_feeds_held_out_images_to_the_augmenter(augmenter, rare_ba
     fed: list[np.ndarray] = []
     fit, generate = cls.fit, cls.generate
 
-    def spy_fit(self, data, ctx):
+    def spy_fit(self, data, ctx, validation=None):
         fed.append(np.asarray(data["image"].values))
-        return fit(self, data, ctx)
+        return fit(self, data, ctx, validation)
 
     def spy_generate(self, n_per_class, seed=0, source=None, device="cpu"):
         if source is not None:
@@ -415,6 +427,10 @@ def test_augment_never_feeds_held_out_images_to_the_augmenter(augmenter, rare_ba
     assert result.metrics["generated_bar"] == 40 - result.metrics["real_train_bar"]
     assert (model_dir := tmp_path / "model").is_dir() and json.loads((model_dir / "component.json").read_text()) == \
         {"name": augmenter}
+    # the stage's figures include those the saved augmenter draws of itself (the GAN's samples and losses)
+    if augmenter == "wgan-gp":
+        names = {p.name for p in task.plot(result, tmp_path)}
+        assert {"wgan_samples.png", "wgan_losses.png", "real_vs_generated.png"} <= names
 
 
 def test_augment_learns_from_real_images_only_when_the_data_hold_generated_ones(rare_bars, tmp_path, monkeypatch):
@@ -424,9 +440,9 @@ def test_augment_learns_from_real_images_only_when_the_data_hold_generated_ones(
     fed: list[np.ndarray] = []
     fit = ClassicAugmenter.fit
 
-    def spy_fit(self, data, ctx):
+    def spy_fit(self, data, ctx, validation=None):
         fed.append(np.asarray(data["image"].values))
-        return fit(self, data, ctx)
+        return fit(self, data, ctx, validation)
 
     monkeypatch.setattr(ClassicAugmenter, "fit", spy_fit)
     task = AugmentTask(data="balanced", heldout="held", augmenter="classic", per_class={"bar": 5, "disk": 2})
@@ -489,6 +505,21 @@ def test_augment_bad_params(rare_bars, tmp_path):
         task.run(task_context(tmp_path, rare_bars))
 
 
+def test_augment_rejects_a_stage_model_that_is_no_generator(rare_bars, tmp_path):
+    import reflow
+
+    class Regressor(reflow.Model):
+        family = "regressor"
+
+    ctx = task_context(tmp_path, rare_bars)
+    ctx.run.model = lambda stage: Regressor()
+    task = AugmentTask(data="wafers", augmenter={"stage": "fit"}, per_class={"bar": 1})
+    with pytest.raises(UserInputError, match=r"stage 'fit' trained a Regressor \(regressor\), not a generator; "
+                                             "use wgan-gp, classic"):
+        task.run(ctx)
+    assert not (tmp_path / "model").exists()
+
+
 STUDY = """
 study: augment-shapes
 seed: 5
@@ -519,7 +550,7 @@ stages:
 
 def test_augment_study_end_to_end(rare_bars, tmp_path, write_study):
     from reflow.runner import run_study
-    from reflow.store import read_dataset, write_dataset
+    from reflow.store import StageStore, read_dataset, write_dataset
     from reflow.study import load_study
 
     write_dataset(rare_bars, tmp_path / "shapes.nc")
@@ -543,6 +574,9 @@ def test_augment_study_end_to_end(rare_bars, tmp_path, write_study):
                                       held_out["image"].values)
     more = read_dataset(run.dir / "more" / "generated.nc")
     assert more.sizes["sample"] == 8 and (more["label"].values == "bar").all()
+    # a {stage: ...} augmenter is saved again under the name the earlier stage saved it by
+    assert StageStore(run.dir / "more").model_info() == {"name": "classic"}
+    assert StageStore(run.dir / "more").load_model().classes_ == ["disk", "bar"]
 
 
 def test_augment_study_validation_names_the_problems(tmp_path, write_study):
