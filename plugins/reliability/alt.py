@@ -40,6 +40,7 @@ import numpy as np
 import reflow
 from pydantic import Field, model_validator
 from reflow.errors import DataError
+from reflow.plotting import pyplot, save_figure
 
 from .censoring import Censored, log_likelihood
 from .lifedata import (
@@ -462,8 +463,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
         X, off = self._design(self.stress_), self._offset(self.stress_)
         loglik = log_linear_loglik(life, X, off, self.params.distribution)
         p = X.shape[1]
-        one_sided = bool(getattr(self.params, "one_sided", False))
-        target = self.log_likelihood_ - chi2_value(self.params.confidence, one_sided) / 2.0
+        target = self.log_likelihood_ - chi2_value(self.params.confidence, self.params.one_sided) / 2.0
         value, f_lo, f_hi = self.b_life_at(s, percent)
         lows, highs = np.empty(len(s)), np.empty(len(s))
         for r in range(len(s)):
@@ -559,8 +559,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "x_"):
-            raise reflow.ReflowError("life-stress: predict before fit")
+        self.require_fitted("x_")
         dim, n = output_dim(data, self.features[0])
         for name in self.features:
             column(data, name, "life-stress", "the stress")  # raises, naming it
@@ -595,12 +594,9 @@ class LifeStress(BLifeOutputs, reflow.Model):
     # ---- plots --------------------------------------------------------------------------------------------------
     def plot(self, folder: Path) -> list[Path]:
         """A probability plot per condition (data and the common-shape fit) and the life-stress plot."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from .probplot import adjusted_ranks, finish_probability_plot
+
+        plt = pyplot()
 
         weib = self.params.distribution == "weibull"
         levels, codes = np.unique(self.stress_, axis=0, return_inverse=True)
@@ -667,8 +663,4 @@ class LifeStress(BLifeOutputs, reflow.Model):
                      fontsize=10)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        ls = Path(folder) / "life_stress.png"
-        fig.savefig(ls, dpi=110)
-        plt.close(fig)
-        return [prob, ls]
+        return [prob, save_figure(fig, Path(folder) / "life_stress.png")]

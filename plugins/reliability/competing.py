@@ -21,6 +21,7 @@ import numpy as np
 import reflow
 from pydantic import Field
 from reflow.errors import DataError
+from reflow.plotting import pyplot
 
 from .alt import read_censored, require_failures
 from .censoring import Censored
@@ -153,8 +154,7 @@ class CompetingModes(BLifeOutputs, reflow.Model):
         return finite_values(out)
 
     def predict(self, data, ctx):
-        if not hasattr(self, "eta_"):
-            raise reflow.ReflowError("competing-modes: predict before fit")
+        self.require_fitted("eta_")
         return self.b_life_dataset(data)
 
     def save_state(self, directory):
@@ -171,17 +171,12 @@ class CompetingModes(BLifeOutputs, reflow.Model):
 
     def plot(self, folder: Path) -> list[Path]:
         """Weibull paper: each mode's failures (the others as suspensions) with its fit, and the unit's curve."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
         life = Censored(self.lower_, self.upper_)
         t = life.midpoint
 
-        fig, ax = plt.subplots(figsize=(7, 5.2))
+        fig, ax = pyplot().subplots(figsize=(7, 5.2))
         grid = np.geomspace(max(t[life.failed].min() * 0.2, 1e-9), t.max() * 3, 300)
         for k, m in enumerate(self.modes_):
             ev = life.failed & (self.labels_ == m)

@@ -91,8 +91,7 @@ class ImcGrowth(reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "coef_"):
-            raise reflow.ReflowError("imc-growth: predict before fit")
+        self.require_fitted("coef_")
         t, _ = self._xy(data, need_target=False)
         dim = data[self.features[0]].dims[0]
         mean = self._design(t) @ self.coef_ if self.params.law == "zhu" else _power(t, *self.coef_)

@@ -43,13 +43,11 @@ import reflow
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from reflow.errors import DataError, UserInputError
 from reflow.expressions import parse_constraint, validate_condition
+from reflow.tables import row_dim, row_variables
 
 from .censoring import Censored
 
 log = logging.getLogger("reflow.reliability")
-
-_BOOKKEEPING = ("status", "error", "batch", "started", "finished")
-
 
 class Degradation(BaseModel):
     """Failure times from degradation trajectories: ``{unit: led_id, variable: delta_bmax_mean, threshold: 0.2}``."""
@@ -111,7 +109,9 @@ class LifeParams(reflow.Params):
     def _one_event_source(self) -> LifeParams:
         if (self.lower is None) != (self.upper is None):
             raise ValueError("give both 'lower' and 'upper' (interval data), or neither")
-        given = [k for k in ("failed", "failure", "degradation", "lower") if getattr(self, k) is not None]
+        sources = {"failed": self.failed, "failure": self.failure, "degradation": self.degradation,
+                   "lower": self.lower}
+        given = [k for k, v in sources.items() if v is not None]
         if len(given) > 1:
             both = "both " if len(given) == 2 else "all of "
             raise ValueError(f"give one of 'failed' (an indicator variable), 'failure' (a condition), "
@@ -456,7 +456,8 @@ class BLifeOutputs:
     """Mixin for the life models that report B-lives ``b<p>_<time>`` (with bounds) from ``params.b_lives``; the
     model gives ``b_life(percent) -> (value, lower, upper)`` (and ``reliability(t)`` for the time columns)."""
 
-    params: Any
+    params: LifeParams
+    features: list[str]
     targets: list[str]
 
     def _b_names(self) -> list[str]:
@@ -469,7 +470,7 @@ class BLifeOutputs:
         from scipy.stats import norm
 
         c = self.params.confidence
-        return float(norm.ppf(c if getattr(self.params, "one_sided", False) else 0.5 + c / 2.0))
+        return float(norm.ppf(c if self.params.one_sided else 0.5 + c / 2.0))
 
     def _set_targets(self, who: str) -> list[str]:
         """The configured targets (every B-life with its bounds if none), checked against the outputs."""
@@ -504,7 +505,7 @@ class BLifeOutputs:
         ``dim``; a model trained to predict them (features = [time]) errors when the time is missing."""
         time = self.params.time
         has_time = time in data.data_vars or time in data.coords
-        if getattr(self, "features", None) and not has_time:
+        if self.features and not has_time:
             column(data, time, who, "the time variable")  # raises, naming it
         if not (has_time and data[time].dims == (dim,)):
             return {}
@@ -518,10 +519,10 @@ def output_dim(data: Any, name: str | None) -> tuple[str, int]:
     """The dim and length predictions follow: ``name``'s dim if present, else trial/sample/the first dim."""
     if name is not None and _has(data, name) and data[name].ndim == 1:
         return str(data[name].dims[0]), int(data[name].size)
-    for dim in ("trial", "sample", *map(str, data.dims)):
-        if dim in data.dims:
-            return dim, int(data.sizes[dim])
-    return "sample", 1
+    if not data.dims:
+        return "sample", 1
+    dim = str(row_dim(data, prefer=("trial", "sample")))
+    return dim, int(data.sizes[dim])
 
 
 def column(data: Any, name: str, who: str, what: str) -> np.ndarray:
@@ -557,6 +558,4 @@ def with_bounds(names: list[str]) -> list[str]:
 
 def numeric_covariates(data: Any, dim: str, exclude: set[str]) -> list[str]:
     """Default covariates: every numeric variable on ``dim`` that is not the time, the event or bookkeeping."""
-    return [str(n) for n in data.data_vars
-            if data[n].dims == (dim,) and data[n].dtype.kind in "fiub" and n not in exclude
-            and n not in _BOOKKEEPING]
+    return row_variables(data, dim, numeric=True, exclude=exclude)

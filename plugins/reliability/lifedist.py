@@ -52,6 +52,8 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
     """
 
     family = "life-model"
+    excluded_units_: int = 0
+    """Units past the degradation threshold at time 0, left out of the fit (0 unless from trajectories)."""
 
     class Params(LifeParams):
         distribution: DistributionName = Field(
@@ -134,7 +136,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
         out.update({"units": fit.n, "failures": fit.failures, "log_likelihood": fit.loglik, "aicc": fit.aicc,
                     "bic": fit.bic, "confidence": self.params.confidence})
         out.update({f"{k}_units": v for k, v in fit.data.counts().items() if k != "exact" and v})
-        if getattr(self, "excluded_units_", 0):
+        if self.excluded_units_:
             out["units_excluded_at_start"] = int(self.excluded_units_)
         if len(self.fits_) > 1:
             for f in self.fits_:
@@ -160,14 +162,13 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "fits_"):
-            raise reflow.ReflowError(f"{self.who}: predict before fit")
+        self.require_fitted("fits_")
         dim, n = output_dim(data, self.features[0] if self.features else None)
         out = {**self.b_life_columns(dim, n), **self.reliability_columns(data, dim, self.who)}
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
-    def score(self, data, ctx) -> dict[str, float]:
+    def score(self, data, ctx, predictions=None) -> dict[str, float]:
         """On held-out units: the mean log-likelihood per unit (compare with the training value)."""
         life = read_life_data(data, self.params, self.who, min_failures=0, intervals=True).life
         ll = log_likelihood(life, self.fit_.frozen())
@@ -185,7 +186,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
         np.savez(directory / "state.npz", **arrays)
         meta = {"distributions": [f.distribution.name for f in self.fits_],
                 "logliks": [f.loglik for f in self.fits_], "skipped": self.skipped_,
-                "excluded_units": int(getattr(self, "excluded_units_", 0))}
+                "excluded_units": int(self.excluded_units_)}
         (directory / "fits.json").write_text(json.dumps(meta, indent=2))
         (directory / "life_distribution.json").write_text(json.dumps(self.summary(), indent=2))
         write_ranking(self.ranking(), directory / "distribution_ranking.csv")

@@ -20,6 +20,7 @@ import numpy as np
 import reflow
 from pydantic import Field
 from reflow.errors import DataError
+from reflow.plotting import pyplot
 
 from .alt import LogLocationScale, read_censored, require_failures
 from .censoring import Censored, log_likelihood
@@ -45,20 +46,21 @@ class WeibullMixtureDist:
         p = 1.0 / (1.0 + math.exp(-x[4]))
         self.logw = (math.log(p) if p > 0 else -math.inf, math.log1p(-p) if p < 1 else -math.inf)
 
-    def _mix(self, method: str, t: np.ndarray) -> np.ndarray:
-        a = self.logw[0] + getattr(self.parts[0], method)(t)
-        b = self.logw[1] + getattr(self.parts[1], method)(t)
+    def _mix(self, first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        """log(p e^first + (1 - p) e^second): the two components' log-values weighted and summed."""
+        a = self.logw[0] + first
+        b = self.logw[1] + second
         with np.errstate(invalid="ignore"):
             return np.logaddexp(a, b)
 
     def logpdf(self, t: np.ndarray) -> np.ndarray:
-        return self._mix("logpdf", t)
+        return self._mix(self.parts[0].logpdf(t), self.parts[1].logpdf(t))
 
     def logcdf(self, t: np.ndarray) -> np.ndarray:
-        return self._mix("logcdf", t)
+        return self._mix(self.parts[0].logcdf(t), self.parts[1].logcdf(t))
 
     def logsf(self, t: np.ndarray) -> np.ndarray:
-        return self._mix("logsf", t)
+        return self._mix(self.parts[0].logsf(t), self.parts[1].logsf(t))
 
     def cdf(self, t: np.ndarray) -> np.ndarray:
         return np.exp(self.logcdf(np.asarray(t, dtype=float)))
@@ -209,8 +211,7 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
         return finite_values(out)
 
     def predict(self, data, ctx):
-        if not hasattr(self, "x_"):
-            raise reflow.ReflowError("weibull-mixture: predict before fit")
+        self.require_fitted("x_")
         return self.b_life_dataset(data)
 
     def save_state(self, directory):
@@ -227,17 +228,12 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
 
     def plot(self, folder: Path) -> list[Path]:
         """Weibull paper: the failures at adjusted median ranks, the mixture's curve and its two components."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
         life = Censored(self.lower_, self.upper_)
         t, ev = life.midpoint, life.failed
 
-        fig, ax = plt.subplots(figsize=(7, 5.2))
+        fig, ax = pyplot().subplots(figsize=(7, 5.2))
         ax.plot(np.sort(t[ev]), weibull_y(adjusted_ranks(t, ev)), "o", ms=4, label="failures (adjusted median ranks)")
         grid = np.geomspace(max(t[ev].min() * 0.2, 1e-9), t.max() * 3, 300)
         mix = WeibullMixtureDist(self.x_).cdf(grid)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+from reflow.plotting import pyplot, save_figure
 
 if TYPE_CHECKING:
     from .censoring import Censored
@@ -98,8 +99,6 @@ def weibull_y(p) -> np.ndarray:
 def finish_probability_plot(fig, ax, paper, *, xlabel: str, ylabel: str, title: str, path: Path) -> Path:
     """Log time axis, unreliability ticks in percent on the paper's ordinate ``paper(F)``, grid, labels and legend;
     the figure saved to ``path`` and closed (the life models' own probability plots)."""
-    import matplotlib.pyplot as plt
-
     ax.set_xscale("log")
     ticks = [0.001, 0.01, 0.05, 0.1, 0.2, 0.5, 0.632, 0.9, 0.99]
     ax.set_yticks(paper(ticks))
@@ -109,9 +108,7 @@ def finish_probability_plot(fig, ax, paper, *, xlabel: str, ylabel: str, title: 
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path)
     return path
 
 
@@ -119,12 +116,9 @@ def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool
                      marks: list[tuple[str, float, float]] | None = None, note: str = "") -> Path:
     """The fit on its own paper (Weibull, lognormal, normal, exponential, log-logistic), the data's plotting
     positions and the Fisher-matrix confidence band of F; ``marks``: (label, F, t) points such as B-lives."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from .bounds import fisher_reliability
+
+    plt = pyplot()
 
     dist = fit.distribution
     paper = dist.paper
@@ -177,7 +171,4 @@ def probability_plot(fit: Fit, path: Path, *, confidence: float, one_sided: bool
     params = ", ".join(f"{k} = {v:.4g}" for k, v in fit.named().items())
     ax.set_title(f"{dist.title} MLE: {params}\n{fit.failures} failures of {fit.n} units{note}", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return Path(path)
+    return save_figure(fig, path)

@@ -21,6 +21,7 @@ import numpy as np
 import reflow
 from pydantic import Field
 from reflow.errors import DataError
+from reflow.plotting import pyplot, save_figure
 
 from .lifedata import (
     LifeParams,
@@ -47,15 +48,6 @@ def _step(timeline: np.ndarray, values: np.ndarray, t: np.ndarray, before: float
     """A right-continuous step function: the value at the last timeline point <= t (``before`` earlier)."""
     idx = np.searchsorted(timeline, t, side="right") - 1
     return np.where(idx >= 0, values[np.clip(idx, 0, None)], before)
-
-
-def _savefig(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
 
 
 def _constant_per_unit(data, params, life, covariates: list[str], who: str) -> None:
@@ -139,8 +131,7 @@ class KaplanMeier(reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "timeline_"):
-            raise reflow.ReflowError("kaplan-meier: predict before fit")
+        self.require_fitted("timeline_")
         time = self.params.time
         dim, n = output_dim(data, self.features[0] if self.features else None)
         name = self._median_name()
@@ -172,10 +163,7 @@ class KaplanMeier(reflow.Model):
 
     def plot(self, folder: Path) -> list[Path]:
         """The Kaplan-Meier curve with its confidence band, suspensions marked, and the median life."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, ax = plt.subplots(figsize=(7, 4.6))
         ax.step(self.timeline_, self.reliability_, where="post", color="C0", lw=1.8, label="Kaplan-Meier")
@@ -196,7 +184,7 @@ class KaplanMeier(reflow.Model):
         ax.set_title(f"Kaplan-Meier: {int(self.events_.sum())} failures of {self.times_.size} units", fontsize=10)
         ax.grid(True, alpha=0.3)
         ax.legend(loc="lower left", fontsize=8)
-        return [_savefig(fig, Path(folder) / "kaplan_meier.png")]
+        return [save_figure(fig, Path(folder) / "kaplan_meier.png")]
 
 
 class CoxPH(reflow.Model):
@@ -311,8 +299,7 @@ class CoxPH(reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "coef_"):
-            raise reflow.ReflowError("cox-ph: predict before fit")
+        self.require_fitted("coef_")
         dim, n = output_dim(data, self.covariates_[0])
         x = self._covariates(data)
         out = {f"{self._median_name()}_mean": (dim, self.median(x)), "risk_score_mean": (dim, self.risk(x))}
@@ -325,7 +312,7 @@ class CoxPH(reflow.Model):
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
-    def score(self, data, ctx) -> dict[str, float]:
+    def score(self, data, ctx, predictions=None) -> dict[str, float]:
         """On held-out units: Harrell's concordance of the risk score with the observed lives."""
         from lifelines.utils import concordance_index
 
@@ -362,10 +349,7 @@ class CoxPH(reflow.Model):
 
     def plot(self, folder: Path) -> list[Path]:
         """Hazard ratios with bounds (log scale) and the reliability curves at low, middle and high risk."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1, 1.2]})
         hr = self.hazard_ratios()
@@ -392,4 +376,4 @@ class CoxPH(reflow.Model):
         right.set_ylabel("reliability R(t | covariates)")
         right.grid(True, alpha=0.3)
         right.legend(fontsize=7, loc="lower left")
-        return [_savefig(fig, Path(folder) / "cox_ph.png")]
+        return [save_figure(fig, Path(folder) / "cox_ph.png")]

@@ -28,6 +28,7 @@ import numpy as np
 import reflow
 from pydantic import Field
 from reflow.errors import DataError
+from reflow.plotting import pyplot, save_figure
 
 from .censoring import Censored, log_likelihood
 from .lifedata import (
@@ -143,6 +144,12 @@ class Weibull(BLifeOutputs, reflow.Model):
     """
 
     family = "life-model"
+    excluded_units_: int = 0
+    """Units past the degradation threshold at time 0, left out of the fit (0 unless from trajectories)."""
+    lower_: np.ndarray | None = None
+    """The training units' censoring bounds (None until fitted, or when an old saved model has none)."""
+    upper_: np.ndarray | None = None
+    truncation_: np.ndarray | None = None
 
     class Params(LifeParams):
         parameters: Literal[2, 3] = Field(2, description="2: shape and scale; 3: also a location (failure-free "
@@ -232,10 +239,9 @@ class Weibull(BLifeOutputs, reflow.Model):
 
     def _censored(self) -> Censored:
         """The training units under the one censoring convention (intervals kept when there were any)."""
-        lower = getattr(self, "lower_", None)
-        if lower is None:
+        if self.lower_ is None:
             return Censored(self.times_, np.where(self.events_, self.times_, np.inf))
-        return Censored(lower, self.upper_, self.truncation_)
+        return Censored(self.lower_, self.upper_, self.truncation_)
 
     def _fit(self):
         """This fit as a :class:`distributions.Fit` (for the likelihood-ratio bounds of :mod:`bounds`)."""
@@ -315,7 +321,7 @@ class Weibull(BLifeOutputs, reflow.Model):
         out["units"] = int(self.times_.size)
         out["failures"] = int(self.events_.sum())
         out.update({f"{k}_units": v for k, v in self._censored().counts().items() if k != "exact" and v})
-        if getattr(self, "excluded_units_", 0):  # degradation: units past the threshold before the test
+        if self.excluded_units_:  # degradation: units past the threshold before the test
             out["units_excluded_at_start"] = int(self.excluded_units_)
         out["log_likelihood"] = self.log_likelihood_
         out["confidence"] = self.params.confidence
@@ -325,14 +331,13 @@ class Weibull(BLifeOutputs, reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "theta_"):
-            raise reflow.ReflowError("weibull: predict before fit")
+        self.require_fitted("theta_")
         dim, n = output_dim(data, self.features[0] if self.features else None)
         out = {**self.b_life_columns(dim, n), **self.reliability_columns(data, dim, "weibull")}
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
-    def score(self, data, ctx) -> dict[str, float]:
+    def score(self, data, ctx, predictions=None) -> dict[str, float]:
         """On held-out units: the mean log-likelihood per unit (compare with the training value)."""
         life = read_life_data(data, self.params, "weibull", min_failures=0, intervals=True)
         if life.censored is None:
@@ -346,7 +351,7 @@ class Weibull(BLifeOutputs, reflow.Model):
     def save_state(self, directory):
         np.savez(Path(directory) / "state.npz", theta=self.theta_, cov=self.cov_, times=self.times_,
                  events=self.events_, log_likelihood=self.log_likelihood_,
-                 excluded_units=getattr(self, "excluded_units_", 0), **self._interval_state())
+                 excluded_units=self.excluded_units_, **self._interval_state())
         (Path(directory) / "weibull.json").write_text(json.dumps(self.summary(), indent=2))
 
     def load_state(self, directory):
@@ -363,21 +368,17 @@ class Weibull(BLifeOutputs, reflow.Model):
             self.truncation_ = trunc if trunc.size else None
 
     def _interval_state(self) -> dict[str, np.ndarray]:
-        lower = getattr(self, "lower_", None)
-        if lower is None:
+        if self.lower_ is None:
             return {}
         trunc = self.truncation_
-        return {"lower": lower, "upper": self.upper_, "truncation": trunc if trunc is not None else np.zeros(0)}
+        return {"lower": self.lower_, "upper": self.upper_, "truncation": trunc if trunc is not None else np.zeros(0)}
 
     # ---- plot ----------------------------------------------------------------------------------------------
     def plot(self, folder: Path) -> list[Path]:
         """Weibull probability plot: failures at median ranks, the fitted line and its confidence band."""
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
         from .probplot import plotting_positions
+
+        plt = pyplot()
 
         t, event = self.times_, self.events_
         t_pts, f, how = plotting_positions(self._censored())
@@ -425,8 +426,4 @@ class Weibull(BLifeOutputs, reflow.Model):
                      + (f", gamma = {self.gamma:.4g}" if self.theta_.size > 2 else "")
                      + f"\n{int(event.sum())} failures of {t.size} units", fontsize=10)
         ax.legend(loc="upper left", fontsize=8)
-        fig.tight_layout()
-        path = Path(folder) / "weibull_probability.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        return [path]
+        return [save_figure(fig, Path(folder) / "weibull_probability.png")]
