@@ -18,7 +18,9 @@ import numpy as np
 import reflow
 from pydantic import Field
 from reflow.imaging import BatchTransform, Transforms, TransformStep, image_array, image_shape, parse_transform
-from reflow.training import TrainingConfig
+from reflow.training import TrainingConfig, count_parameters
+
+from .figures import loss_plot
 
 if TYPE_CHECKING:
     import torch
@@ -45,6 +47,13 @@ class VisionParams(TrainingConfig):
     eval_batch_size: int = Field(256, ge=1, description="images per batch when predicting")
 
 
+def training_config(params: TrainingConfig, **overrides: Any) -> TrainingConfig:
+    """The training loop's settings from a model's params (which extend :class:`TrainingConfig`), with
+    ``overrides`` (MAE pre-training's epochs and learning rate)."""
+    values = {name: getattr(params, name) for name in TrainingConfig.model_fields}
+    return TrainingConfig(**{**values, **overrides})
+
+
 class _FamilyFromTask:
     """``family`` follows the task: the class says ``regressor``; a model fit (or set) for classification says
     ``classifier``, so the ``train`` task scores it with accuracy."""
@@ -52,7 +61,7 @@ class _FamilyFromTask:
     def __get__(self, obj: Any, owner: type | None = None) -> str:
         if obj is None:
             return "regressor"
-        task = getattr(obj, "task_", None) or getattr(obj.params, "task", "auto")
+        task = obj.task_ or obj.params.task
         return "classifier" if task == "classification" else "regressor"
 
 
@@ -78,6 +87,8 @@ class VisionModel(reflow.Model):
     uses_images: ClassVar[bool] = True
     """Marks image models: the input is the ``image`` variable, not the feature columns."""
     Params = VisionParams
+    task_: str | None = None
+    """``regression`` or ``classification`` once fitted; before, ``family`` follows ``params.task``."""
 
     # --- what subclasses provide -------------------------------------------------------------------------------
 
@@ -105,11 +116,21 @@ class VisionModel(reflow.Model):
     def load_extra(self, directory: Path, state: dict[str, Any]) -> None:
         """Read what :meth:`save_extra` wrote (after the module is built)."""
 
+    @property
+    def reconstructs(self) -> bool:
+        """True when :meth:`reconstruct` can show what the model learned of the images (a pre-trained masked
+        autoencoder): the ``explain`` task then draws reconstructions next to Grad-CAM. The default: False."""
+        return False
+
+    def reconstruct(self, data: xr.Dataset, ctx: RunContext, seed: int | None = None) -> dict[str, np.ndarray]:
+        """Masked and reconstructed images (``original``, ``masked``, ``reconstruction`` (n, C, H, W) and
+        ``mask`` (n, H, W)) for models whose :attr:`reconstructs` is True."""
+        raise NotImplementedError(f"{type(self).__name__} does not reconstruct images")
+
     # --- shared machinery ------------------------------------------------------------------------------------
 
     def training_config(self, **overrides: Any) -> TrainingConfig:
-        values = {name: getattr(self.params, name) for name in TrainingConfig.model_fields}
-        return TrainingConfig(**{**values, **overrides})
+        return training_config(self.params, **overrides)
 
     def _target(self) -> str:
         if len(self.targets) != 1:
@@ -242,7 +263,7 @@ class VisionModel(reflow.Model):
 
         torch.manual_seed(ctx.seed)
         self.module_ = self.build_module(channels, tuple(self.img_size_), n_out)
-        self.n_params_ = int(sum(p.numel() for p in self.module_.parameters()))
+        self.n_params_ = count_parameters(self.module_)
         self.before_fit(train, ctx)
         history = fit_module(self.module_, self._loss, train, val=val, config=self.training_config(),
                              device=ctx.device, seed=ctx.seed, folder=ctx.folder, quiet=ctx.quiet,
@@ -261,10 +282,6 @@ class VisionModel(reflow.Model):
         if self.task_ == "regression":  # several targets: (batch, k), each standardized: the mean of their MSEs
             return F.mse_loss(out[:, 0] if targets.ndim == 1 else out, targets.float())
         return F.cross_entropy(out, targets.long())
-
-    def _require_fitted(self) -> None:
-        if getattr(self, "module_", None) is None:
-            raise reflow.UserInputError(f"{type(self).__name__} is not fitted yet: call fit(data, ctx) first")
 
     def eval_transform(self, normalize: bool = True) -> BatchTransform:
         """The evaluation preprocessing (centre crop, normalize); without normalize for display."""
@@ -287,7 +304,7 @@ class VisionModel(reflow.Model):
         from reflow.imaging import ImageDataset
         from reflow.training import predict_batches
 
-        self._require_fitted()
+        self.require_fitted("module_")
         _, height, width = image_shape(data)
         tf = self.eval_transform()
         if list(tf.output_size(height, width)) != list(self.img_size_):
@@ -326,7 +343,7 @@ class VisionModel(reflow.Model):
         return xr.Dataset(variables, coords=coords)
 
     def summary(self) -> dict[str, Any]:
-        if getattr(self, "module_", None) is None:
+        if not self.is_fitted("module_"):
             return {}
         last = self.history_[-1] if self.history_ else {}
         out = {"params": self.n_params_, "best_epoch": self.best_epoch_, "epochs_run": len(self.history_),
@@ -339,7 +356,7 @@ class VisionModel(reflow.Model):
     def save_state(self, directory: Path) -> None:
         from safetensors.torch import save_model
 
-        self._require_fitted()
+        self.require_fitted("module_")
         state = {"task": self.task_, "classes": self.classes_, "target_mean": self.target_mean_,
                  "target_std": self.target_std_, "in_chans": self.in_chans_, "img_size": self.img_size_,
                  "n_out": self.n_out_, "transforms": self.transforms_, "n_params": self.n_params_,
@@ -374,8 +391,8 @@ class VisionModel(reflow.Model):
 
     def plot(self, folder: str | Path) -> list[Path]:
         """The learning curve (train and validation loss per epoch) as ``learning_curve.png``."""
-        self._require_fitted()
-        return [_loss_plot(self.history_, Path(folder) / "learning_curve.png",
+        self.require_fitted("module_")
+        return [loss_plot(self.history_, Path(folder) / "learning_curve.png",
                            f"{type(self).__name__}: best epoch {self.best_epoch_}")]
 
     # --- Grad-CAM --------------------------------------------------------------------------------------------
@@ -388,7 +405,7 @@ class VisionModel(reflow.Model):
         from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
         from reflow.imaging import ImageDataset
 
-        self._require_fitted()
+        self.require_fitted("module_")
         dataset = ImageDataset(data, transform=self.eval_transform())
         inputs = dataset.batch(range(len(dataset)))
         module = self.module_.to(ctx.device).float().eval()
@@ -417,33 +434,3 @@ def _json_float(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     raise TypeError(f"not JSON serializable: {type(value).__name__}")
-
-
-def _loss_plot(history: list[dict[str, Any]], path: Path, title: str,
-               extra: list[tuple[str, list[dict[str, Any]]]] | None = None) -> Path:
-    """Train/validation loss per epoch (log scale when positive); ``extra`` adds panels (e.g. MAE pre-training)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    panels = [(title, history)] + list(extra or [])
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 3.8), squeeze=False)
-    for ax, (name, rows) in zip(axes[0], panels, strict=True):
-        epochs = [r["epoch"] for r in rows]
-        for key, label in (("train_loss", "train"), ("val_loss", "validation")):
-            values = [float(r.get(key, math.nan)) for r in rows]
-            if any(math.isfinite(v) for v in values):
-                ax.plot(epochs, values, marker="o", ms=3, label=label)
-        finite = [float(r.get(k, math.nan)) for r in rows for k in ("train_loss", "val_loss")]
-        if finite and all(v > 0 for v in finite if math.isfinite(v)):
-            ax.set_yscale("log")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel("loss")
-        ax.set_title(name, fontsize=10)
-        ax.legend()
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

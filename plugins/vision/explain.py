@@ -70,7 +70,7 @@ class ExplainTask(reflow.Task):
                 out["prediction"].attrs["name"] = str(name)
                 break
         metrics: dict[str, Any] = {"samples": int(n), "model": type(model).__name__}
-        if hasattr(model, "reconstruct") and getattr(model, "pretrain_history_", None):
+        if model.reconstructs:
             rec = model.reconstruct(subset, ctx)
             out["mae_masked"] = (("sample", "y", "x"), rec["masked"][:, 0])
             out["mae_reconstruction"] = (("sample", "y", "x"), rec["reconstruction"][:, 0])
@@ -84,73 +84,9 @@ class ExplainTask(reflow.Task):
         ds = result.outputs.get("cams")
         if ds is None:
             return []
-        paths = [_cam_grid(ds, Path(folder) / CAMS)]
+        from .figures import cam_grid, reconstruction_grid
+
+        paths = [cam_grid(ds, Path(folder) / CAMS)]
         if "mae_reconstruction" in ds:
-            paths.append(_reconstruction_grid(ds, Path(folder) / RECONSTRUCTIONS))
+            paths.append(reconstruction_grid(ds, Path(folder) / RECONSTRUCTIONS))
         return paths
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{float(value):.3g}"
-    return str(value)
-
-
-def _grid(n: int, max_cols: int = 4) -> tuple[int, int]:
-    cols = min(n, max_cols)
-    return (n + cols - 1) // cols, cols
-
-
-def _cam_grid(ds: Any, path: Path) -> Path:
-    """Each image in gray with its Grad-CAM as a translucent heat map; truth and prediction in the title."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = ds.sizes["sample"]
-    rows, cols = _grid(n)
-    fig, axes = plt.subplots(rows, cols, figsize=(2.6 * cols, 2.8 * rows), squeeze=False)
-    for k, ax in enumerate(axes.flat):
-        ax.axis("off")
-        if k >= n:
-            continue
-        ax.imshow(ds["image"].values[k], cmap="gray", vmin=0, vmax=1)
-        ax.imshow(ds["cam"].values[k], cmap="jet", alpha=0.4, vmin=0, vmax=1)
-        title = []
-        if "truth" in ds:
-            title.append(f"true {_fmt(ds['truth'].values[k])}")
-        if "prediction" in ds:
-            title.append(f"pred {_fmt(ds['prediction'].values[k])}")
-        ax.set_title(", ".join(title), fontsize=9)
-    target = ds.attrs.get("target") or "output"
-    fig.suptitle(f"Grad-CAM of {target} (stage {ds.attrs.get('model_stage', '?')})", fontsize=11)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _reconstruction_grid(ds: Any, path: Path) -> Path:
-    """One row per image: original, masked input, MAE reconstruction (visible patches pasted back)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = ds.sizes["sample"]
-    fig, axes = plt.subplots(n, 3, figsize=(7.0, 2.3 * n), squeeze=False)
-    for k in range(n):
-        for j, (name, label) in enumerate((("image", "original"), ("mae_masked", "masked"),
-                                           ("mae_reconstruction", "reconstruction"))):
-            ax = axes[k, j]
-            ax.imshow(np.clip(ds[name].values[k], 0, 1), cmap="gray", vmin=0, vmax=1)
-            ax.axis("off")
-            if k == 0:
-                ax.set_title(label, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

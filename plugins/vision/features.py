@@ -36,7 +36,7 @@ import numpy as np
 import reflow
 from pydantic import Field, field_validator, model_validator
 from reflow.imaging import image_shape
-from reflow.training import TrainingConfig
+from reflow.training import TrainingConfig, count_parameters
 
 from .base import VisionModel, _label
 from .weights import check_weights_suffix, read_state_dict
@@ -258,7 +258,7 @@ class TimmFeatures(VisionModel):
             log.warning("timm-features: the %s backbone has RANDOM weights (no `weights` file, pretrained: false): "
                         "the features are random projections, not transfer learning", self.params.backbone)
         self.module_.backbone.requires_grad_(False)
-        self.n_params_ = int(sum(p.numel() for p in self.module_.parameters()))
+        self.n_params_ = count_parameters(self.module_)
         self.feature_passes_ = 0
 
         codes, ok = self._encode(values)
@@ -350,7 +350,7 @@ class TimmFeatures(VisionModel):
         import torch
         from reflow.training import autocast
 
-        self._require_fitted()
+        self.require_fitted("module_")
         if image_shape(data)[0] != self.in_chans_:
             raise reflow.DataError(f"timm-features was trained on {self.in_chans_}-channel images; these have "
                                    f"{image_shape(data)[0]}")
@@ -374,7 +374,7 @@ class TimmFeatures(VisionModel):
         import xarray as xr
         from reflow.imaging import ImageDataset
 
-        self._require_fitted()
+        self.require_fitted("module_")
         dataset = ImageDataset(data)
         images = self.prepare(dataset.batch(range(len(dataset))))
         prepared = xr.Dataset({"image": (("sample", "channel", "y", "x"), images.numpy())})
@@ -417,7 +417,7 @@ class TimmFeatures(VisionModel):
                                      "learning") if random else self.backbone_weights_,
                 "backbone_pretrained": not random,
                 "feature_dim": self.feature_dim_,
-                "trainable_params": int(sum(p.numel() for p in self.module_.head.parameters())),
+                "trainable_params": count_parameters(self.module_.head),
                 "patches_per_image": self.patches_per_image(True),
                 "backbone_patch_passes": self.feature_passes_,
             })

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from .base import _loss_plot
+from .figures import loss_plot
 from .vit import ViT, ViTParams
 
 if TYPE_CHECKING:
@@ -52,6 +52,8 @@ class ViTMAE(ViT):
     """ViT with MAE self pre-training on the training images, then supervised fine-tuning (seed 003)."""
 
     Params = MAEParams
+    pretrain_history_: list[dict[str, Any]] | None = None
+    """Per-epoch rows of MAE pre-training (empty with ``pretrain_epochs: 0``; None before ``fit``)."""
 
     def build_mae(self, encoder: Any) -> torch.nn.Module:
         from .networks import MaskedAutoencoder
@@ -65,7 +67,7 @@ class ViTMAE(ViT):
 
         images = train.unlabelled()  # the same images and augmentations, without the targets
         self.mae_ = self.build_mae(copy.deepcopy(self.module_.encoder))
-        self.pretrain_history_: list[dict[str, Any]] = []
+        self.pretrain_history_ = []
         self.pretrain_seconds_ = 0.0
         if self.params.pretrain_epochs == 0:
             return
@@ -106,10 +108,15 @@ class ViTMAE(ViT):
 
     def plot(self, folder: str | Path) -> list[Path]:
         """Learning curves of fine-tuning and of MAE pre-training (masked-patch MSE) side by side."""
-        self._require_fitted()
+        self.require_fitted("module_")
         extra = [("MAE pre-training (masked-patch MSE)", self.pretrain_history_)] if self.pretrain_history_ else []
-        return [_loss_plot(self.history_, Path(folder) / "learning_curve.png",
+        return [loss_plot(self.history_, Path(folder) / "learning_curve.png",
                            f"fine-tuning: best epoch {self.best_epoch_}", extra)]
+
+    @property
+    def reconstructs(self) -> bool:
+        """True once MAE pre-training ran: the explain task then shows the autoencoder's reconstructions."""
+        return bool(self.pretrain_history_)
 
     def reconstruct(self, data: xr.Dataset, ctx: RunContext, seed: int | None = None
                     ) -> dict[str, np.ndarray]:
@@ -122,7 +129,7 @@ class ViTMAE(ViT):
         import torch
         from reflow.imaging import ImageDataset
 
-        self._require_fitted()
+        self.require_fitted("module_")
         dataset = ImageDataset(data, transform=self.eval_transform())
         inputs = dataset.batch(range(len(dataset))).to(ctx.device)
         mae = self.mae_.to(ctx.device).eval()

@@ -214,6 +214,3 @@ class SamCNN(nn.Module):
         """Grad-CAM's layer: the last conv stage (the finest map the head sees)."""
         return self.stages[-1]
 
-
-def count_parameters(module: nn.Module) -> int:
-    return int(sum(p.numel() for p in module.parameters()))

@@ -230,7 +230,7 @@ def vision_export(model: Any) -> dict[str, Any]:
     """How to export a trained vision model: ``module`` (the wrapped network), ``input_shape`` (C, H, W),
     ``output_names``, ``metadata`` and ``inputs(data)`` (its images as network inputs, for the parity check).
 
-    Models with their own preprocessing (timm-features) say so by an ``onnx_spec()`` method."""
+    Models with their own preprocessing (timm-features) say so in ``onnx_spec()`` (the base's gives no hints)."""
     from .base import VisionModel
 
     if not isinstance(model, VisionModel):
@@ -238,8 +238,8 @@ def vision_export(model: Any) -> dict[str, Any]:
             f"export: {type(model).__name__} is not a torch vision model; ONNX export supports the vision models "
             "(vit, vit-mae, cnn, ffn-multiscale, cti, timm-features); pca-logistic and other scikit-learn models "
             "are saved as arrays instead")
-    model._require_fitted()
-    own = model.onnx_spec() if hasattr(model, "onnx_spec") else {}
+    model.require_fitted("module_")
+    own = model.onnx_spec()
     steps = [s for s in model.eval_transform().steps if s.op == "normalize"]
     classes = [str(c) for c in model.classes_]
     wrapper = _wrap(own.get("module", model.module_), [(s.mean, s.std) for s in steps], model.task_,

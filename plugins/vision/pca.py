@@ -47,6 +47,8 @@ class PCALogistic(reflow.Model):
     family: ClassVar[str] = _FamilyFromTask()  # type: ignore[assignment]
     uses_images: ClassVar[bool] = True
     Params = PCALogisticParams
+    task_: str | None = None
+    """``regression`` or ``classification`` once fitted; before, ``family`` follows ``params.task``."""
 
     def _target(self) -> str:
         if len(self.targets) != 1:
@@ -116,13 +118,9 @@ class PCALogistic(reflow.Model):
         self.train_samples_ = int(x.shape[0])
         return self
 
-    def _require_fitted(self) -> None:
-        if getattr(self, "components_", None) is None:
-            raise reflow.UserInputError("pca-logistic is not fitted yet: call fit(data, ctx) first")
-
     def transform(self, data: xr.Dataset) -> np.ndarray:
         """The principal-component scores (n, components), as scikit-learn's ``PCA.transform``."""
-        self._require_fitted()
+        self.require_fitted("components_")
         if list(image_shape(data))[0] != self.in_shape_[0]:
             raise reflow.DataError(f"pca-logistic was trained on {self.in_shape_[0]}-channel images; these have "
                                    f"{image_shape(data)[0]}")
@@ -163,14 +161,14 @@ class PCALogistic(reflow.Model):
         return xr.Dataset(variables, coords=coords)
 
     def summary(self) -> dict[str, Any]:
-        if getattr(self, "components_", None) is None:
+        if not self.is_fitted("components_"):
             return {}
         return {"components": int(self.components_.shape[0]), "pixels_per_image": int(self.components_.shape[1]),
                 "explained_variance_ratio": round(self.explained_variance_ratio_, 6),
                 "train_samples": self.train_samples_}
 
     def save_state(self, directory: Path) -> None:
-        self._require_fitted()
+        self.require_fitted("components_")
         np.savez(directory / ARRAYS, mean=self.mean_, components=self.components_,
                  explained_variance=self.explained_variance_, coef=self.coef_, intercept=self.intercept_)
         state = {"task": self.task_, "classes": self.classes_, "in_shape": self.in_shape_,

@@ -20,14 +20,9 @@ import torch
 import xarray as xr
 from pydantic import Field, ValidationError
 from reflow.errors import DataError, UserInputError
-from reflow.plugins.vision.detector import (
-    FasterRCNN,
-    _losses_in_eval,
-    box_targets,
-    build_faster_rcnn,
-    load_weights,
-    mean_average_precision,
-)
+from reflow.plugins.vision.boxes import box_targets, mean_average_precision
+from reflow.plugins.vision.detector import FasterRCNN
+from reflow.plugins.vision.detector_net import build_faster_rcnn, load_weights, losses_in_eval
 from reflow.registry import add_plugin, remove_plugin, reset_plugins
 from reflow.report import stage_figures
 from reflow.runner import run_study
@@ -286,7 +281,7 @@ def test_validation_loss_leaves_the_backbone_statistics_alone():
     before = {k: v.clone() for k, v in net.state_dict().items()}
     image = [torch.rand(3, SIZE, SIZE)]
     target = [{"boxes": torch.tensor([[4.0, 4.0, 20.0, 16.0]]), "labels": torch.tensor([1])}]
-    with torch.no_grad(), _losses_in_eval(net):
+    with torch.no_grad(), losses_in_eval(net):
         losses = net(image, target)
     assert set(losses) == {"loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"}
     assert all(torch.isfinite(v) for v in losses.values())
@@ -383,7 +378,7 @@ def test_bad_params_and_data_give_clear_errors(tmp_path):
                                                 np.concatenate([data["image"].values] * 2, axis=1)))
     with pytest.raises(DataError, match="1-channel.*3-channel"):
         FasterRCNN(epochs=1, **TINY).configure(["image"], ["label"]).fit(two, ctx)
-    with pytest.raises(UserInputError, match="not fitted"):
+    with pytest.raises(reflow.ReflowError, match="call fit"):
         FasterRCNN().configure(["image"], ["label"]).predict(data, ctx)
 
 
