@@ -273,7 +273,10 @@ class WGANGP(reflow.Generator):
     def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
         """One generated image per sample of ``data``, of that sample's class (``image``, ``label``,
         ``label_index``, ``synthetic``), seeded by ``ctx.seed``; ``<target>_mean`` repeats each configured target
-        that is one of these variables (the model contract's name for an output)."""
+        that is one of these variables (the model contract's name for an output).
+
+        The augment task calls :meth:`generate`; this label-to-image map overrides :class:`reflow.Generator`'s
+        refusal because :func:`reflow.testing.check_model` (and so the conformance suite) predicts every model."""
         self.require_fitted("generator_")
         labels = label_values(data, self.params.label)
         unknown = sorted(set(labels.tolist()) - set(self.classes_))
