@@ -12,9 +12,6 @@ import reflow
 REGRESSION_METRICS = ("r2", "rmse", "mae")
 """Per-target scores of a regression, as ``<target>_<metric>``; R2 is larger-is-better, the others smaller."""
 
-TRIAL_COLUMNS = ("status", "error", "batch", "started", "finished", "suggest_seconds")
-"""Bookkeeping variables of a trials dataset: never features."""
-
 
 def r2(y: Any, p: Any) -> float:
     """Coefficient of determination 1 - SS_res / SS_tot (NaN when the truth is constant): reflow.metrics.r2."""
@@ -46,24 +43,17 @@ def prediction_mean(pred: Any, t: str) -> np.ndarray:
     raise reflow.DataError(f"the model's predictions have no {t}_mean (has: {', '.join(map(str, pred.data_vars))})")
 
 
-def sample_dim(data: Any) -> str:
-    """The row dimension of a tabular dataset: ``sample``, else ``trial``, else its first dimension."""
-    return "sample" if "sample" in data.dims else ("trial" if "trial" in data.dims else next(iter(data.dims)))
+def declared_classes(value: Any) -> list | None:
+    """The class order a data source put in a variable's attrs: a list, or the JSON text a stored run keeps
+    (attrs are written to netCDF as JSON); None when there is none or it cannot be read."""
+    import json
 
-
-def successful_rows(data: Any, dim: str) -> Any:
-    """Trials datasets keep only their ``ok`` rows (failed evaluations have no outputs to learn)."""
-    if "status" in data:
-        return data.isel({dim: np.flatnonzero(data["status"].values == "ok")})
-    return data
-
-
-def numeric_columns(data: Any, dim: str, skip: set[str] | frozenset[str]) -> list[str]:
-    """Every numeric one-dimensional variable on ``dim`` not in ``skip`` (nor trial bookkeeping): the default
-    features of a model."""
-    skip = set(skip) | set(TRIAL_COLUMNS)
-    return [str(n) for n in data.data_vars
-            if data[n].dims == (dim,) and n not in skip and data[n].dtype.kind in "fiub"]
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            return None
+    return list(value) if isinstance(value, (list, tuple, np.ndarray)) else None
 
 
 def class_probabilities(pred: Any, t: str) -> dict[str, np.ndarray]:

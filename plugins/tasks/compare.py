@@ -13,34 +13,29 @@ repeated experiments do.
 
 from __future__ import annotations
 
-import time
-import warnings
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import reflow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+from reflow.plotting import pyplot, save_figure
 from reflow.specs import ModelSpec, StageData
-from reflow.store import write_json
+from reflow.tables import row_dim, row_variables, successful_rows
 
-from ._scoring import (
-    REGRESSION_METRICS,
-    class_probabilities,
-    class_score_matrix,
-    numeric_columns,
-    prediction_mean,
-    r2,
-    regression_scores,
-    sample_dim,
-    successful_rows,
+from ._crossval import (
+    CLASSIFICATION_METRICS,
+    CrossValidation,
+    class_order,
+    fold_assignment,
+    known_values,
+    random_assignment,
 )
+from ._predictions import carry_units, variable_units
+from ._scoring import REGRESSION_METRICS, r2
 
 FAMILIES = ("regressor", "surrogate", "classifier")
 """Model families compare can score: numbers (R2, RMSE, MAE) and class labels (accuracy, macro F1, ...)."""
-CLASSIFICATION_METRICS = ("accuracy", "macro_f1", "macro_precision", "macro_recall", "roc_auc_ovr")
-"""Per-target scores of a class-label target, as ``<target>_<metric>``; all larger-is-better."""
-TIMES = ("fit_seconds", "predict_seconds", "predict_seconds_per_sample")
 
 
 class ModelEntry(BaseModel):
@@ -164,18 +159,19 @@ class CompareTask(reflow.Task):
     def run(self, ctx):
         p = self.params
         raw = ctx.data(p.data)
-        dim = sample_dim(raw)
+        dim = row_dim(raw)
         data = successful_rows(raw, dim)
         targets = self.targets()
         specs = [e.model for e in p.models]
         candidates = [spec.create() for spec in specs]  # to read what each one is (family, image model)
-        images = [bool(getattr(m, "uses_images", False)) for m in candidates]
-        features = p.features or ([] if all(images) else numeric_columns(data, dim, set(targets) | {p.group_by}))
+        images = [m.uses_images for m in candidates]
+        features = p.features or ([] if all(images) else row_variables(data, dim, numeric=True,
+                                                                      exclude={*targets, p.group_by}))
         _check_columns(data, p.data, dim, features, targets, p.group_by, need_features=not all(images),
                        need_images=any(images))
-        classes = {t: _class_order(data[t]) if _class_target(data[t], candidates) else None for t in targets}
+        classes = {t: class_order(data[t]) if _class_target(data[t], candidates) else None for t in targets}
         _check_numeric_targets(data, [t for t in targets if classes[t] is None])
-        known = np.all([_known(data[t].values) for t in targets], axis=0)
+        known = np.all([known_values(data[t].values) for t in targets], axis=0)
         if not known.all():
             ctx.logger.warning("stage %s: %d samples without a value of %s are left out", ctx.stage,
                                int((~known).sum()), " / ".join(targets))
@@ -198,7 +194,7 @@ class CompareTask(reflow.Task):
             folds = p.folds
         labels = self.labels()
         rank_by = self.rank_metric({t: c is not None for t, c in classes.items()})
-        cv = _CrossValidation(labels, targets, classes, p.repeats, folds, n)
+        cv = CrossValidation(labels, targets, classes, p.repeats, folds, n)
         if rank_by not in cv.names:
             raise reflow.UserInputError(f"compare: rank_by {rank_by!r} is not a score of these targets (scores: "
                                         f"{', '.join(n for n in cv.names if n != 'predict_seconds')})")
@@ -217,8 +213,8 @@ class CompareTask(reflow.Task):
             model = specs[best].create()
             model.configure(features, targets)
             model.fit(data, ctx)
-            model.save(ctx.folder / "model")
-            write_json(ctx.folder / "model" / "component.json", {"name": specs[best].name, "label": labels[best]})
+            units = variable_units(data, features + targets)  # predict labels its predictions with them
+            ctx.store.save_model(model, specs[best].name, label=labels[best], **({"units": units} if units else {}))
             bar.advance()
         attrs = {"best_model": labels[best], "rank_by": rank_by, "targets": targets, "features": features,
                  "folds": folds, "repeats": p.repeats, "group_by": p.group_by or "", "splits": p.splits,
@@ -229,6 +225,7 @@ class CompareTask(reflow.Task):
         scores = cv.scores()
         scores.attrs.update(attrs)
         predictions = cv.predictions(data, dim, targets, assignment, p.group_by)
+        carry_units(predictions, units, targets)
         predictions.attrs.update(attrs)
         return reflow.StageResult({"summary": summary, "scores": scores, "predictions": predictions},
                                   _metrics(summary, labels, best, rank_by, n, cv))
@@ -248,57 +245,6 @@ class CompareTask(reflow.Task):
             paths += [_plot_parity(pred, t, best, folder) for t in numeric]
             paths += [_plot_confusion(pred, t, best, folder) for t in labelled]
         return [q for q in paths if q is not None]
-
-
-def lower_is_better(metric: str) -> bool:
-    """Errors and times are better small; R2 is better large."""
-    return metric.endswith(("_rmse", "_mae")) or "seconds" in metric
-
-
-def fold_assignment(n: int, folds: int, repeats: int, shuffle: bool, seed: int,
-                    groups: np.ndarray | None = None, strata: np.ndarray | None = None) -> np.ndarray:
-    """The held-out fold of every sample in every repeat, (repeats, n): scikit-learn's KFold, or GroupKFold
-    when ``groups`` are given (every sample of a group in the same fold); with class labels ``strata`` their
-    stratified versions (StratifiedKFold, StratifiedGroupKFold), which keep the class shares in every fold."""
-    from sklearn.model_selection import GroupKFold, KFold, StratifiedGroupKFold, StratifiedKFold
-
-    out = np.full((repeats, n), -1, dtype=int)
-    states = np.random.SeedSequence(seed).generate_state(repeats)
-    for r in range(repeats):
-        state = int(states[r]) if shuffle else None
-        if groups is None and strata is None:
-            splits = KFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n))
-        elif strata is None:
-            splits = GroupKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), groups=groups)
-        elif groups is None:
-            splits = StratifiedKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), strata)
-        else:
-            splits = StratifiedGroupKFold(folds, shuffle=shuffle, random_state=state).split(np.zeros(n), strata,
-                                                                                            groups=groups)
-        with warnings.catch_warnings():  # "the least populated class has only k members": the user's data
-            warnings.simplefilter("ignore", UserWarning)
-            for k, (_, test) in enumerate(splits):
-                out[r, test] = k
-    return out
-
-
-def random_assignment(n: int, test: float, repeats: int, seed: int, groups: np.ndarray | None = None,
-                      strata: np.ndarray | None = None) -> np.ndarray:
-    """Repeated random splits, (repeats, n): 0 for the samples held out in that repeat, -1 for the ones trained on.
-
-    Each repeat holds out ``test`` of the groups (every sample of a group on one side) or samples, stratified by
-    ``strata`` when given (reflow.splits.split_indices, the split of ``train``), from its own seed."""
-    from reflow.splits import SplitSpec, split_indices
-
-    out = np.full((repeats, n), -1, dtype=int)
-    states = np.random.SeedSequence(seed).generate_state(repeats)
-    for r in range(repeats):
-        try:
-            parts = split_indices(n, SplitSpec(test=test), np.random.default_rng(int(states[r])), groups, strata)
-        except ValueError as exc:
-            raise reflow.DataError(f"compare: splits: random: {exc}") from None
-        out[r, parts["test"]] = 0
-    return out
 
 
 def _check_columns(data, ref, dim: str, features: list[str], targets: list[str], group_by: str | None, *,
@@ -324,197 +270,10 @@ def _check_numeric_targets(data, targets: list[str]) -> None:
 
 def _class_target(values, candidates: list) -> bool:
     """Class labels: text or bool values, or every candidate a classifier."""
-    return values.dtype.kind in "USOb" or all(getattr(m, "family", "") == "classifier" for m in candidates)
+    return values.dtype.kind in "USOb" or all(m.family == "classifier" for m in candidates)
 
 
-def _class_order(values) -> list[str]:
-    """The classes of a label variable as text: the data source's order (``attrs["classes"]``) of the classes
-    present, then any others sorted."""
-    import json
-
-    present = sorted({str(v) for v in np.asarray(values.values).reshape(-1)} - {"", "nan"})
-    declared = values.attrs.get("classes")
-    if isinstance(declared, str):
-        try:
-            declared = json.loads(declared)
-        except json.JSONDecodeError:
-            declared = None
-    order = [str(c) for c in declared] if isinstance(declared, (list, tuple, np.ndarray)) else []
-    return [c for c in order if c in present] + [c for c in present if c not in order]
-
-
-def _known(values: np.ndarray) -> np.ndarray:
-    """Samples with a target value: finite numbers, any bool, non-empty text."""
-    values = np.asarray(values)
-    if values.dtype.kind in "fiu":
-        return np.isfinite(values.astype(float))
-    if values.dtype.kind == "b":
-        return np.ones(values.shape, dtype=bool)
-    text = values.astype(str)
-    return (text != "") & (text != "nan")
-
-
-def class_fold_scores(t: str, y: Any, p: Any, order: list[str],
-                      probabilities: dict[str, np.ndarray] | None = None) -> dict[str, float]:
-    """``<t>_accuracy``, ``_macro_f1``, ``_macro_precision``, ``_macro_recall`` (means over the classes in the
-    fold's truth or predictions) and ``_roc_auc_ovr`` (NaN without class probabilities) of one held-out fold."""
-    from reflow.metrics import classification_metrics
-
-    y, p = np.asarray(y).astype(str).reshape(-1), np.asarray(p).astype(str).reshape(-1)
-    seen = set(y.tolist()) | set(p.tolist())
-    labels = [c for c in order if c in seen] + sorted(seen - set(order))
-    scores = class_score_matrix(probabilities or {}, labels)
-    m = classification_metrics(y, p, classes=labels, scores=scores)
-    per_class = m["per_class"].values()
-    return {f"{t}_accuracy": m["accuracy"], f"{t}_macro_f1": m["macro_f1"],
-            f"{t}_macro_precision": float(np.mean([c["precision"] for c in per_class])),
-            f"{t}_macro_recall": float(np.mean([c["recall"] for c in per_class])),
-            f"{t}_roc_auc_ovr": float(m.get("roc_auc_ovr", np.nan))}
-
-
-class _CrossValidation:
-    """The scores and out-of-fold predictions of every (model, repeat, fold), filled in fold by fold."""
-
-    def __init__(self, labels: list[str], targets: list[str], classes: dict[str, list[str] | None], repeats: int,
-                 folds: int, n: int):
-        """``classes[t]``: the class order of a class-label target, None for a numeric one."""
-        self.labels, self.targets, self.classes = labels, targets, classes
-        shape = (len(labels), repeats, folds)
-        self.names = [f"{t}_{m}" for t in targets
-                      for m in (REGRESSION_METRICS if classes[t] is None else CLASSIFICATION_METRICS)] + list(TIMES)
-        self.values = {name: np.full(shape, np.nan) for name in self.names}
-        self.train_samples = np.zeros(shape, dtype=int)
-        self.test_samples = np.zeros(shape, dtype=int)
-        self.errors = np.full(shape, "", dtype=object)
-        numeric = [t for t in targets if classes[t] is None]
-        self.mean = {t: np.full((len(labels), repeats, n), np.nan) for t in numeric}
-        self.std = {t: np.full((len(labels), repeats, n), np.nan) for t in numeric}
-        self.predicted = {t: np.full((len(labels), repeats, n), "", dtype=object) for t in targets if t not in numeric}
-
-    def fold(self, m: int, r: int, k: int, spec, data, dim: str, features: list[str], images: bool,
-             held_out: np.ndarray, ctx) -> None:
-        """Fit a fresh model on every fold but ``k`` and score it on fold ``k``; a failure is recorded, not raised.
-
-        An image model (``images``) is handed the held-out samples without the targets, others their features."""
-        test_idx, train_idx = np.flatnonzero(held_out), np.flatnonzero(~held_out)
-        self.train_samples[m, r, k], self.test_samples[m, r, k] = train_idx.size, test_idx.size
-        train, test = data.isel({dim: train_idx}), data.isel({dim: test_idx})
-        try:
-            model = spec.create()
-            model.configure(features, self.targets)
-            t0 = time.perf_counter()
-            model.fit(train, ctx)
-            fit_seconds = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            inputs = test.drop_vars([t for t in self.targets if t in test]) if images else test[features]
-            pred = model.predict(inputs, ctx)
-            predict_seconds = time.perf_counter() - t0
-            means, fold_scores = {}, {}
-            for t in self.targets:
-                if self.classes[t] is not None:
-                    v = np.asarray(_class_prediction(pred, t)).reshape(-1)
-                    if v.size != test_idx.size:
-                        raise reflow.DataError(f"predicted {v.size} labels of {t} for {test_idx.size} held-out "
-                                               "samples")
-                    means[t] = v
-                    fold_scores[t] = class_fold_scores(t, test[t].values, v, self.classes[t],
-                                                       class_probabilities(pred, t))
-                    continue
-                if getattr(model, "family", "") == "classifier":
-                    raise reflow.DataError(f"the model treats {t!r} as class labels, but its values are numbers "
-                                           "and not every candidate is a classifier: give the labels as text, or "
-                                           "set the model's task to regression")
-                v = np.asarray(prediction_mean(pred, t), dtype=float).reshape(-1)
-                if v.size != test_idx.size:
-                    raise reflow.DataError(f"predicted {v.size} values of {t} for {test_idx.size} held-out samples")
-                if not np.isfinite(v).all():
-                    raise reflow.DataError(f"predicted {int((~np.isfinite(v)).sum())} non-finite values of {t}")
-                means[t] = v
-                fold_scores[t] = regression_scores(t, np.asarray(test[t].values, dtype=float), v)
-        except Exception as exc:  # one candidate failing must not end the comparison of the others
-            self.errors[m, r, k] = f"{type(exc).__name__}: {exc}"
-            ctx.logger.warning("stage %s: %s failed on repeat %d fold %d: %s", ctx.stage, self.labels[m], r, k,
-                               self.errors[m, r, k])
-            return
-        for t in self.targets:
-            for name, value in fold_scores[t].items():
-                self.values[name][m, r, k] = value
-            if t in self.predicted:
-                self.predicted[t][m, r, test_idx] = means[t].astype(str)
-                continue
-            self.mean[t][m, r, test_idx] = means[t]
-            if f"{t}_std" in pred:
-                self.std[t][m, r, test_idx] = np.asarray(pred[f"{t}_std"].values, dtype=float).reshape(-1)
-        self.values["fit_seconds"][m, r, k] = fit_seconds
-        self.values["predict_seconds"][m, r, k] = predict_seconds
-        self.values["predict_seconds_per_sample"][m, r, k] = predict_seconds / max(test_idx.size, 1)
-
-    def first_error(self, m: int) -> str:
-        errs = [e for e in self.errors[m].ravel() if e]
-        if errs:
-            return f"failed on {len(errs)} folds, first: {errs[0]}"
-        return ("the score is undefined on every fold (R2 needs held-out folds of at least 2 different values, "
-                "ROC AUC class probabilities: use fewer folds, or rank by an error such as rmse or by accuracy)")
-
-    def scores(self):
-        import xarray as xr
-
-        dims = ("model", "repeat", "fold")
-        ds = xr.Dataset({name: (dims, v) for name, v in self.values.items()},
-                        coords={"model": np.array(self.labels, dtype=str),
-                                "repeat": np.arange(self.errors.shape[1]), "fold": np.arange(self.errors.shape[2])})
-        ds["train_samples"] = (dims, self.train_samples)
-        ds["test_samples"] = (dims, self.test_samples)
-        ds["error"] = (dims, self.errors.astype(str))
-        for name in TIMES:
-            ds[name].attrs["units"] = "s"
-        return ds
-
-    def summary(self, rank_by: str):
-        """Mean and std (ddof 1) over every repeat and fold; rank 1 is the best model that failed no fold."""
-        import xarray as xr
-
-        failed = (self.errors != "").reshape(len(self.labels), -1).sum(axis=1)
-        data: dict[str, Any] = {}
-        for name, v in self.values.items():
-            flat = v.reshape(len(self.labels), -1)
-            with warnings.catch_warnings():  # a model that failed every fold has NaN scores, as intended
-                warnings.simplefilter("ignore", RuntimeWarning)
-                data[f"{name}_mean"] = ("model", np.nanmean(flat, axis=1))
-                data[f"{name}_std"] = ("model", np.nanstd(flat, axis=1, ddof=1) if flat.shape[1] > 1
-                                       else np.zeros(len(self.labels)))
-        data["folds_failed"] = ("model", failed.astype(int))
-        key = data[f"{rank_by}_mean"][1]
-        eligible = (failed == 0) & np.isfinite(key)
-        sign = 1.0 if lower_is_better(rank_by) else -1.0
-        order = [i for i in np.argsort(sign * np.where(eligible, key, np.inf), kind="stable") if eligible[i]]
-        rank = np.zeros(len(self.labels), dtype=int)  # 0: not ranked (a fold failed)
-        rank[order] = np.arange(1, len(order) + 1)
-        data["rank"] = ("model", rank)
-        return xr.Dataset(data, coords={"model": np.array(self.labels, dtype=str)})
-
-    def predictions(self, data, dim: str, targets: list[str], assignment: np.ndarray, group_by: str | None):
-        import xarray as xr
-
-        ids = np.asarray(data[dim].values)
-        ds = xr.Dataset(coords={"model": np.array(self.labels, dtype=str), "repeat": np.arange(assignment.shape[0]),
-                                "sample": ids})
-        for t in targets:
-            if t in self.predicted:  # class labels, as text ("" where a sample was not held out)
-                ds[t] = ("sample", np.asarray(data[t].values).astype(str), dict(data[t].attrs))
-                ds[f"{t}_pred"] = (("model", "repeat", "sample"), self.predicted[t].astype(str))
-                continue
-            ds[t] = ("sample", np.asarray(data[t].values, dtype=float), dict(data[t].attrs))
-            ds[f"{t}_mean"] = (("model", "repeat", "sample"), self.mean[t])
-            if np.isfinite(self.std[t]).any():
-                ds[f"{t}_std"] = (("model", "repeat", "sample"), self.std[t])
-        ds["fold"] = (("repeat", "sample"), assignment)
-        if group_by:
-            ds[group_by] = ("sample", np.asarray(data[group_by].values))
-        return ds
-
-
-def _metrics(summary, labels: list[str], best: int, rank_by: str, n: int, cv: _CrossValidation) -> dict[str, Any]:
+def _metrics(summary, labels: list[str], best: int, rank_by: str, n: int, cv: CrossValidation) -> dict[str, Any]:
     out: dict[str, Any] = {"best_model": labels[best], "best_model_name": str(summary["component"].values[best]),
                            "rank_by": rank_by, "samples": n, "failed_fits": int((cv.errors != "").sum())}
     per_model: dict[str, dict[str, float]] = {}
@@ -529,36 +288,12 @@ def _metrics(summary, labels: list[str], best: int, rank_by: str, n: int, cv: _C
     return out
 
 
-def _class_prediction(pred: Any, t: str) -> np.ndarray:
-    """The predicted class of target ``t``: ``<t>_pred`` (classifiers), else ``<t>``."""
-    for name in (f"{t}_pred", t):
-        if name in pred:
-            return np.asarray(pred[name].values)
-    raise reflow.DataError(f"the model's predictions have no {t}_pred (has: {', '.join(map(str, pred.data_vars))})")
-
-
 def _num(v: Any) -> Any:
     v = v.item() if isinstance(v, np.generic) else v
     return None if isinstance(v, float) and not np.isfinite(v) else v
 
 
 # ---- figures ------------------------------------------------------------------------------------------
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(plt, fig, path: Path) -> Path:
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
 def _colours(labels, best: str) -> list[str]:
     return ["#c44e52" if str(m) == best else "#4c72b0" for m in labels]
 
@@ -570,7 +305,7 @@ def _plot_scores(summary, panels: list[tuple[str, str]], best: str, path: Path) 
     """One panel per (target, metric): a bar per model, the mean over folds with the std as the error bar."""
     if not summary.sizes.get("model") or not panels:
         return None
-    plt = _figure()
+    plt = pyplot()
     labels = [str(m) for m in summary["model"].values]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels) + 1, 0.45 * len(labels) + 1.8),
                              squeeze=False)
@@ -596,14 +331,14 @@ def _plot_scores(summary, panels: list[tuple[str, str]], best: str, path: Path) 
     where = (f"{repeats} random splits" if summary.attrs.get("splits") == "random"
              else f"{folds} folds x {repeats} repeats")
     fig.suptitle(f"{what} on held-out samples (mean +- std over {where}; red: best)", fontsize=10)
-    return _save(plt, fig, path)
+    return save_figure(fig, path)
 
 
 def _plot_times(summary, scores, best: str, folder: Path) -> Path | None:
     """Bars: the mean over folds; dots: each fold (a log axis shows spreads of orders of magnitude)."""
     if not summary.sizes.get("model"):
         return None
-    plt = _figure()
+    plt = pyplot()
     labels = [str(m) for m in summary["model"].values]
     fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(labels) + 1.8))
     y = np.arange(len(labels))
@@ -626,7 +361,7 @@ def _plot_times(summary, scores, best: str, folder: Path) -> Path | None:
         ax.set_xlabel(xlabel + " (log scale)")
         ax.grid(axis="x", alpha=0.3, which="both")
     fig.suptitle("cost of each candidate (bars: mean over folds, dots: each fold; red: best)", fontsize=10)
-    return _save(plt, fig, folder / "compare_times.png")
+    return save_figure(fig, folder / "compare_times.png")
 
 
 def _plot_parity(pred, t: str, best: str, folder: Path) -> Path | None:
@@ -635,7 +370,7 @@ def _plot_parity(pred, t: str, best: str, folder: Path) -> Path | None:
     ok = np.isfinite(y) & np.isfinite(p)
     if ok.sum() < 2:
         return None
-    plt = _figure()
+    plt = pyplot()
     fold = np.asarray(pred["fold"].sel(repeat=0).values)
     fig, ax = plt.subplots(figsize=(5.5, 5))
     if fold.max() < 10:
@@ -651,7 +386,7 @@ def _plot_parity(pred, t: str, best: str, folder: Path) -> Path | None:
     ax.set_xlabel(f"{t} (truth){f' [{units}]' if units else ''}")
     ax.set_ylabel(f"{t} (predicted while held out)")
     ax.set_title(f"{best}: out-of-fold R2 = {r2(y[ok], p[ok]):.3f} (pooled, {int(ok.sum())} samples)", fontsize=10)
-    return _save(plt, fig, folder / f"compare_parity_{t}.png")
+    return save_figure(fig, folder / f"compare_parity_{t}.png")
 
 
 def _plot_confusion(pred, t: str, best: str, folder: Path) -> Path | None:
@@ -666,9 +401,8 @@ def _plot_confusion(pred, t: str, best: str, folder: Path) -> Path | None:
     if not held.any():
         return None
     seen = set(y[held].tolist()) | set(p[held].tolist())
-    order = [c for c in _class_order(pred[t]) if c in seen] + sorted(seen - set(_class_order(pred[t])))
+    order = [c for c in class_order(pred[t]) if c in seen] + sorted(seen - set(class_order(pred[t])))
     m = classification_metrics(y[held], p[held], classes=order)
-    plt = _figure()
     fig = confusion_matrix_figure(m["confusion"], order, f"{best}: held-out {t}, {guess.shape[0]} repeat(s)\n"
                                                         f"accuracy {m['accuracy']:.3f}")
-    return _save(plt, fig, folder / f"compare_confusion_{t}.png")
+    return save_figure(fig, folder / f"compare_confusion_{t}.png")

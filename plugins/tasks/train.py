@@ -17,12 +17,16 @@ from reflow.metrics import (
     roc_curve_figure,
     threshold_metrics,
 )
+from reflow.plotting import pyplot, save_figure
 from reflow.specs import ModelSpec, StageData
 from reflow.splits import SplitSpec, split_indices
-from reflow.store import write_json
+from reflow.store import StageStore
+from reflow.tables import row_dim, row_variables, successful_rows
 
+from ._predictions import carry_units, variable_units
 from ._scoring import class_probabilities as _probabilities
 from ._scoring import class_score_matrix as _class_scores
+from ._scoring import declared_classes
 from ._scoring import prediction_mean as _mean
 from ._scoring import r2 as _r2
 from ._scoring import scores as _scores
@@ -40,8 +44,9 @@ class TrainTask(reflow.Task):
     Life models (family ``life-model``: weibull, kaplan-meier, cox-ph) name their time and event variables in
     their own params: ``target`` is optional and names their outputs (default: each model's own), the features
     default to none (cox-ph then takes every other numeric variable), and without a ``split`` they are fit on
-    every unit; with a held-out part the test metrics come from the model's ``score(data, ctx)``, if it has one.
-    A model with a ``plot(folder) -> list[Path]`` method draws its own figures into the stage folder. Image models
+    every unit; with a held-out part the test metrics come from the model's ``score(data, ctx, predictions)``.
+    Every model's own ``score`` is added to the metrics and its ``plot(folder)`` draws its own figures into the
+    stage folder (both add nothing by default). Image models
     (``uses_images``) read the `image` variable; their predictions keep the images and every per-sample variable,
     so that `explain` and later stages can use them.
 
@@ -53,6 +58,8 @@ class TrainTask(reflow.Task):
 
     Detectors (family ``detector``) are scored on the image label as classifiers and by their own
     ``score(test, ctx, predictions=...)``: the boxes' mAP; their predictions keep the box table on dim ``box``.
+    Predictions keep the units of the training data: a target's ``<t>_mean``, ``_std`` and ``_pred`` carry its
+    ``units`` (saved with the model, for ``predict``).
 
     ``where: "synthetic == 0"`` keeps only the rows of ``data`` where the condition holds (the constraint grammar
     of reflow.expressions, never eval'd), e.g. the real images of an ``augment`` stage's ``train``.
@@ -95,7 +102,7 @@ class TrainTask(reflow.Task):
         if self.params.model.stage is not None:
             check.problem(("model",), "train a new model here; {stage: ...} reuses a trained one elsewhere")
         cls = check.component_class(self.params.model) if self.params.model.stage is None else None
-        if cls is not None and self.params.target is None and getattr(cls, "family", "") != LIFE:
+        if cls is not None and self.params.target is None and cls.family != LIFE:
             check.problem(("target",), f"{self.params.model.name!r} is a {cls.family or 'model'}: "
                                        "name the variable(s) it learns to predict")
         for name in self.params.threshold:
@@ -111,9 +118,8 @@ class TrainTask(reflow.Task):
 
     def run(self, ctx):
         data = ctx.data(self.params.data)
-        dim = "sample" if "sample" in data.dims else ("trial" if "trial" in data.dims else next(iter(data.dims)))
-        if "status" in data:  # trials: train on the successful ones only
-            data = data.isel({dim: np.flatnonzero(data["status"].values == "ok")})
+        dim = row_dim(data)
+        data = successful_rows(data, dim)  # trials: train on the successful ones only
         selected: dict = {}
         if self.params.where is not None:
             data, selected = _rows_where(data, dim, self.params.where, self.params.data)
@@ -127,11 +133,9 @@ class TrainTask(reflow.Task):
             split = split.model_copy(update={"test": 0.0})
         if not targets and not life:
             raise reflow.UserInputError(f"train: {self.params.model.name!r} needs a target")
-        skip = set(targets) | {split.by} | {"status", "error", "batch", "started", "finished"}
-        images = getattr(model, "uses_images", False)  # image models read `image`, not numeric columns
-        features = self.params.features or ([] if life or images else [
-            n for n in data.data_vars if data[n].dims == (dim,) and n not in skip and data[n].dtype.kind in "fiub"
-        ])
+        images = model.uses_images  # image models read `image`, not numeric columns
+        features = self.params.features or ([] if life or images else row_variables(
+            data, dim, numeric=True, exclude={*targets, split.by}))
         columns = features + ([] if life else targets)  # a life model's targets are its outputs, not columns
         missing = [n for n in columns + [v for v in (split.by, split.stratify) if v] if n not in data]
         if missing:
@@ -147,11 +151,9 @@ class TrainTask(reflow.Task):
                              columns + (["image"] if images else []))
             parts["test"] = np.arange(test.sizes[dim])
         model.configure(features, targets)
-        if parts["val"].size:
-            model.validation_data_ = data.isel({dim: parts["val"]})
-        model.fit(train, ctx)
-        model.save(ctx.folder / "model")
-        write_json(ctx.folder / "model" / "component.json", {"name": self.params.model.name})
+        model.fit(train, ctx, validation=data.isel({dim: parts["val"]}) if parts["val"].size else None)
+        units = variable_units(data, features + targets)  # predict labels its predictions with them
+        ctx.store.save_model(model, self.params.model.name, **({"units": units} if units else {}))
         metrics: dict = {"train_samples": int(parts["train"].size), "val_samples": int(parts["val"].size),
                          "test_samples": int(parts["test"].size), **selected}
         metrics.update(model.summary())
@@ -165,28 +167,22 @@ class TrainTask(reflow.Task):
             for name in pred.data_vars:  # per sample, except a detector's box table (dim `box`)
                 side = model.family == DETECTOR and pred[name].dims == ("box",)
                 merged[name] = (pred[name].dims if side else dim, np.asarray(pred[name].values))
+            carry_units(merged, units, targets)
             outputs["predictions"] = merged
-            if life:
-                score = getattr(model, "score", None)
-                metrics.update(score(test, ctx) if callable(score) else {})
-            else:
+            if not life:
                 for t in targets:
                     metrics.update(_target_scores(t, test[t].values, _mean(pred, t), model.family,
-                                                  classes=_classes(test[t].attrs.get("classes")),
+                                                  classes=declared_classes(test[t].attrs.get("classes")),
                                                   probabilities=_probabilities(pred, t)))
                     if t in self.params.threshold:
                         metrics.update(flatten(t, threshold_metrics(test[t].values, _mean(pred, t),
                                                                     self.params.threshold[t])))
-                if model.family == DETECTOR:  # mAP of the boxes on the held-out images, and a figure of them
-                    metrics.update(model.score(test, ctx, predictions=pred))
+            # the model's own scores: a life model's likelihood, a detector's mAP of the boxes; most add none
+            metrics.update(model.score(test, ctx, predictions=pred))
         return reflow.StageResult(outputs, metrics)
 
     def plot(self, result, folder: Path):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         paths = _model_plots(folder)
         pred = result.outputs.get("predictions")
         if pred is None:
@@ -200,11 +196,11 @@ class TrainTask(reflow.Task):
                 fig = confusion_matrix_figure(m[f"{t}_confusion"], m[f"{t}_classes"],
                                               f"{t}: accuracy {m.get(f'{t}_accuracy', float('nan')):.3f}, "
                                               f"macro F1 {m.get(f'{t}_macro_f1', float('nan')):.3f}")
-                paths.append(_save(fig, folder / f"{t}_confusion.png"))
+                paths.append(save_figure(fig, folder / f"{t}_confusion.png"))
                 scores = _class_scores(_probabilities(pred, t), [str(c) for c in m[f"{t}_classes"]])
                 if scores is not None:  # one-vs-rest ROC curves from the class probabilities
-                    paths.append(_save(_class_roc_figure(pred[t].values, scores, m[f"{t}_classes"], t),
-                                       folder / f"{t}_roc.png"))
+                    paths.append(save_figure(_class_roc_figure(pred[t].values, scores, m[f"{t}_classes"], t),
+                                             folder / f"{t}_roc.png"))
                 continue
             if pred[t].dtype.kind not in "fi":
                 continue
@@ -219,32 +215,27 @@ class TrainTask(reflow.Task):
             ax.set_xlabel(f"{t} (held-out truth)")
             ax.set_ylabel(f"{t} (predicted)")
             ax.set_title(f"{t}: R2 = {_r2(y, p):.3f} on {len(y)} test samples")
-            paths.append(_save(fig, folder / f"{t}_parity.png"))
+            paths.append(save_figure(fig, folder / f"{t}_parity.png"))
             if t in self.params.threshold:
                 thr = self.params.threshold[t]
                 m = threshold_metrics(y, p, thr)
                 fig = confusion_matrix_figure(m["confusion"], [f"<= {thr:g}", f"> {thr:g}"],
                                               f"{t} > {thr:g}: precision {m['precision']:.2f}, "
                                               f"recall {m['recall']:.2f}, F1 {m['f1']:.2f}")
-                paths.append(_save(fig, folder / f"{t}_confusion.png"))
-                paths.append(_save(roc_curve_figure(y > thr, p, f"{t} > {thr:g}: ROC of the prediction"),
-                                   folder / f"{t}_roc.png"))
+                paths.append(save_figure(fig, folder / f"{t}_confusion.png"))
+                paths.append(save_figure(roc_curve_figure(y > thr, p, f"{t} > {thr:g}: ROC of the prediction"),
+                                         folder / f"{t}_roc.png"))
         return paths
 
 
 def _model_plots(folder: Path) -> list[Path]:
-    """Figures the trained model draws itself (``plot(folder)``), e.g. a Weibull probability plot."""
-    import json
-
-    from reflow.registry import get_registry
-
-    info = folder / "model" / "component.json"
-    if not info.exists():
+    """Figures the trained model draws itself (``plot(folder)``), e.g. a Weibull probability plot; a model
+    whose class keeps the base's ``plot`` (none) is not loaded for it."""
+    store = StageStore(folder)
+    cls = store.model_class()
+    if cls is None or cls.plot is reflow.Model.plot:
         return []
-    cls = get_registry().get(json.loads(info.read_text())["name"], "model").cls
-    if not callable(getattr(cls, "plot", None)):
-        return []
-    return [Path(p) for p in cls.load(folder / "model").plot(folder)]
+    return [Path(p) for p in store.load_model().plot(folder)]
 
 
 def _rows_where(data, dim: str, condition: str, ref) -> tuple:
@@ -271,8 +262,7 @@ def _held_out(test, dim: str, ref, needed: list[str]):
     if dim not in test.dims:
         raise reflow.DataError(f"train: test_data {ref} has no dim {dim!r} like the training data "
                                f"(dims: {', '.join(map(str, test.dims))})")
-    if "status" in test:
-        test = test.isel({dim: np.flatnonzero(test["status"].values == "ok")})
+    test = successful_rows(test, dim)
     missing = [n for n in needed if n not in test]
     if missing:
         raise reflow.DataError(f"train: test_data {ref} has no variables {', '.join(missing)} "
@@ -284,9 +274,9 @@ def _held_out(test, dim: str, ref, needed: list[str]):
 
 def _class_roc_figure(y, scores: np.ndarray, classes: list, t: str):
     """One-vs-rest ROC curves of a classifier's class probabilities (two classes: the second class's curve)."""
-    import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
+    plt = pyplot()
     truth = np.asarray(y).astype(str)
     fig, ax = plt.subplots(figsize=(5.2, 4.8))
     shown = list(enumerate(classes))[1:] if len(classes) == 2 else list(enumerate(classes))
@@ -307,27 +297,6 @@ def _class_roc_figure(y, scores: np.ndarray, classes: list, t: str):
         ax.text(0.5, 0.5, "undefined: the test samples hold one class only", ha="center", va="center", fontsize=9)
     ax.set_title(f"{t}: ROC, one class vs the rest ({truth.size} test samples)", fontsize=10)
     return fig
-
-
-def _save(fig, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def _classes(value) -> list | None:
-    """The class order a data source put in a variable's attrs (a list, or the JSON text a stored run keeps)."""
-    import json
-
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError:
-            return None
-    return list(value) if isinstance(value, (list, tuple)) else None
 
 
 def _target_scores(t: str, y, p, family: str, classes: list | None = None,

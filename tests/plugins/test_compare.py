@@ -11,7 +11,7 @@ import pytest
 import reflow
 import xarray as xr
 from reflow.errors import StudyError
-from reflow.plugins.tasks.compare import fold_assignment
+from reflow.plugins.tasks._crossval import fold_assignment
 from reflow.runner import run_study
 from reflow.study import load_study
 from reflow.testing import test_context
@@ -30,7 +30,7 @@ class LeastSquares(reflow.Model):
     class Params(reflow.Params):
         pass
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         x, _ = _matrix(data, self.features)
         y = np.column_stack([data[t].values.astype(float) for t in self.targets])
         self.coef_, *_ = np.linalg.lstsq(np.column_stack([x, np.ones(len(x))]), y, rcond=None)
@@ -57,7 +57,7 @@ class Neighbours(reflow.Model):
     class Params(reflow.Params):
         k: int = 3
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         self.x_, _ = _matrix(data, self.features)
         self.y_ = np.column_stack([data[t].values.astype(float) for t in self.targets])
         return self
@@ -84,7 +84,7 @@ class Neighbours(reflow.Model):
 class HeldOutSpy(Neighbours):
     """Fails loudly if it is ever asked to predict a sample it was fit on, or is shown the answers."""
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         self.seen_ = set(np.asarray(data["sample"].values).tolist())
         return super().fit(data, ctx)
 
@@ -101,7 +101,7 @@ class HeldOutSpy(Neighbours):
 class Broken(LeastSquares):
     """Never fits."""
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         raise RuntimeError("the solver diverged")
 
 
@@ -140,7 +140,7 @@ def study(body: str) -> str:
         stages:
           lots:
             task: data
-            source: {csv: {path: lots.csv, categorical: [lot]}}
+            source: {csv: {path: lots.csv, categorical: [lot], units: {y_lin: mm}}}
     """ + body
 
 
@@ -178,7 +178,11 @@ def test_the_clearly_better_model_wins(plugin, write_study, tmp_path, target, fe
     assert (summary["predict_seconds_per_sample_mean"].values > 0).all()
     # the saved stage model is the winner, refit on every sample
     folder = run.dir / "cmp" / "model"
-    assert json.loads((folder / "component.json").read_text())["name"] == winner
+    info = json.loads((folder / "component.json").read_text())
+    assert info["name"] == winner
+    if target == "y_lin":  # the out-of-fold predictions and the saved model keep the target's units
+        assert info["units"] == {"y_lin": "mm"}
+        assert run.output("cmp.predictions")["y_lin_mean"].attrs["units"] == "mm"
     assert type(run.model("cmp")).__name__ == {"lstsq-cmp": "LeastSquares", "knn-cmp": "Neighbours"}[winner]
     for png in ("compare_r2.png", "compare_times.png", f"compare_parity_{target}.png"):
         assert (run.dir / "cmp" / png).stat().st_size > 5000

@@ -12,7 +12,7 @@ import pytest
 import reflow
 import xarray as xr
 from reflow.errors import StudyError
-from reflow.plugins.tasks.compare import class_fold_scores, fold_assignment, random_assignment
+from reflow.plugins.tasks._crossval import class_fold_scores, fold_assignment, random_assignment
 from reflow.runner import run_study
 from reflow.study import load_study
 
@@ -46,7 +46,7 @@ class Centroids(reflow.Model):
     def _x(self, data):
         return np.column_stack([data[f].values.astype(float) for f in self.features])
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         x, y = self._x(data), data[self.targets[0]].values.astype(str)
         self.classes_ = sorted(set(y.tolist()))
         self.means_ = np.array([x[y == c].mean(axis=0) for c in self.classes_])
@@ -77,7 +77,7 @@ class Centroids(reflow.Model):
 class Majority(Centroids):
     """Always the most frequent training class."""
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         super().fit(data, ctx)
         y = data[self.targets[0]].values.astype(str)
         self.top_ = max(self.classes_, key=lambda c: (y == c).sum())

@@ -12,6 +12,7 @@ import reflow
 import xarray as xr
 from reflow.errors import StudyError
 from reflow.runner import run_study
+from reflow.store import read_dataset
 from reflow.study import load_study
 
 
@@ -23,7 +24,7 @@ class LeastSquares(reflow.Model):
     class Params(reflow.Params):
         ridge: float = 0.0
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         dim = data[self.targets[0]].dims[0]
         x = np.column_stack([data[f].values.astype(float) for f in self.features] + [np.ones(data.sizes[dim])])
         y = np.column_stack([data[t].values.astype(float) for t in self.targets])
@@ -31,7 +32,7 @@ class LeastSquares(reflow.Model):
         self.coef_ = np.linalg.solve(a, x.T @ y)
         self.train_samples_ = np.asarray(data[dim].values)
         self.train_groups_ = np.asarray(data["lot"].values) if "lot" in data else np.array([])
-        val = getattr(self, "validation_data_", None)
+        val = validation
         self.val_samples_ = np.asarray(val[dim].values) if val is not None else np.array([], dtype=int)
         return self
 
@@ -167,6 +168,9 @@ def test_predictions_output(trained):
     np.testing.assert_allclose(pred["y_um_mean"].values, pred["y_um"].values, atol=1e-9)
     stored = xr.load_dataset(run.dir / "fit" / "predictions.nc")
     np.testing.assert_allclose(stored["y_um_mean"].values, pred["y_um_mean"].values)
+    for ds in (pred, stored):  # predictions in the units of the training data; features keep theirs
+        assert ds["y_um_mean"].attrs["units"] == "um" and ds["y_um"].attrs["units"] == "um"
+        assert ds["x1_mm"].attrs["units"] == "mm" and not ds["x3"].attrs.get("units")
 
 
 def test_model_saved_and_reloadable(trained):
@@ -176,7 +180,9 @@ def test_model_saved_and_reloadable(trained):
     assert meta["features"] == ["x1_mm", "x2_mm", "x3"]  # the group variable is not a feature
     assert meta["targets"] == ["y_um"]
     assert meta["params"] == {"ridge": 0.0}
-    assert json.loads((folder / "component.json").read_text()) == {"name": "lstsq-test"}
+    # the units of the training data go with the model, so that predict labels new predictions with them
+    assert json.loads((folder / "component.json").read_text()) == {
+        "name": "lstsq-test", "units": {"x1_mm": "mm", "x2_mm": "mm", "y_um": "um"}}
     assert (folder / "state.npz").exists()
     assert not list(folder.glob("*.pkl")) and not list(folder.glob("*.pickle"))
 
@@ -232,12 +238,23 @@ def test_trained_model_in_a_doe_pipeline(register_plugin, write_study, tmp_path)
               x2_mm: {low: 0, high: 1}
               x3: {value: 0.5}
             evaluate: {stage: fit}
+          new:
+            task: data
+            source: {csv: {path: new.csv}}
+          guess:
+            task: predict
+            model: {stage: fit}
+            data: new
     """)
     run = run_study(load_study(path), out=tmp_path / "runs", quiet=True)
     trials = run.output("doe")
     assert trials.sizes["trial"] == 4
     expected = truth(trials["x1_mm"].values, trials["x2_mm"].values, trials["x3"].values)
     np.testing.assert_allclose(trials["y_um"].values, expected, atol=1e-9)
+    # new data without the truth: predict's predictions still carry the units the model was trained in
+    guess = read_dataset(run.dir / "guess" / "predictions.nc")
+    assert "y_um" not in guess and guess["y_um_mean"].attrs["units"] == "um"
+    assert guess["x1_mm"].attrs["units"] == "mm"
 
 
 def test_split_without_groups_and_without_val(register_plugin, write_study, tmp_path):
@@ -323,3 +340,39 @@ def test_bad_split_fractions_are_study_errors(register_plugin, write_study):
     """)
     with pytest.raises(StudyError, match="test \\+ val"):
         load_study(path)
+
+
+def test_trial_bookkeeping_is_never_a_feature(register_plugin, write_study, tmp_path):
+    """An optimize stage's trials: status, timings and ``suggest_seconds`` are bookkeeping, not inputs."""
+    register_plugin(PLUGIN, "lstsq-test-plugin")
+    rng = np.random.default_rng(3)
+    n = 24
+    x = rng.uniform(0, 1, size=(n, 2))
+    status = np.where(np.arange(n) % 6 == 5, "failed", "ok")
+    y = np.where(status == "ok", truth(x[:, 0], x[:, 1], 0.0), np.nan)
+    trials = xr.Dataset({"x1_mm": ("trial", x[:, 0]), "x2_mm": ("trial", x[:, 1]), "y_um": ("trial", y),
+                         "status": ("trial", status), "error": ("trial", np.where(status == "ok", "", "boom")),
+                         "batch": ("trial", np.arange(n) // 4), "started": ("trial", np.arange(n, dtype=float)),
+                         "finished": ("trial", np.arange(n) + 0.5),
+                         "suggest_seconds": ("trial", rng.uniform(0.01, 0.1, n))},
+                        coords={"trial": np.arange(n)})
+    trials.to_netcdf(tmp_path / "trials.nc", engine="h5netcdf")
+    path = write_study("""
+        study: train-on-trials
+        stages:
+          opt:
+            task: data
+            source: {netcdf: {path: trials.nc}}
+          fit:
+            task: train
+            model: lstsq-test
+            data: opt
+            target: y_um
+            split: {test: 0.25}
+    """)
+    run = run_study(load_study(path), out=tmp_path / "runs", quiet=True)
+    model = run.model("fit")
+    assert model.features == ["x1_mm", "x2_mm"]
+    metrics = run.result("fit").metrics
+    assert metrics["train_samples"] + metrics["test_samples"] == 20  # the failed trials are left out
+    assert metrics["y_um_r2"] == pytest.approx(1.0, abs=1e-9)

@@ -26,7 +26,7 @@ class LinearFit(reflow.Model):
     def _x(self, data):
         return np.column_stack([data[f].values.astype(float) for f in self.features] + [np.ones(data.sizes["sample"])])
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         y = np.column_stack([data[t].values.astype(float) for t in self.targets])
         self.coef_ = np.linalg.lstsq(self._x(data), y, rcond=None)[0]
         return self
@@ -52,7 +52,7 @@ class CutClassifier(reflow.Model):
     class Params(reflow.Params):
         pass
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         x, y = data[self.features[0]].values, data[self.targets[0]].values.astype(bool)
         self.cut_ = float((x[y].min() + x[~y].max()) / 2) if y.any() and (~y).any() else float(np.median(x))
         return self

@@ -44,13 +44,13 @@ class Centroids(reflow.Model):
     class Params(reflow.Params):
         pass
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         x = np.column_stack([data[f].values.astype(float) for f in self.features])
         y = data[self.targets[0]].values.astype(str)
         self.classes_ = sorted(set(y.tolist()))
         self.means_ = np.array([x[y == c].mean(axis=0) for c in self.classes_])
         self.seen_ = np.asarray(data["sample"].values)
-        val = getattr(self, "validation_data_", None)
+        val = validation
         self.val_seen_ = np.asarray(val["sample"].values) if val is not None else np.array([], dtype=int)
         return self
 
