@@ -117,9 +117,49 @@ def validate(study: StudyArg, set_: SetOpt = None) -> None:
     typer.echo(f"{study}: valid study {s.name!r} with {len(s.stages)} stage(s): {', '.join(s.stages)}")
 
 
+MIN_SUMMARY = 30
+"""The narrowest summary column ``reflow plugins`` keeps: below it, the optional columns are left out."""
+
+
+def _summary(doc: str | None) -> str:
+    """A docstring's first paragraph on one line (the table cuts it with an ellipsis)."""
+    return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split()).replace("``", "`")
+
+
+def _fitted_columns(width: int, columns: dict[str, list[str]], optional: tuple[str, ...], flexible: str,
+                    least: int) -> dict[str, int]:
+    """The columns a table ``width`` characters wide shows, with their widths: every column not ``optional``,
+    then each optional one in order while the ``flexible`` column keeps ``least`` characters; the flexible
+    column gets what is left (a column also costs three characters of padding and border)."""
+    need = {name: max(len(name), *map(len, cells)) for name, cells in columns.items()}
+    shown = {name for name in columns if name not in optional and name != flexible}
+    room = width - 1 - sum(need[n] + 3 for n in shown) - 3
+    for name in optional:
+        if room - need[name] - 3 >= least:
+            shown.add(name)
+            room -= need[name] + 3
+    widths = {name: need[name] for name in columns if name in shown}
+    widths[flexible] = max(least, min(room, need[flexible]))
+    return {name: widths[name] for name in columns if name in widths}
+
+
+def _rewrapped(doc: str) -> str:
+    """A docstring without the class body's indentation and with its prose lines joined, so the terminal wraps
+    each paragraph at its own width; bullets and indented (literal) lines keep their own lines."""
+    out: list[str] = []
+    for line in inspect.cleandoc(doc).splitlines():
+        prose = line.strip() and not line.startswith((" ", "\t", "- ", "* "))
+        if prose and out and out[-1].strip() and not out[-1].rstrip().endswith("::") and (
+                not out[-1].startswith((" ", "\t")) or out[-1].lstrip().startswith(("- ", "* "))):
+            out[-1] = f"{out[-1].rstrip()} {line.strip()}"
+        else:
+            out.append(line)
+    return "\n".join(out)
+
+
 @plugins_app.callback()
 def plugins(ctx: typer.Context) -> None:
-    """List every component with its kind, family and plugin, and plugins that failed to load."""
+    """List every component with its kind, category and plugin, and plugins that failed to load."""
     if ctx.invoked_subcommand is not None:
         return
     from reflow.registry import KIND_LABELS, get_registry
@@ -127,15 +167,19 @@ def plugins(ctx: typer.Context) -> None:
     from rich.table import Table
 
     reg = get_registry()
-    table = Table(title="reflow components")
-    for col in ("name", "kind", "family", "plugin"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("summary", ratio=1)
-    for name in sorted(reg.entries, key=lambda n: (reg.entries[n].kind, n)):
-        e = reg.entries[name]
-        doc = (e.cls.__doc__ or "").strip().splitlines()
-        table.add_row(name, KIND_LABELS[e.kind], e.family, e.plugin, doc[0] if doc else "")
+    entries = [reg.entries[n] for n in sorted(reg.entries, key=lambda n: (reg.entries[n].kind, n))]
+    cells = {"name": [e.name for e in entries], "kind": [KIND_LABELS[e.kind] for e in entries],
+             "category": [e.category for e in entries], "plugin": [e.plugin for e in entries],
+             "summary": [_summary(e.cls.__doc__) for e in entries]}
     console = Console()
+    # narrow terminals: the category says what the kind does (a model's family, design or optimizer, else the
+    # kind), so the kind and plugin columns go first; the summary keeps one line, cut with an ellipsis
+    shown = _fitted_columns(console.width, cells, ("category", "plugin", "kind"), "summary", MIN_SUMMARY)
+    table = Table(title="reflow components")
+    for col, width in shown.items():
+        table.add_column(col, width=width, no_wrap=True, overflow="ellipsis")
+    for i in range(len(entries)):
+        table.add_row(*(_escape(cells[col][i]) for col in shown))
     console.print(table)
     for name, msg in reg.clashes.items():
         console.print(f"[bold red]name clash[/] {name}: {_escape(msg)}")
@@ -145,10 +189,11 @@ def plugins(ctx: typer.Context) -> None:
 
 @plugins_app.command("show")
 def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) -> None:
-    """Show a component's documentation and params (type, default, description)."""
+    """Show a component's documentation and params (type, default, description) as the YAML reference does."""
+    from reflow.components import Evaluator, Task
     from reflow.errors import ReflowError, UserInputError
     from reflow.registry import KIND_LABELS, get_registry
-    from reflow.schema import param_rows
+    from reflow.schema import declared_variables, param_rows
     from rich.console import Console
     from rich.table import Table
 
@@ -159,35 +204,84 @@ def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) 
             raise UserInputError(registry.unknown_message(name))
     except ReflowError as exc:
         _fail(exc)
+    cls = entry.cls
     console = Console()
-    console.print(f"[bold]{name}[/]  {KIND_LABELS[entry.kind]} · {entry.family} · plugin {entry.plugin} · "
-                  f"{entry.cls.__module__}.{entry.cls.__qualname__}")
-    if entry.cls.__doc__:
-        console.print(_escape(inspect.cleandoc(entry.cls.__doc__)))  # without the class body's indentation
+    console.print(f"[bold]{name}[/]  {KIND_LABELS[entry.kind]} · {entry.category} · plugin {entry.plugin}")
+    console.print(f"{cls.__module__}.{cls.__qualname__}", highlight=False)
+    if cls.__doc__:
+        console.print(_escape(_rewrapped(cls.__doc__)))
     table = Table(title="params")
-    for col in ("param", "type", "default", "description"):
-        table.add_column(col)
-    for row in param_rows(entry.cls.Params):
-        table.add_row(*map(_escape, row))
+    table.add_column("param", no_wrap=True)
+    for col in ("type", "default", "description"):
+        table.add_column(col, ratio=3 if col == "description" else 1)
+    for row in param_rows(cls.Params):
+        kind = row.type + (f" ({row.constraints})" if row.constraints else "")
+        table.add_row(_escape(row.name), _escape(kind), "required" if row.required else _escape(row.default),
+                      _escape(row.description))
     console.print(table)
-    for label, attr in (("inputs", "inputs"), ("outputs", "outputs")):
-        variables = getattr(entry.cls, attr, None)
-        if entry.kind == "evaluator" and variables:
-            t = Table(title=label)
-            for col in ("name", "units", "default", "range", "description"):
-                t.add_column(col)
-            for v in variables:
-                rng = f"{v.low:g}..{v.high:g}" if v.low is not None and v.high is not None else (
-                    ", ".join(map(str, v.choices)) if v.choices else "")
-                t.add_row(v.name, v.units, "" if v.default is None else str(v.default), rng, v.description)
+    if issubclass(cls, Evaluator):
+        for title, variables in zip(("inputs", "outputs"), declared_variables(cls), strict=True):
+            if not variables:
+                continue
+            rows = [{"name": v.name, "units": v.units, "default": "" if v.default is None else str(v.default),
+                     "range": f"{v.low:g}..{v.high:g}" if v.low is not None and v.high is not None else (
+                         ", ".join(map(str, v.choices)) if v.choices else ""),
+                     "description": v.description} for v in variables]
+            columns = [c for c in rows[0] if c == "name" or any(r[c] for r in rows)]  # outputs have no range
+            t = Table(title=title)
+            for col in columns:
+                t.add_column(col, no_wrap=col == "name", ratio=3 if col == "description" else None)
+            for r in rows:
+                t.add_row(*(_escape(r[c]) for c in columns))
             console.print(t)
-    if entry.kind == "task":
-        console.print(f"outputs: {', '.join(entry.cls.outputs)}")
+    if issubclass(cls, Task):
+        console.print(f"outputs: {', '.join(cls.outputs)}")
+
+
+STATISTICS = ("min", "max", "mean", "median", "std", "rmse", "mae")
+"""Metric suffixes whose value has the units of the variable they follow (``warpage_um_max``)."""
+
+
+def metric_units(metric: str, units: dict[str, str]) -> str:
+    """The units of a metric from the declared ``units`` of the variable it is about (the variable itself,
+    ``best_<var>`` or ``<var>_<statistic>``); "" when it is about none. Never guessed from a name's suffix:
+    ``r_ja_k_w`` is in K/W only because its variable says so."""
+    if metric in units:
+        return units[metric]
+    if metric.startswith("best_") and metric[len("best_"):] in units:
+        return units[metric[len("best_"):]]
+    base, _, statistic = metric.rpartition("_")
+    return units.get(base, "") if statistic in STATISTICS else ""
+
+
+def stage_units(folder: Path, declared: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
+    """``{variable: units}`` as a stage's stored outputs declare them (the ``units`` attr); attributes only,
+    no data is read. A damaged output adds none."""
+    import xarray as xr
+    from reflow.store import StageStore
+
+    store = StageStore(folder)
+    units: dict[str, str] = {}
+    for name in store.output_names(declared):
+        try:
+            with xr.open_dataset(store.output_path(name), engine="h5netcdf") as ds:
+                for var, values in ds.variables.items():
+                    if values.attrs.get("units"):
+                        units.setdefault(str(var), str(values.attrs["units"]))
+        except (OSError, ValueError):
+            continue
+    return units
+
+
+def _metric_text(name: str, value: object, units: dict[str, str]) -> str:
+    text = f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+    unit = metric_units(name, units) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    return f"{text} {unit}" if unit else text
 
 
 @app.command()
 def show(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
-    """Stages of a run with status, time and key metrics."""
+    """Stages of a run with status, time and key metrics (with the units their variables declare)."""
     from reflow.errors import ReflowError
     from reflow.store import read_manifest
     from rich.console import Console
@@ -199,15 +293,17 @@ def show(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
         _fail(exc)
     # resolve first: `reflow show .` inside a run folder has an empty name
     table = Table(title=f"{manifest.get('study')} · {run_dir.resolve().name} · {manifest.get('status')}")
-    for col in ("stage", "task", "status", "seconds", "key metrics"):
-        table.add_column(col)
+    for col in ("stage", "task", "status", "seconds"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("key metrics", ratio=1)
     for name, info in manifest.get("stages", {}).items():
-        metrics = info.get("metrics") or {}
-        key = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in list(metrics.items())[:5])
+        metrics = list((info.get("metrics") or {}).items())[:5]
+        units = stage_units(run_dir / name, info.get("outputs") or ()) if metrics else {}
+        key = "\n".join(_metric_text(k, v, units) for k, v in metrics)  # one metric a line: never cut inside one
         if info.get("error"):
             key = f"error: {info['error']}"
-        table.add_row(name, info.get("task", ""), info.get("status", ""), str(info.get("seconds", "")),
-                      _escape(key))
+        table.add_row(_escape(name), _escape(info.get("task", "")), info.get("status", ""),
+                      str(info.get("seconds", "")), _escape(key))
     Console().print(table)
 
 

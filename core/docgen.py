@@ -15,16 +15,14 @@ from __future__ import annotations
 import ast
 import importlib
 import inspect
-import json
 import re
-import types
-import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from pydantic_core import PydanticUndefined
+from reflow.components import Design, Evaluator, Params, Task
+from reflow.schema import declared_variables, nested_models, param_rows, yaml_value
 
 YAML_REFERENCE = "yaml-reference.md"
 HOOKS = "hooks.md"
@@ -125,138 +123,6 @@ def _anchor(title: str) -> str:
 # ---- params -------------------------------------------------------------------------------------------
 
 
-def _yaml_value(value: Any) -> str:
-    if isinstance(value, BaseModel):
-        value = value.model_dump(mode="json")
-    try:
-        return json.dumps(value)
-    except TypeError:
-        return str(value)
-
-
-def _default(field: Any) -> str:
-    if field.default_factory is not None:
-        return _yaml_value(field.default_factory())
-    if field.default is PydanticUndefined:
-        return ""
-    return _yaml_value(field.default)
-
-
-_BOUND_SYMBOLS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="), ("multiple_of", "multiple of"),
-                  ("min_length", "length >="), ("max_length", "length <="))
-
-
-def _constraints(field: Any) -> str:
-    """``>= 1``, ``> 0, < 1``: the bounds pydantic checks for a field."""
-    out = []
-    for item in field.metadata:
-        for attr, symbol in _BOUND_SYMBOLS:
-            value = getattr(item, attr, None)
-            if value is not None:
-                out.append(f"{symbol} {value}")
-    return ", ".join(out)
-
-
-@dataclass
-class ParamRow:
-    name: str
-    type: str
-    default: str
-    required: bool
-    constraints: str
-    description: str
-
-
-_SPEC_LABELS = (
-    ("DataSourceSpec", "data source"),
-    ("ModelSpec", "model | {stage: NAME}"),
-    ("EvaluatorSpec", "evaluator | {stage: NAME}"),
-    ("OptimizerSpec", "optimizer or design"),
-    ("EvaluatorPipeline", "evaluator | list of evaluators"),
-    ("StageData", "stage | stage.output"),
-)
-
-
-def _spec_labels() -> dict[int, str]:
-    """The validator function of each reference type in :mod:`reflow.specs`, mapped to its YAML form."""
-    from reflow import specs
-
-    labels = {}
-    for alias, label in _SPEC_LABELS:
-        for meta in typing.get_args(getattr(specs, alias, None))[1:]:
-            func = getattr(meta, "func", None)
-            if func is not None and type(meta).__name__ == "BeforeValidator":
-                labels[id(func)] = label
-    return labels
-
-
-def yaml_type(annotation: Any, metadata: list[Any] | tuple[Any, ...] = (), labels: dict[int, str] | None = None,
-              ) -> str:
-    """A type as a study author reads it: ``float``, ``int | null``, ``list[str]``, ``'a' | 'b'``, ``data source``."""
-    labels = _spec_labels() if labels is None else labels
-    for meta in metadata:
-        label = labels.get(id(getattr(meta, "func", None)))
-        if label:
-            return label
-    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin is typing.Annotated:
-        return yaml_type(args[0], args[1:], labels)
-    if origin is typing.Literal:
-        return " | ".join(json.dumps(a) if not isinstance(a, str) else repr(a) for a in args)
-    if origin in (typing.Union, getattr(types, "UnionType", None)):
-        return " | ".join(yaml_type(a, (), labels) for a in args)
-    if origin in (list, tuple, set, frozenset):
-        inner = ", ".join(yaml_type(a, (), labels) for a in args if a is not Ellipsis)
-        return f"list[{inner}]"
-    if origin is dict:
-        return f"dict[{', '.join(yaml_type(a, (), labels) for a in args)}]"
-    if annotation is type(None):
-        return "null"
-    if annotation is Any:
-        return "any"
-    return getattr(annotation, "__name__", str(annotation))
-
-
-# Descriptions for keys whose models do not carry one (the study header is read by reflow's validator).
-_FALLBACK_DESCRIPTIONS = {
-    "StudyHeader.description": "what the study is for, in a sentence; shown under the title of the report",
-    "StudyHeader.executor": "where evaluations run: see executor below",
-    "ExecutorConfig.kind": "local or dask (usually given by the short forms below)",
-}
-
-
-def param_rows(model: type[BaseModel]) -> list[ParamRow]:
-    """Every field of ``model`` with its YAML type, default (as YAML), bounds and description."""
-    labels = _spec_labels()
-    rows = []
-    for name, field in model.model_fields.items():
-        required = field.default is PydanticUndefined and field.default_factory is None
-        description = field.description or _FALLBACK_DESCRIPTIONS.get(f"{model.__name__}.{name}", "")
-        rows.append(ParamRow(field.alias or name, yaml_type(field.annotation, field.metadata, labels),
-                             "" if required else _default(field), required, _constraints(field), description))
-    return rows
-
-
-def nested_models(model: type[BaseModel]) -> list[type[BaseModel]]:
-    """Pydantic models used inside ``model``'s fields (``budget:``, ``space:`` entries), recursively."""
-    found: dict[str, type[BaseModel]] = {}
-
-    def visit(annotation: Any) -> None:
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            key = f"{annotation.__module__}.{annotation.__qualname__}"
-            if key not in found:
-                found[key] = annotation
-                for f in annotation.model_fields.values():
-                    visit(f.annotation)
-            return
-        for arg in typing.get_args(annotation):
-            visit(arg)
-
-    for f in model.model_fields.values():
-        visit(f.annotation)
-    return list(found.values())
-
-
 def _params_table(model: type[BaseModel]) -> list[str]:
     rows = param_rows(model)
     if not rows:
@@ -299,7 +165,7 @@ def _variables_table(variables: tuple[Any, ...], inputs: bool) -> list[str]:
                 rng = ", ".join(map(str, v.choices))
             else:
                 rng = ""
-            default = "" if v.default is None else _yaml_value(v.default)
+            default = "" if v.default is None else yaml_value(v.default)
             out.append(f"| `{v.name}` | {_cell(v.units)} | {_code_cell(default)} | {_cell(rng)} | "
                        f"{_cell(v.description)} |")
         else:
@@ -307,57 +173,40 @@ def _variables_table(variables: tuple[Any, ...], inputs: bool) -> list[str]:
     return out
 
 
-def _evaluator_variables(cls: type) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
-    """Inputs and outputs at the default params (some evaluators name them after their params)."""
-    try:
-        instance = cls(cls.Params())
-        return tuple(instance.input_variables()), tuple(instance.output_variables())
-    except Exception:  # params without defaults: the class's declaration
-        return tuple(cls.inputs), tuple(cls.outputs)
-
-
 def _component_section(entry: Any, structures: dict[str, type[BaseModel]]) -> list[str]:
-    from reflow.components import Design
-
     cls = entry.cls
     out = [f"### `{entry.name}`", ""]
-    facts = [f"{entry.family}", f"plugin `{entry.plugin}`", f"`{cls.__module__}.{cls.__qualname__}`"]
-    if entry.kind == "task":
+    facts = [f"{entry.category}", f"plugin `{entry.plugin}`", f"`{cls.__module__}.{cls.__qualname__}`"]
+    if issubclass(cls, Task):
         facts.append("outputs: " + ", ".join(f"`{o}`" for o in cls.outputs) + " (the first is the main output)")
-        if getattr(cls, "produces_model", False):
+        if cls.produces_model:
             facts.append("trains a model (`{stage: NAME}`)")
-    if entry.kind == "optimizer" and issubclass(cls, Design) and not getattr(cls, "supports_categorical", True):
+    if issubclass(cls, Design) and not cls.supports_categorical:
         facts.append("numeric factors only")
     out += ["*" + " · ".join(facts) + "*", ""]
     doc = rst_to_markdown(cls.__doc__ or "")
     if doc:
         out += [doc, ""]
     out += ["**Params**", "", *_params_table(cls.Params), ""]
-    nested = [m for m in nested_models(cls.Params) if not _is_component_params(m)]
+    nested = [m for m in nested_models(cls.Params) if not issubclass(m, Params)]
     if nested:
         links = []
         for m in nested:
             structures.setdefault(m.__name__, m)
             links.append(f"[`{m.__name__}`](#{_anchor(m.__name__)})")
         out += ["Structures used: " + ", ".join(links) + ".", ""]
-    if entry.kind == "evaluator":
-        inputs, outputs = _evaluator_variables(cls)
-        if getattr(cls, "accepts_any_inputs", False):
+    if issubclass(cls, Evaluator):
+        inputs, outputs = declared_variables(cls)
+        if cls.accepts_any_inputs:
             out += ["Inputs and outputs are whatever the study names (known only when it runs).", ""]
         if inputs:
             out += ["**Inputs** (a design sets them by name; the others take their default)", "",
                     *_variables_table(inputs, True), ""]
         if outputs:
             out += ["**Outputs**", "", *_variables_table(outputs, False), ""]
-        if getattr(cls, "manual", False):
+        if cls.manual:
             out += ["Results come from people: see `reflow ask` and `reflow tell`.", ""]
     return out
-
-
-def _is_component_params(model: type) -> bool:
-    from reflow.components import Params
-
-    return issubclass(model, Params)
 
 
 def yaml_reference(include_all: bool = False) -> str:
@@ -393,10 +242,10 @@ def yaml_reference(include_all: bool = False) -> str:
         if not group:
             continue
         out += [f"## {title}", "", intro, ""]
-        out += ["| name | family | summary |", "| --- | --- | --- |"]
+        out += ["| name | category | summary |", "| --- | --- | --- |"]
         for e in group:
             summary = (inspect.cleandoc(e.cls.__doc__ or "").splitlines() or [""])[0]
-            out.append(f"| [`{e.name}`](#{_anchor(e.name)}) | {e.family} | {_cell(summary)} |")
+            out.append(f"| [`{e.name}`](#{_anchor(e.name)}) | {e.category} | {_cell(summary)} |")
         out.append("")
         for e in group:
             out += _component_section(e, structures)
@@ -547,10 +396,8 @@ def hook_reference() -> str:
            "Every hook a reflow plugin can implement, generated from `reflow.hookspecs` (`core/hookspecs.py`). "
            "How to write and package a plugin: [plugin-guide.md](plugin-guide.md).", "",
            rst_to_markdown(hookspecs.__doc__ or ""), ""]
-    register = getattr(hookspecs, "Register", None)
-    if register is not None:
-        shown = re.sub(r"\b(typing|collections\.abc)\.", "", str(register)).replace("NoneType", "None")
-        out += [f"`Register`, the type of the `register` callback, is `{shown}`: `register(name, cls)`.", ""]
+    shown = re.sub(r"\b(typing|collections\.abc)\.", "", str(hookspecs.Register)).replace("NoneType", "None")
+    out += [f"`Register`, the type of the `register` callback, is `{shown}`: `register(name, cls)`.", ""]
     for phase, title in (("registration", "Registration hooks"), ("lifecycle", "Lifecycle hooks")):
         group = [h for h in hooks if h.phase == phase]
         if not group:

@@ -21,7 +21,7 @@ from typing import Any
 
 import pluggy
 from reflow import hookspecs
-from reflow.components import check_component_class
+from reflow.components import Design, Model, Optimizer, check_component_class
 from reflow.errors import PluginError
 
 ENTRY_POINT_GROUP = "reflow"
@@ -54,13 +54,15 @@ class Entry:
     plugin: str
 
     @property
-    def family(self) -> str:
-        fam = getattr(self.cls, "family", "")
-        if self.kind == "optimizer":
-            from reflow.components import Design
-
-            return "design" if issubclass(self.cls, Design) else "optimizer"
-        return fam or KIND_LABELS[self.kind]
+    def category(self) -> str:
+        """What ``reflow plugins`` and the YAML reference file it under: a model's ``family`` (classifier,
+        life-model), an optimizer's or design's ``role`` (they share a kind), else the kind's label. Not called
+        family, which is the model family only."""
+        if issubclass(self.cls, Model):
+            return self.cls.family
+        if issubclass(self.cls, (Optimizer, Design)):
+            return self.cls.role
+        return KIND_LABELS[self.kind]
 
 
 @dataclass

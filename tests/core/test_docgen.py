@@ -13,6 +13,7 @@ import reflow
 from pydantic import Field
 from reflow import docgen
 from reflow.registry import get_registry
+from reflow.schema import declared_variables
 from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,7 +52,7 @@ def test_every_builtin_component_param_and_variable_is_documented():
         for name, field in entry.cls.Params.model_fields.items():
             assert f"| `{field.alias or name}` |" in section, f"{entry.name}.{name} is missing"
         if entry.kind == "evaluator":
-            inputs, outputs = docgen._evaluator_variables(entry.cls)
+            inputs, outputs = declared_variables(entry.cls)
             for v in (*inputs, *outputs):
                 assert f"| `{v.name}` |" in section, f"{entry.name}: variable {v.name} is missing"
         if entry.kind == "task":

@@ -40,9 +40,21 @@ def test_builtins_come_through_entry_points():
     reg = get_registry()
     assert {"reflow.tasks", "reflow.data", "reflow.physics", "reflow.optimize"} <= set(reg.plugins)
     assert reg.get("bilayer-warpage", "evaluator").plugin == "reflow.physics"
-    assert reg.get("lhs", "optimizer").family == "design"
+    assert reg.get("lhs", "optimizer").category == "design"
     assert reg.get("doe", "task").kind == "task"
     assert not reg.broken
+
+
+def test_category_is_the_family_the_role_or_the_kind():
+    """One meaning of family: only a model's category is its family; designs and optimizers share a kind and
+    are told apart by their role; other components are filed under their kind."""
+    reg = get_registry()
+    assert reg.get("weibull", "model").category == reg.get("weibull").cls.family == "life-model"
+    assert reg.get("lhs", "optimizer").category == "design"
+    assert reg.get("nsga2", "optimizer").category == "optimizer"
+    assert reg.get("csv", "data_source").category == "data source"
+    assert reg.get("doe", "task").category == "task"
+    assert not hasattr(reg.get("lhs"), "family")
 
 
 def test_throwaway_plugin_registers_and_goes_away(register_plugin):
