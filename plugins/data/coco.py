@@ -34,6 +34,7 @@ import reflow
 from pydantic import Field
 from reflow.errors import DataError
 
+from ._boxes import box_variables
 from .images import _header, _image_dataset, _ImageParams
 
 log = logging.getLogger("reflow")
@@ -210,12 +211,7 @@ def load_coco(p: CocoSource.Params, path: Path, given: str | None = None) -> Any
     ds["label_index"] = ("sample", np.array([classes.index(c) for c in labels], dtype=np.int64),
                          {"description": "index of label in attrs['classes']"})
     box_vars = {
-        "box_sample": ("box", table[:, 0].astype(np.int64), {"description": "the sample each box belongs to"}),
-        "box_x0": ("box", table[:, 1], {"units": "px", "description": "left edge"}),
-        "box_y0": ("box", table[:, 2], {"units": "px", "description": "top edge"}),
-        "box_x1": ("box", table[:, 3], {"units": "px", "description": "right edge (x + width)"}),
-        "box_y1": ("box", table[:, 4], {"units": "px", "description": "bottom edge (y + height)"}),
-        "box_label": ("box", box_label, {"description": "category name"}),
+        **box_variables(table, box_label, "category name"),
         "box_category_id": ("box", np.array([r[6] for r in rows], dtype=np.int64)),
         "box_annotation_id": ("box", np.array([r[7] for r in rows], dtype=np.int64)),
     }

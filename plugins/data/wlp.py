@@ -49,6 +49,9 @@ from typing import Any
 import numpy as np
 import reflow
 from pydantic import Field, field_validator, model_validator
+from reflow.plotting import pyplot, save_figure
+
+from ._boxes import box_variables
 
 CLASSES = ("good", "chip-crack", "mold-crack", "die-shift", "missing-bump", "bridged-bump", "trace-break",
            "tsv-void", "delamination", "particle", "scratch")
@@ -569,12 +572,7 @@ def generate_wlp(p: SyntheticWlp.Params, seed: int) -> Any:
         "wafer_id": ("sample", wafer_id.astype(np.int64), {"description": "wafer: its images share the layout"}),
         "bump_pitch_px": ("sample", np.array([s.wafer.pitch for s in scenes]), {"units": "px"}),
         "rotation_deg": ("sample", np.degrees([s.angle for s in scenes]), {"units": "deg"}),
-        "box_sample": ("box", table[:, 0].astype(np.int64), {"description": "the sample each box belongs to"}),
-        "box_x0": ("box", table[:, 1], {"units": "px", "description": "left edge (pixel columns [x0, x1))"}),
-        "box_y0": ("box", table[:, 2], {"units": "px", "description": "top edge (pixel rows [y0, y1))"}),
-        "box_x1": ("box", table[:, 3], {"units": "px", "description": "right edge, exclusive"}),
-        "box_y1": ("box", table[:, 4], {"units": "px", "description": "bottom edge, exclusive"}),
-        "box_label": ("box", box_labels, {"description": "defect class of the box"}),
+        **box_variables(table, box_labels, "defect class of the box"),
     }
     if masks is not None:
         data["defect_mask"] = (("sample", "y", "x"), masks, {"description": "defect coverage of each pixel"})
@@ -594,12 +592,9 @@ def sample_grid(ds: Any, path: Path, by: str = "label", per_class: int = 5, titl
     """Up to ``per_class`` example images for each value of ``by`` (one row each, in ``attrs["classes"]`` order
     when there is one), with the ``box_*`` side table drawn when the dataset has one. Works on any image dataset
     with a ``by`` variable on ``sample``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from matplotlib.patches import Rectangle
 
+    plt = pyplot()
     values = np.asarray(ds[by].values).astype(str)
     order = [str(c) for c in ds[by].attrs.get("classes", ds.attrs.get("classes", []))] if by == "label" else []
     present = [c for c in order if c in set(values)] + sorted(set(values) - set(order), key=_natural)
@@ -628,11 +623,7 @@ def sample_grid(ds: Any, path: Path, by: str = "label", per_class: int = 5, titl
                 ax.set_ylabel(name, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def _natural(text: str) -> tuple:

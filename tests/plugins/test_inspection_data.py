@@ -345,6 +345,19 @@ def test_coco_round_trip(coco):
     assert crowd["label"].values.tolist() == ["void", "crack", "void"]
 
 
+def test_coco_and_wlp_give_the_same_box_table(coco, wlp):
+    """One box table for the detector: the same variables, dtypes, dims and units from both sources."""
+    folder, _ = coco
+    ds = CocoSource(path="coco.json").load(ctx_for(folder))
+    for name in ("box_sample", "box_x0", "box_y0", "box_x1", "box_y1", "box_label"):
+        assert ds[name].dims == wlp[name].dims == ("box",), name
+        assert ds[name].dtype.kind == wlp[name].dtype.kind, name
+        if name != "box_label":
+            assert ds[name].attrs == wlp[name].attrs, name
+    assert ds["box_sample"].dtype == np.int64 and ds["box_x0"].attrs["units"] == "px"
+    assert ds["box"].values.tolist() == [0, 1, 2]
+
+
 def test_coco_resize_scales_the_boxes_and_rgb(coco):
     folder, _ = coco
     ds = CocoSource(path="coco.json", size=[20, 30], mode="rgb", classes=["crack", "void", "good"]).load(
