@@ -7,7 +7,8 @@
 - :func:`classification_metrics`: class labels: accuracy, macro F1, per-class precision / recall / F1 and the
   confusion matrix (plus one-vs-rest ROC AUC when class scores are given);
 - :func:`flatten`: ``{"per_class": {"ok": {"f1": ..}}}`` -> ``{"<prefix>_f1_ok": ..}`` for metrics.json;
-- :func:`confusion_matrix_figure`, :func:`roc_curve_figure`: matplotlib figures.
+- :func:`confusion_matrix_figure`, :func:`roc_curve_figure`: matplotlib figures (headless, through
+  :mod:`reflow.plotting`; save them with :func:`reflow.plotting.save_figure`).
 
 Undefined values are NaN: R2 of a constant truth, ROC AUC when the truth holds one class only. Precision of a
 prediction with no positives is 0 (scikit-learn's ``zero_division=0``).
@@ -19,6 +20,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from reflow.plotting import pyplot
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -131,11 +133,7 @@ def flatten(prefix: str, metrics: dict[str, Any]) -> dict[str, Any]:
 
 def confusion_matrix_figure(confusion: Any, classes: list[Any], title: str = "") -> Figure:
     """A confusion matrix (rows truth, columns prediction) with counts in the cells and row shares in colour."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     cm = np.asarray(confusion, dtype=float)
     rows = cm.sum(axis=1, keepdims=True)
     share = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -159,12 +157,9 @@ def confusion_matrix_figure(confusion: Any, classes: list[Any], title: str = "")
 
 def roc_curve_figure(y_true: Any, y_score: Any, title: str = "") -> Figure:
     """The ROC curve of scores ``y_score`` for binary truth ``y_true``, with its AUC and the chance diagonal."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     from sklearn.metrics import roc_curve
 
+    plt = pyplot()
     y, s = _pair(y_true, y_score, None)
     y = y.astype(bool)
     fig, ax = plt.subplots(figsize=(4.8, 4.6))

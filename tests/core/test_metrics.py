@@ -96,7 +96,7 @@ def test_flatten_names():
     assert flat == {"kind_accuracy": 0.5, "kind_f1_ok": 0.25, "kind_confusion": [[1]]}
 
 
-def test_figures():
+def test_figures(tmp_path):
     fig = confusion_matrix_figure([[5, 1], [2, 7]], ["good", "defective"], "test")
     texts = sorted(t.get_text() for t in fig.axes[0].texts)
     assert texts == ["1", "2", "5", "7"]
@@ -106,7 +106,9 @@ def test_figures():
     assert "AUC = 0.750" in labels
     flat = roc_curve_figure([True, True], [0.1, 0.2])  # undefined: says so instead of failing
     assert "one class" in flat.axes[0].texts[0].get_text()
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from reflow.plotting import save_figure
 
-    for f in (fig, roc, flat):
-        plt.close(f)
+    assert all(isinstance(f.canvas, FigureCanvasAgg) for f in (fig, roc, flat))  # headless, from reflow.plotting
+    for f, name in ((fig, "confusion.png"), (roc, "roc.png"), (flat, "flat.png")):
+        assert save_figure(f, tmp_path / name).stat().st_size > 0
