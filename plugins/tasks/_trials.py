@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 from reflow.evaluation import MAX_FAILED, Pipeline, TrialsFailed, failure_note, write_failures
+from reflow.plotting import pyplot, save_figure
 from reflow.store import JOURNAL
 
 
@@ -137,17 +138,13 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
     the mean output in a grid of cells (one input: the trials' density in hexagonal bins), so the figure's
     size and drawing time do not grow with the number of trials.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    paths = []
+    paths: list[Path] = []
     ok = trials["status"].values == "ok"
     n_ok = int(ok.sum())
     if n_ok < 2:
         return paths
     dense = n_ok > DENSE_TRIALS
+    plt = pyplot()
     numeric_inputs = [n for n in inputs if n in trials and np.ptp(_numeric(trials[n].values[ok])) > 0]
     for out in outputs:
         if out not in trials or not numeric_inputs:
@@ -195,11 +192,7 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
         ax.set_xlabel("|Spearman rank correlation|")
         ax.set_xlim(0, 1)
         ax.set_title(f"influence on {out}")
-        fig.tight_layout()
-        path = folder / f"{prefix}{out}_factors.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_figure(fig, folder / f"{prefix}{out}_factors.png"))
     return paths
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import reflow
 from pydantic import BaseModel, ConfigDict, Field
+from reflow.plotting import pyplot, save_figure
 from reflow.specs import DataSourceSpec
 
 log = logging.getLogger("reflow")
@@ -25,8 +26,8 @@ class ScatterPlot(BaseModel):
 class DataTask(reflow.Task):
     """Load or generate a dataset (``source: {csv: {path: doe.csv}}``); its output feeds later stages.
 
-    A source with a ``plot(data, folder) -> list[Path]`` method draws its own figures into the stage folder
-    (``synthetic-sam``: example images by cycle count; ``image-folder``: examples of every class).
+    The source's ``plot(data, folder)`` draws its own figures into the stage folder (``synthetic-sam``: example
+    images by cycle count; ``image-folder``: examples of every class; most sources draw none).
     """
 
     outputs = ("data",)
@@ -47,14 +48,10 @@ class DataTask(reflow.Task):
     def plot(self, result, folder: Path):
         ds = result.outputs["data"]
         source = self.params.source.create()
-        own = getattr(source, "plot", None)  # a source may draw its own figure (e.g. example images)
-        paths = [Path(p) for p in own(ds, Path(folder))] if callable(own) else []
+        paths = [Path(p) for p in source.plot(ds, Path(folder))]  # e.g. example images; most sources draw none
         if not self.params.plot:
             return paths
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
+        plt = pyplot()
 
         for spec in self.params.plot:
             names = [n for n in (spec.x, spec.y, spec.color) if n is not None]
@@ -71,11 +68,8 @@ class DataTask(reflow.Task):
             ax.set_xlabel(_label(ds, spec.x))
             ax.set_ylabel(_label(ds, spec.y))
             ax.set_title(f"{spec.y} vs {spec.x}" + (f" by {spec.color}" if spec.color else ""), fontsize=10)
-            fig.tight_layout()
-            path = Path(folder) / (f"{spec.y}_vs_{spec.x}" + (f"_by_{spec.color}" if spec.color else "") + ".png")
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            paths.append(path)
+            paths.append(save_figure(fig, Path(folder) / (f"{spec.y}_vs_{spec.x}"
+                                                          + (f"_by_{spec.color}" if spec.color else "") + ".png")))
         return paths
 
 

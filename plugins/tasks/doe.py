@@ -10,7 +10,6 @@ from reflow.components import Design
 from reflow.evaluation import build_evaluator, run_journaled
 from reflow.space import ParameterSpec, Space
 from reflow.specs import EvaluatorPipeline, OptimizerSpec
-from reflow.store import read_dataset, write_dataset
 
 from ._trials import check_space_inputs, max_failed_field, plot_trials, say_failures, trial_metrics
 
@@ -50,12 +49,10 @@ class DoeTask(reflow.Task):
     def run(self, ctx):
         p = self.params
         space = Space.from_specs(p.space)
-        design_path = ctx.folder / "design.nc"
-        if design_path.exists():  # resuming: the design is fixed once drawn
-            design = read_dataset(design_path)
-        else:
+        design = ctx.store.read_cache("design")  # resuming: the design is fixed once drawn
+        if design is None:
             design = p.design.create().generate(space, ctx.rng)
-            write_dataset(design, design_path)
+            ctx.store.write_cache("design", design)
         pipeline = build_evaluator(p.evaluate, ctx)
         units = {prm.name: prm.units for prm in space.parameters if prm.units}
         trials = run_journaled(pipeline, design, ctx, batch_size=p.batch_size, units=units)

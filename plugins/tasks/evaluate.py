@@ -9,6 +9,7 @@ import reflow
 from pydantic import Field
 from reflow.evaluation import build_evaluator, run_journaled
 from reflow.specs import EvaluatorPipeline, StageData
+from reflow.tables import row_dim, row_variables
 
 from ._trials import check_space_inputs, max_failed_field, plot_trials, say_failures, trial_metrics
 
@@ -35,10 +36,8 @@ class EvaluateTask(reflow.Task):
 
     def run(self, ctx):
         data = ctx.data(self.params.data)
-        dim = "trial" if "trial" in data.dims else ("sample" if "sample" in data.dims else next(iter(data.dims)))
-        names = self.params.inputs or [n for n in data.data_vars
-                                       if data[n].dims == (dim,) and n not in ("status", "error", "batch",
-                                                                                "started", "finished")]
+        dim = row_dim(data, prefer=("trial", "sample"))
+        names = self.params.inputs or row_variables(data, dim)  # without the trial bookkeeping
         missing = [n for n in names if n not in data]
         if missing:
             raise reflow.DataError(f"stage {self.params.data}: no variables {', '.join(missing)} "

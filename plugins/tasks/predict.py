@@ -5,15 +5,21 @@ from __future__ import annotations
 import numpy as np
 import reflow
 from pydantic import Field
+from reflow.plotting import pyplot, save_figure
 from reflow.specs import ModelSpec, StageData
+from reflow.store import StageStore
+from reflow.tables import row_dim
+
+from ._predictions import carry_units, variable_units
 
 
 class PredictTask(reflow.Task):
     """Predict with ``model: {stage: NAME}`` on ``data``; output ``predictions``.
 
     The predictions keep the data's one-dimensional variables (labels, ids, known truths) and add the model's
-    ``<target>_mean`` (and ``_std``, ``_pred``, ``_prob``...). Images are left out unless ``keep_images``. Where the
-    data also hold a target's truth, the metrics score the predictions against it (new data the model never saw).
+    ``<target>_mean`` (and ``_std``, ``_pred``, ``_prob``...) in the units of the model's training data (else those
+    of the truth in ``data``). Images are left out unless ``keep_images``. Where the data also hold a target's
+    truth, the metrics score the predictions against it (new data the model never saw).
     """
 
     outputs = ("predictions",)
@@ -32,7 +38,7 @@ class PredictTask(reflow.Task):
 
         model = ctx.model(self.params.model.stage)
         data = ctx.data(self.params.data)
-        dim = "sample" if "sample" in data.dims else ("trial" if "trial" in data.dims else next(iter(data.dims)))
+        dim = row_dim(data)
         missing = [f for f in model.features if f not in data]
         if missing:
             raise reflow.DataError(f"predict: the model of stage {self.params.model.stage!r} needs "
@@ -43,10 +49,12 @@ class PredictTask(reflow.Task):
         out = data[keep + (["image"] if self.params.keep_images and "image" in data else [])].copy()
         for name in pred.data_vars:
             values = pred[name]
-            if getattr(model, "family", "") == "detector" and values.dims == ("box",):  # its box table: own dim
+            if model.family == "detector" and values.dims == ("box",):  # its box table: own dim
                 out[name] = values
                 continue
             out[name] = values.rename({values.dims[0]: dim}) if values.dims and values.dims[0] != dim else values
+        trained = (StageStore(ctx.run.stage_dir(self.params.model.stage)).model_info() or {}).get("units", {})
+        carry_units(out, {**variable_units(data, model.targets), **trained}, model.targets)
         metrics: dict = {"samples": int(data.sizes[dim])}
         for t in model.targets:
             mean = f"{t}_mean" if f"{t}_mean" in out else None
@@ -56,11 +64,7 @@ class PredictTask(reflow.Task):
         return reflow.StageResult({"predictions": out}, metrics)
 
     def plot(self, result, folder):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
+        plt = pyplot()
         pred = result.outputs["predictions"]
         paths = []
         for name in pred.data_vars:
@@ -80,9 +84,5 @@ class PredictTask(reflow.Task):
                 ax.set_xlabel(f"{t} (predicted)")
                 ax.set_ylabel("samples")
             ax.set_title(f"{t}: predictions on {pred.sizes[next(iter(pred.dims))]} samples")
-            fig.tight_layout()
-            path = folder / f"{t}_predicted.png"
-            fig.savefig(path, dpi=110)
-            plt.close(fig)
-            paths.append(path)
+            paths.append(save_figure(fig, folder / f"{t}_predicted.png"))
         return paths

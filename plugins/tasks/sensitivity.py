@@ -16,6 +16,7 @@ import numpy as np
 import reflow
 from pydantic import Field, field_validator
 from reflow.evaluation import build_evaluator, run_journaled
+from reflow.plotting import pyplot, save_figure
 from reflow.space import ParameterSpec, Space
 from reflow.specs import EvaluatorPipeline
 
@@ -173,21 +174,12 @@ def _metrics(indices, samples: int) -> dict[str, Any]:
     return out
 
 
-def _figure():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _plot_indices(indices, folder: Path) -> Path | None:
     outputs = [str(o) for o in indices["output"].values]
     names = [str(n) for n in indices["parameter"].values]
     if not outputs:
         return None
-    plt = _figure()
+    plt = pyplot()
     longest = max(len(n) for n in names)
     rotate = longest * len(names) > 36  # labels that would run into each other are turned
     fig, axes = plt.subplots(len(outputs), 1, figsize=(max(6.0, 1.1 * len(names) + 3.5),
@@ -210,18 +202,14 @@ def _plot_indices(indices, folder: Path) -> Path | None:
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.suptitle(f"Sobol indices (bars: {level:.0%} confidence, N = {indices.attrs.get('samples', '?')})",
                  fontsize=10)
-    fig.tight_layout()
-    path = folder / "sobol_indices.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / "sobol_indices.png")
 
 
 def _plot_s2(indices, out: str, folder: Path) -> Path | None:
     s2 = indices["S2"].sel(output=out).values
     if not np.isfinite(s2).any():
         return None
-    plt = _figure()
+    plt = pyplot()
     names = [str(n) for n in indices["parameter"].values]
     fig, ax = plt.subplots(figsize=(0.7 * len(names) + 3, 0.7 * len(names) + 2.4))
     shown = np.where(np.isfinite(s2), s2, 0.0)
@@ -234,8 +222,4 @@ def _plot_s2(indices, out: str, folder: Path) -> Path | None:
     ax.set_yticks(range(len(names)), names)
     fig.colorbar(im, ax=ax, label="S2 (pairwise interaction)")
     ax.set_title(f"{out}: second-order indices", fontsize=10)
-    fig.tight_layout()
-    path = folder / f"sobol_s2_{out}.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / f"sobol_s2_{out}.png")

@@ -131,7 +131,7 @@ class Plane(reflow.Model):
         return np.column_stack([np.asarray(data[f].values, dtype=float) for f in self.features] +
                                [np.ones(data[self.features[0]].size)])
 
-    def fit(self, data, ctx):
+    def fit(self, data, ctx, validation=None):
         self.coef_, *_ = np.linalg.lstsq(self._x(data), np.asarray(data[self.targets[0]].values, float), rcond=None)
         return self
 
