@@ -17,6 +17,7 @@ import numpy as np
 import reflow
 from pydantic import Field
 from reflow.errors import DataError
+from reflow.plotting import pyplot, save_figure
 
 log = logging.getLogger("reflow")
 
@@ -316,11 +317,7 @@ def _image_dataset(files: list[Path], p: _ImageParams, source: str, root: Path) 
 
 def _examples(ds: Any, path: Path, by: str | None, per_group: int = 6) -> Path:
     """Up to ``per_group`` example images for each value of ``by`` (rows), or the first ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     if by is not None and ds[by].ndim == 1:
         values = np.asarray(ds[by].values)
         groups = [(str(v), np.flatnonzero(values == v)[:per_group]) for v in np.unique(values)[:8]]
@@ -341,7 +338,4 @@ def _examples(ds: Any, path: Path, by: str | None, per_group: int = 6) -> Path:
             ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0.0, vmax=1.0)
             if col == 0 and name:
                 ax.set_ylabel(name, fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 import reflow
 from pydantic import Field, field_validator, model_validator
+from reflow.plotting import pyplot, save_figure
 
 THRESHOLD = 0.2
 """Delta B_max above which an LED counts as defective (the dataset's 20 % criterion)."""
@@ -637,11 +638,7 @@ def sample_grid(ds: Any, path: Path, leds: int = 6) -> Path:
     """Example images: one column per LED (different types, the worst ones first), one row per cycle count,
     each titled with its Delta B_max (red when defective). Works on any dataset with ``image``, ``led_id``,
     ``cycles`` and ``delta_bmax``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     led_id = np.asarray(ds["led_id"].values)
     delta = np.asarray(ds["delta_bmax"].values, dtype=float)
     kinds = np.asarray(ds["led_type"].values) if "led_type" in ds else led_id
@@ -668,8 +665,4 @@ def sample_grid(ds: Any, path: Path, leds: int = 6) -> Path:
         label = f"LED {led}" + (f" ({kinds[np.flatnonzero(led_id == led)[0]]})" if "led_type" in ds else "")
         axes[0, col].annotate(label, (0.5, 1.35), xycoords="axes fraction", ha="center", fontsize=8)
     fig.suptitle("SAM images by thermal shock cycles (red: Delta B_max > 0.2)", fontsize=9)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

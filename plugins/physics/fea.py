@@ -60,6 +60,7 @@ import numpy as np
 import reflow
 from pydantic import Field, field_validator, model_validator
 from reflow.components import Variable
+from reflow.plotting import pyplot, save_figure
 
 from . import materials as matlib
 from .materials import Material
@@ -656,10 +657,7 @@ def plot_fields(fields: xr.Dataset, path: str | Path, magnify: float | None = No
     The section is long and thin, so the vertical axis is stretched; the figure says by how much the
     displacements are magnified.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from matplotlib.collections import PolyCollection
 
     path = Path(path)
@@ -705,8 +703,4 @@ def plot_fields(fields: xr.Dataset, path: str | Path, magnify: float | None = No
     ax.set(title="bottom-surface profile" + (f": warpage {w:+.1f} um" if w is not None else ""),
            xlabel="x (mm)", ylabel="u_y (um)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
