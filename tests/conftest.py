@@ -1,18 +1,15 @@
-"""Shared fixtures: throwaway plugins, study files, and the CLI in a subprocess."""
+"""Shared fixtures: throwaway plugins, study files, and the CLI (in process or in a subprocess, see ``_cli``)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
+import _cli
 import pytest
 from reflow.registry import add_plugin, remove_plugin, reset_plugins
 
 REPO = Path(__file__).resolve().parents[1]
-REFLOW = [sys.executable, "-m", "reflow.cli"]
 
 
 @pytest.fixture
@@ -43,12 +40,13 @@ def write_study(tmp_path):
 
 
 @pytest.fixture
+def cli():
+    """``cli(*args, columns=200, env=None) -> CliResult`` runs ``reflow`` in this process (see ``_cli.cli``)."""
+    return _cli.cli
+
+
+@pytest.fixture
 def run_cli():
-    """``run_cli(*args, cwd=None, timeout=120) -> CompletedProcess`` runs ``reflow`` in a subprocess."""
-
-    def _run(*args: str, cwd: Path | None = None, timeout: float = 180, env: dict | None = None):
-        full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-        return subprocess.run([*REFLOW, *map(str, args)], cwd=cwd, capture_output=True, text=True,
-                              timeout=timeout, env=full_env, check=False)
-
-    return _run
+    """``run_cli(*args, cwd=None, timeout=180, columns=200, env=None) -> CompletedProcess``: ``reflow`` in a
+    subprocess, for the few tests that need a real process."""
+    return _cli.run_cli

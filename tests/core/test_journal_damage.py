@@ -13,11 +13,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from reflow.cli import app
+from _cli import cli
 from reflow.runner import run_study
 from reflow.store import TrialJournal, read_dataset, read_manifest, write_json
 from reflow.study import load_study
-from typer.testing import CliRunner
 
 EVALUATOR = '''
 import os
@@ -79,12 +78,6 @@ def _as_if_killed(run_dir: Path, stage: str) -> None:
     write_json(run_dir / "manifest.json", manifest)
     for path in (run_dir / stage).glob("*.nc"):
         path.unlink()
-
-
-def cli(*args) -> tuple[int, str]:
-    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, " ".join(res.output.split())
 
 
 # ---- the reader -------------------------------------------------------------------------------------------

@@ -13,15 +13,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import numpy as np
 import pytest
-from reflow.cli import app
+from _cli import REFLOW, cli, process_env
 from reflow.store import RunLock, TrialJournal, read_dataset, read_manifest
-from typer.testing import CliRunner
 
 STUDY = """
 study: epoxy-lab
@@ -57,16 +55,8 @@ stages:
     budget: {initial: 2, evaluations: 2}
 """
 
-REFLOW = [sys.executable, "-m", "reflow.cli"]
 HEADER = ["trial", "cure_temperature_c [degC]", "cure_time_min [min]", "hardener", "layers", "atmosphere",
           "pressure_bar [bar]", "tg_c [degC]", "strength_mpa [MPa]", "error"]
-
-
-def cli(*args) -> tuple[int, str]:
-    """One ``reflow`` command in a fresh CliRunner; (exit code, output with whitespace runs collapsed)."""
-    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "200"})
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, " ".join(res.output.split())
 
 
 def measure(row: dict[str, str]) -> dict[str, str]:
@@ -494,7 +484,7 @@ def test_two_asks_at_once_never_hand_out_the_same_trial(run_dir, tmp_path):
     """Two ``reflow ask`` started together: each one either hands out its own trials or is refused (exit 2)."""
     procs = [subprocess.Popen([*REFLOW, "ask", str(run_dir), "--stage", "lab", "-n", "2", "--out",
                                str(tmp_path / f"ask{i}.csv")], cwd=tmp_path, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, env={**os.environ, "COLUMNS": "200"})
+                              stderr=subprocess.PIPE, text=True, env=process_env())
              for i in range(2)]
     results = [(p.wait(timeout=120), " ".join(p.stderr.read().split())) for p in procs]
     for p in procs:

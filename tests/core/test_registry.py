@@ -6,13 +6,12 @@ from types import SimpleNamespace
 
 import pytest
 import reflow
+from _cli import cli
 from reflow import registry as registry_module
-from reflow.cli import app
 from reflow.errors import PluginError, StudyError
 from reflow.registry import get_registry, reset_plugins
 from reflow.runner import run_study
 from reflow.study import load_study
-from typer.testing import CliRunner
 
 
 class Doubler(reflow.Evaluator):
@@ -139,7 +138,7 @@ def test_plugin_that_fails_to_import_is_listed(monkeypatch, write_study):
     try:
         reg = get_registry()
         assert "fancy_solver" in reg.broken["fancy"]
-        result = CliRunner().invoke(app, ["plugins"], env={"COLUMNS": "200"})
+        result = cli("plugins")
         assert result.exit_code == 0, result.output
         assert "fancy" in result.output and "failed to load" in result.output
         # a study that does not use it still validates
@@ -233,11 +232,11 @@ def test_lifecycle_hooks_may_take_any_subset_of_their_arguments(register_plugin,
 
 
 def test_plugins_show_prints_params():
-    result = CliRunner().invoke(app, ["plugins", "show", "lhs"], env={"COLUMNS": "200"})
+    result = cli("plugins", "show", "lhs")
     assert result.exit_code == 0, result.output
     for text in ("samples", "16", "optimization", "random-cd", "number of design points"):
         assert text in result.output
-    result = CliRunner().invoke(app, ["plugins", "show", "bilayer-warpage"], env={"COLUMNS": "200"})
+    result = cli("plugins", "show", "bilayer-warpage")
     assert "die_thickness_mm" in result.output and "warpage_um" in result.output
-    result = CliRunner().invoke(app, ["plugins", "show", "engelmaier"], env={"COLUMNS": "200"})
+    result = cli("plugins", "show", "engelmaier")
     assert "\nVoids take" in result.output, "the docstring's later paragraphs lose the class body's indentation"

@@ -18,12 +18,10 @@ import time
 from pathlib import Path
 
 import pytest
-from reflow.cli import app
+from _cli import REFLOW, cli, process_env
 from reflow.errors import RunError, UserInputError
 from reflow.store import LOCK_HOLDER, RunFolderBusy, RunLock, TrialJournal, lock_run, read_dataset, read_manifest
-from typer.testing import CliRunner
 
-REFLOW = [sys.executable, "-m", "reflow.cli"]
 TRIALS = 12
 
 # Waits while the file "gate" next to it exists (at most 60 s), so the test decides when the run goes on.
@@ -54,12 +52,6 @@ stages:
       x: {{low: 0, high: 1}}
     evaluate: {{python: {{function: "gated:evaluate", outputs: [y]}}}}
 """
-
-
-def cli(*args) -> tuple[int, str]:
-    res = CliRunner().invoke(app, [str(a) for a in args], env={"COLUMNS": "400"})
-    assert res.exception is None or isinstance(res.exception, SystemExit), res.exception
-    return res.exit_code, " ".join(res.output.split())
 
 
 def _wait_for(predicate, what: str, proc: subprocess.Popen, timeout: float = 90) -> None:
@@ -103,7 +95,7 @@ def test_resume_ask_and_tell_of_a_running_run_are_refused(gated_run, tmp_path):
     commands = {"run --resume": ["run", "--resume", str(run_dir), "-q"],
                 "ask": ["ask", str(run_dir), "--stage", "doe"],
                 "tell": ["tell", str(run_dir), str(tmp_path / "results.csv"), "--stage", "doe"]}
-    env = {**os.environ, "COLUMNS": "400"}
+    env = process_env()
     others = {name: subprocess.Popen([*REFLOW, *args], cwd=tmp_path, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env) for name, args in commands.items()}
     for name, other in others.items():
