@@ -7,6 +7,7 @@ that a trials table is read the same way by ``train``, ``compare``, ``predict`` 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -38,3 +39,8 @@ def successful_rows(data: Any, dim: str | None = None) -> Any:
     if "status" in data:
         return data.isel({dim: np.flatnonzero(data["status"].values == "ok")})
     return data
+
+
+def safe_name(value: Any, empty: str = "class") -> str:
+    """A value (a class label) usable in a metric key or a file name: ``"ball void"`` -> ``ball_void``."""
+    return re.sub(r"[^0-9A-Za-z_]+", "_", str(value)).strip("_") or empty

@@ -132,7 +132,11 @@ def _schedule(optimizer: Any, config: TrainingConfig, steps_per_epoch: int) -> A
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
-def _write_epochs(path: Path, rows: list[dict[str, float]]) -> None:
+def write_epochs(path: Path, rows: list[dict[str, float]]) -> None:
+    """``epochs.csv``: one row per epoch with a header from the row keys, rewritten atomically after each epoch
+    (every training loop that logs epochs writes it this way, so the report reads them alike)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
@@ -248,7 +252,7 @@ def fit_module(module: torch.nn.Module, loss_fn: Callable[[Any, Any], torch.Tens
             row["seconds"] = time.perf_counter() - tick
             history.epochs.append(row)
             if folder is not None:
-                _write_epochs(folder / "epochs.csv", history.epochs)
+                write_epochs(folder / "epochs.csv", history.epochs)
             bar.advance()
             if val_loader is not None and config.patience is not None and since_best >= config.patience:
                 history.stopped_early = epoch < config.epochs

@@ -9,7 +9,6 @@ A generated dataset has the same form as a real one (``image`` (sample, channel,
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -21,11 +20,6 @@ if TYPE_CHECKING:
 
 LABEL = "label"
 SYNTHETIC = "synthetic"
-
-
-def safe_name(value: Any) -> str:
-    """A class name usable in a metric key or file name (``"ball void"`` -> ``ball_void``)."""
-    return re.sub(r"[^0-9A-Za-z_]+", "_", str(value)).strip("_") or "class"
 
 
 def _as_list(value: Any) -> list[str] | None:

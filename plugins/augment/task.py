@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from reflow.specs import ModelSpec, StageData
 from reflow.splits import SplitSpec, split_indices
 from reflow.store import StageStore
+from reflow.tables import safe_name
 
 from .common import (
     LABEL,
@@ -26,7 +27,6 @@ from .common import (
     class_order,
     label_values,
     resize_images,
-    safe_name,
     sample_dim,
     unit_images,
 )

@@ -126,7 +126,7 @@ class WGANGP(reflow.Generator):
     def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> WGANGP:
         """Train the critic and generator on ``data`` (a GAN has no held-out score: ``validation`` is unused)."""
         import torch
-        from reflow.training import autocast
+        from reflow.training import autocast, write_epochs
 
         from .networks import feature_matching, gradient_penalty
 
@@ -217,7 +217,7 @@ class WGANGP(reflow.Generator):
                 row = {"epoch": len(self.history_) + 1, "step": step, **dict(zip(LOSS_COLUMNS, means, strict=True)),
                        "seconds": time.perf_counter() - tick}
                 self.history_.append(row)
-                _write_epochs(ctx.folder / "epochs.csv", self.history_)
+                write_epochs(ctx.folder / "epochs.csv", self.history_)
                 bar.advance()
         self.steps_ = int(step)
         self.train_seconds_ = float(time.perf_counter() - start)
@@ -370,17 +370,3 @@ def _batches(n: int, batch: int, rng: Any, weights: Any = None):
             buffer = torch.cat([buffer, torch.randperm(n, generator=rng)])
         yield buffer[:batch]
         buffer = buffer[batch:]
-
-
-def _write_epochs(path: Path, rows: list[dict[str, float]]) -> None:
-    """``epochs.csv`` as reflow.training writes it: a header from the row keys, rewritten atomically."""
-    import csv
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
-
