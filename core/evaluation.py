@@ -756,14 +756,12 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
     """Evaluate every trial of ``designs`` not already in the stage's journal; return all trials.
 
     A vectorized pipeline (:func:`is_vectorized`) runs chunk by chunk as arrays, and each finished chunk is
-    appended to ``<stage>/trials.jsonl`` in one write; a per-trial pipeline journals each trial as it finishes.
-    So a run killed part-way resumes without repeating a finished evaluation. Trials are numbered in batches
-    of ``batch_size`` (the ``batch`` variable), each reported to the ``on_trial_batch`` hook when a plugin
-    listens.
+    appended to the stage's journal (``ctx.store.journal()``) in one write; a per-trial pipeline journals each
+    trial as it finishes. So a run killed part-way resumes without repeating a finished evaluation. Trials are
+    numbered in batches of ``batch_size`` (the ``batch`` variable), each reported to the ``on_trial_batch`` hook
+    when a plugin listens.
     """
-    from reflow.store import JOURNAL, TrialJournal
-
-    journal = TrialJournal(ctx.folder / JOURNAL)
+    journal = ctx.store.journal()
     earlier = latest_records(journal.read())
     retry = ctx.resuming and failed_before(ctx.folder)
     done = {r["trial"] for r in earlier if not (retry and r.get("status") == "failed")}
@@ -823,8 +821,11 @@ def run_journaled(pipeline: Pipeline, designs: xr.Dataset, ctx: RunContext, *, b
 def chunk_size(ctx: RunContext, n: int, batch_size: int = 1) -> int:
     """Trials per chunk of a vectorized pipeline: the executor's ``chunk_size`` if set, else :data:`CHUNK`, in whole
     batches of ``batch_size`` (a batch evaluator is called once per batch; a batch never spans two chunks)."""
-    config = getattr(getattr(ctx.run, "study", None), "executor", None)
-    size = max(1, min(int(getattr(config, "chunk_size", None) or CHUNK), max(n, 1)))
+    from reflow.runner import Run
+
+    # a study's run says it in its executor config; a test's stand-in run (no study) takes the default
+    configured = ctx.run.study.executor.chunk_size if isinstance(ctx.run, Run) else None
+    size = max(1, min(int(configured or CHUNK), max(n, 1)))
     batch_size = max(1, batch_size)
     return max(batch_size, size // batch_size * batch_size)
 

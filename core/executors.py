@@ -214,9 +214,8 @@ class DaskExecutor(Executor):
 
 def make_executor(config: ExecutorConfig) -> Executor:
     """The executor a study's ``executor:`` key asks for."""
-    chunk_size = getattr(config, "chunk_size", None)
     if config.kind == "dask":
-        return DaskExecutor(config.address or "local", config.workers, chunk_size)
+        return DaskExecutor(config.address or "local", config.workers, config.chunk_size)
     if config.workers:
-        return ProcessPoolExecutor(config.workers, chunk_size)
+        return ProcessPoolExecutor(config.workers, config.chunk_size)
     return InProcessExecutor()

@@ -312,3 +312,21 @@ def test_a_study_that_uses_no_torch_never_imports_it(tmp_path):
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout.strip().splitlines()[-1])
     assert out == {"torch": False, "status": "done", "device": "auto"}
+
+
+def test_chunk_size_comes_from_the_study_executor_or_the_default(tmp_path):
+    """A run's study sets the vectorized chunk (in whole batches); a test's stand-in run has no study: CHUNK."""
+    from reflow.context import RunContext
+    from reflow.evaluation import CHUNK, chunk_size
+    from reflow.runner import Run
+
+    path = tmp_path / "study.yaml"
+    path.write_text(textwrap.dedent(STUDY))
+    run = Run(tmp_path / "run", load_study(path), {})
+    ctx = RunContext(run=run, stage="doe", seed=1, device="cpu", folder=tmp_path, study_dir=tmp_path, quiet=True)
+    assert chunk_size(ctx, 300) == 128
+    assert chunk_size(ctx, 300, batch_size=64) == 128
+    assert chunk_size(ctx, 300, batch_size=100) == 100  # never less than one batch
+    assert chunk_size(ctx, 50) == 50  # never more than the trials to go
+    stand_in = test_context(tmp_path)
+    assert chunk_size(stand_in, 10 * CHUNK) == CHUNK
