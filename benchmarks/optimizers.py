@@ -57,7 +57,8 @@ def cell_key(problem: str, variant: str, tool: str, seed: int, budget: int) -> s
 def reflow_commit() -> str:
     """The last commit touching reflow's optimizer code, with '+dirty' when it has uncommitted changes."""
     root = HERE.parent
-    paths = ["plugins/optimize", "plugins/tasks/optimize.py"]
+    paths = ["plugins/optimize", "plugins/tasks/optimize.py", "plugins/tasks/_optimize_loop.py",
+             "plugins/tasks/_recommend.py", "plugins/tasks/_optimize_figures.py"]
     try:
         sha = subprocess.run(["git", "log", "-1", "--format=%h", "--", *paths], cwd=root, capture_output=True,
                              text=True, check=True).stdout.strip()

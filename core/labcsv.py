@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from reflow.components import LabTask
 from reflow.errors import UserInputError
 from reflow.store import lock_run
 
@@ -85,7 +87,7 @@ def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, st
         row = [int(trial)]
         for p in space.parameters:
             v = experiments[p.name].values[i]
-            v = v.item() if hasattr(v, "item") else v
+            v = v.item() if isinstance(v, np.generic) else v
             if p.kind == "continuous":
                 row.append(lab_value(p, float(v)))
             elif p.kind == "integer":
@@ -310,7 +312,7 @@ def _message(path: Path, problems: list[str]) -> str:
     return (f"{path}: {len(problems)} problem(s); nothing was stored:\n  " + "\n  ".join(shown) + more)
 
 
-def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Space, dict[str, str]]:
+def open_lab_stage(run_dir: Path, stage: str) -> tuple[LabTask, Any, Space, dict[str, str]]:
     """(task, ctx, space, measured outputs) of a lab stage of a run folder; a clear error for anything else."""
     from reflow.runner import open_run, stage_context
 
@@ -321,7 +323,7 @@ def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Space, dict[str
         raise UserInputError(f"--stage {stage!r}: the study has no such stage"
                              + (f"; did you mean {close[0]!r}?" if close else f" (stages: {', '.join(stages)})"))
     task = stages[stage].create_task()
-    if not hasattr(task, "lab_ask"):
+    if not isinstance(task, LabTask):
         raise UserInputError(f"--stage {stage!r} is a {stages[stage].task!r} stage; ask and tell work on an "
                              "optimize stage whose evaluator is a lab")
     status = run.manifest.get("stages", {}).get(stage, {}).get("status")
@@ -337,7 +339,7 @@ def open_lab_stage(run_dir: Path, stage: str) -> tuple[Any, Any, Space, dict[str
 def ask(run_dir: Path, stage: str, n: int) -> str:
     """Record ``n`` new experiments of a lab stage as asked; return them as CSV text.
 
-    Holds the run folder's lock while it reads and appends ``asked.jsonl``: two ``ask`` at once never hand
+    Holds the run folder's lock while it reads and appends the asked journal: two ``ask`` at once never hand
     out the same trial id (the second is refused, exit code 2)."""
     with lock_run(run_dir, f"reflow ask --stage {stage}"):
         task, ctx, space, outputs = open_lab_stage(run_dir, stage)

@@ -87,6 +87,10 @@ class _Warnings:
 
 
 class _Bayes(reflow.Optimizer):
+    min_initial = 0  # with fewer than 2 successful trials an ask is space-filling: any initial design will do
+    _n_train: int = 0
+    """Trials in the last fit (the acquisition search shrinks as they grow, :meth:`effort`)."""
+
     class Params(reflow.Params):
         num_restarts: int | None = Field(None, ge=1, description="starting points of the acquisition optimizer "
                                                                  "(default: 2 + the number of parameters, up to 20)")
@@ -323,7 +327,7 @@ class _Bayes(reflow.Optimizer):
         """
         d = self.problem.dim
         p = self.params
-        shrink = min(1.0, math.sqrt(FULL_EFFORT_UNTIL / max(getattr(self, "_n_train", 0), 1)))
+        shrink = min(1.0, math.sqrt(FULL_EFFORT_UNTIL / max(self._n_train, 1)))
         restarts = p.num_restarts or max(2, round(min(20, 2 + d) * shrink))
         raw = p.raw_samples or max(64, int(min(1024, max(128, 64 * d)) * shrink))
         return restarts, raw, p.mc_samples or (64 if d <= 3 else 128)
@@ -331,7 +335,7 @@ class _Bayes(reflow.Optimizer):
     def ask(self, n, ctx, pending=None):
         import torch
 
-        self.device = torch.device(getattr(ctx, "device", "cpu") or "cpu")
+        self.device = torch.device(ctx.device or "cpu")
         p = self.problem
         x, y, told = self._training()
         self._n_train = len(x)
@@ -451,6 +455,8 @@ def log_nehvi(opt: _Bayes, model, x, y, pending):
 
 class QLogNEI(_Bayes):
     """Single-objective Bayesian optimization with batch log noisy expected improvement (BoTorch qLogNEI)."""
+
+    max_objectives = 1
 
     def acquisition(self, model, x, y, pending):
         if len(self.problem.objectives) != 1:

@@ -23,7 +23,8 @@ from reflow.sampling import snap_to_constraints
 
 
 class _Pymoo(reflow.Optimizer):
-    needs_initial_population = True  # the optimize task checks budget.initial >= 4
+    min_initial = 4  # the initial design is the first population: the optimize task checks budget.initial
+
     class Params(reflow.Params):
         pop_size: int | None = Field(None, ge=4, description="population size (default: the initial design size)")
         crossover_eta: float = Field(15.0, gt=0, description="SBX crossover distribution index")

@@ -10,20 +10,25 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from reflow.errors import UserInputError
 from reflow.evaluation import Pipeline, build_evaluator, evaluate_trials, failed_before
+from reflow.plotting import pyplot, save_figure
 from reflow.specs import EvaluatorPipeline
-from reflow.store import TrialJournal
 
 from ._pareto import pareto_mask
 from ._scoring import regression_scores
 from ._trials import pipeline_for_check
 
-JOURNAL = "verify.jsonl"
+if TYPE_CHECKING:
+    from reflow.context import RunContext
+    from reflow.problem import OptimizationProblem
+
+JOURNAL = "verify"
+"""The stage's journal of finished true evaluations (``verify.jsonl``), read back on resume."""
 
 
 class VerifySpec(BaseModel):
@@ -38,7 +43,7 @@ class VerifySpec(BaseModel):
     max: int = Field(20, ge=1, description="at most this many designs are re-evaluated")
 
 
-def check_verify(check, verify: VerifySpec, space_names: list[str], objectives: list[str]) -> None:
+def check_verify(check: Any, verify: VerifySpec, space_names: list[str], objectives: list[str]) -> None:
     """Validation: the verify evaluator takes the space's parameters and produces every objective."""
     pipeline = pipeline_for_check(check, verify.evaluate)
     if pipeline is None:  # a trained {stage: ...} step: checked when the stage starts
@@ -66,7 +71,7 @@ def _missing_objectives(pipeline: Pipeline, objectives: list[str]) -> str | None
             f"(its outputs: {', '.join(declared) or 'none declared'})")
 
 
-def build_verifier(verify: VerifySpec, objectives: list[str], ctx) -> Pipeline:
+def build_verifier(verify: VerifySpec, objectives: list[str], ctx: RunContext) -> Pipeline:
     """The verify pipeline, built (and checked) before the optimization starts, so a bad one costs no run."""
     pipeline = build_evaluator(verify.evaluate, ctx)
     message = _missing_objectives(pipeline, objectives)
@@ -75,7 +80,7 @@ def build_verifier(verify: VerifySpec, objectives: list[str], ctx) -> Pipeline:
     return pipeline
 
 
-def select_designs(trials, problem, mode: str, limit: int) -> np.ndarray:
+def select_designs(trials: Any, problem: OptimizationProblem, mode: str, limit: int) -> np.ndarray:
     """Positions (in ``trials``) of the designs to verify, at most ``limit``.
 
     pareto: the non-dominated feasible trials (for one objective: the best); if more than ``limit``, evenly
@@ -110,9 +115,9 @@ def _spread(positions: np.ndarray, limit: int) -> np.ndarray:
     return positions[np.unique(np.round(np.linspace(0, positions.size - 1, limit)).astype(int))]
 
 
-def verify_designs(pipeline: Pipeline, verify: VerifySpec, trials, problem, ctx,
-                   inputs_of: Callable[[int], dict[str, Any]]):
-    """Re-evaluate the chosen designs (journaled in ``verify.jsonl``: a resumed stage repeats none); return the
+def verify_designs(pipeline: Pipeline, verify: VerifySpec, trials: Any, problem: OptimizationProblem,
+                   ctx: RunContext, inputs_of: Callable[[int], dict[str, Any]]) -> Any:
+    """Re-evaluate the chosen designs (journaled in :data:`JOURNAL`: a resumed stage repeats none); return the
     ``verify`` dataset: per design its parameters, the optimizer's and the true value of every objective and
     outcome-constraint metric, absolute and relative errors, status and error."""
     import xarray as xr
@@ -122,7 +127,7 @@ def verify_designs(pipeline: Pipeline, verify: VerifySpec, trials, problem, ctx,
         ctx.logger.warning("stage %s: verify: no %s design to re-evaluate (no successful%s trial)", ctx.stage,
                            verify.designs, "" if verify.designs == "all" else " feasible")
     ids = [int(trials["trial"].values[i]) for i in positions]
-    journal = TrialJournal(ctx.folder / JOURNAL)
+    journal = ctx.store.journal(JOURNAL)
     retry = ctx.resuming and failed_before(ctx.folder, "verify")  # every design failed last time: verify again
     done = {} if retry else {r["trial"]: r for r in journal.read() if r["trial"] in ids}
     rows = [(tid, inputs_of(int(i))) for tid, i in zip(ids, positions, strict=True) if tid not in done]
@@ -169,7 +174,7 @@ def verify_designs(pipeline: Pipeline, verify: VerifySpec, trials, problem, ctx,
     return ds
 
 
-def verify_metrics(ds, objectives: list[str]) -> dict[str, Any]:
+def verify_metrics(ds: Any, objectives: list[str]) -> dict[str, Any]:
     """Per objective over the successful rows: RMSE, MAE, largest relative error, and R2 from 3 designs up."""
     ok = ds["status"].values == "ok"
     out: dict[str, Any] = {"verify_designs": int(ok.size), "verify_ok": int(ok.sum()),
@@ -189,17 +194,13 @@ def verify_metrics(ds, objectives: list[str]) -> dict[str, Any]:
     return out
 
 
-def plot_verify(ds, objectives: list[str], folder: Path) -> Path | None:
+def plot_verify(ds: Any, objectives: list[str], folder: Path) -> Path | None:
     """Parity plot per objective: the optimizer's value against the true one; on the diagonal, the surrogate
     was right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     ok = ds["status"].values == "ok"
     if not ok.any():
         return None
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(objectives), figsize=(4.6 * len(objectives) + 0.4, 4.4), squeeze=False)
     for ax, o in zip(axes[0], objectives, strict=True):
         true = np.asarray(ds[f"{o}_true"].values, dtype=float)[ok]
@@ -219,8 +220,4 @@ def plot_verify(ds, objectives: list[str], folder: Path) -> Path | None:
     n_failed = int((~ok).sum())
     fig.suptitle(f"verification of {int(ok.sum())} designs ({ds.attrs.get('designs', '')})"
                  + (f"; {n_failed} true evaluations failed" if n_failed else ""), fontsize=10)
-    fig.tight_layout()
-    path = folder / "verify_parity.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, folder / "verify_parity.png")

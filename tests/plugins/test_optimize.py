@@ -700,6 +700,39 @@ def test_qlognei_with_two_objectives(study):
     assert any("qlognei optimizes one objective; use qnehvi or qparego" in m for m in found), found
 
 
+def test_optimizer_traits_decide_the_checks_not_its_name(study, register_plugin):
+    """max_objectives and min_initial, declared on the optimizer class, are what validation reads: a plugin's
+    optimizer declaring them gets the same checks as the built-ins."""
+    import reflow
+
+    class TwoObjectives(reflow.Optimizer):
+        max_objectives = 2
+        min_initial = 3
+
+        class Params(reflow.Params):
+            pass
+
+    class Plugin:
+        @reflow.hookimpl
+        def register_optimizers(self, register):
+            register("test-two", TwoObjectives)
+
+    register_plugin(Plugin(), "test-two-objectives")
+    three = {"warpage_um": "min", "die_interface_stress_mpa": "min", "curvature_1_per_m": "max"}
+    found = problems(study, bilayer_stage(optimizer="test-two", objectives=three,
+                                          budget={"initial": 2, "evaluations": 8}))
+    assert any("optimizer" in m and "test-two optimizes at most 2 objectives; use qnehvi or qparego for 3" in m
+               for m in found), found
+    assert any("budget.initial" in m and "test-two needs at least 3 initial evaluations before its first ask "
+               "(got 2)" in m for m in found), found
+    assert list(study.load(bilayer_stage(optimizer="test-two", budget={"initial": 3, "evaluations": 8})).stages)
+
+
+def test_bayesian_optimizers_need_no_initial_design(study):
+    """qlognei with initial: 0 is valid: it fills the space itself until two trials have succeeded."""
+    assert list(study.load(bilayer_stage(budget={"initial": 0, "evaluations": 8})).stages)
+
+
 def test_unknown_initial_design(study):
     found = problems(study, bilayer_stage(budget={"initial": 4, "evaluations": 8, "initial_design": "sobolx"}))
     assert any("initial_design" in m and "'sobolx'" in m for m in found), found

@@ -72,5 +72,5 @@ def test_an_evolutionary_optimizer_needs_an_initial_population(tmp_path):
     (tmp_path / "sim.py").write_text(SIM)
     path = tmp_path / "study.yaml"
     path.write_text(textwrap.dedent(STUDY).replace("OPTIMIZER", "nsga2").replace("initial: 6", "initial: 2"))
-    with pytest.raises(StudyError, match="nsga2 evolves a population: give at least 4 initial evaluations"):
+    with pytest.raises(StudyError, match=r"nsga2 needs at least 4 initial evaluations before its first ask \(got 2\)"):
         load_study(path)
