@@ -144,6 +144,8 @@ class Surrogate:
     has_std: ClassVar[bool] = False
     uses_torch: ClassVar[bool] = False
     Params: ClassVar[type[BaseModel]] = Params
+    n_outputs_: int | None = None
+    """The fitted output width (None until :meth:`fit` or :meth:`load`)."""
 
     def __init__(self, params: BaseModel | dict[str, Any] | None = None, *, device: str = "cpu", seed: int = 0,
                  **kwargs: Any):
@@ -203,7 +205,7 @@ class Surrogate:
 
     @property
     def is_fitted(self) -> bool:
-        return hasattr(self, "n_outputs_")
+        return self.n_outputs_ is not None
 
     def _check_fitted(self) -> None:
         if not self.is_fitted:

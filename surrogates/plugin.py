@@ -94,8 +94,7 @@ class SurrogateModel(reflow.Model):
     def predict(self, data, ctx):
         import xarray as xr
 
-        if not hasattr(self, "surrogate_"):
-            raise reflow.ReflowError(f"{self.surrogate_family}: predict before fit")
+        self.require_fitted("surrogate_")
         X = self._matrix(data, self.features, "feature")
         self.surrogate_.device = ctx.device
         mean, std = self.surrogate_.predict(X)
@@ -110,7 +109,7 @@ class SurrogateModel(reflow.Model):
         return xr.Dataset(out, coords=coords, attrs={"component": self.surrogate_family})
 
     def summary(self):
-        return self.surrogate_.summary() if hasattr(self, "surrogate_") else {}
+        return self.surrogate_.summary() if self.is_fitted("surrogate_") else {}
 
     def save_state(self, directory: Path) -> None:
         self.surrogate_.save(directory / SURROGATE_DIR)

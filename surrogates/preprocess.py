@@ -151,6 +151,9 @@ class Preprocessor:
         explained_variance_ratio_: variance share of each kept principal component (None without PCA).
     """
 
+    pipeline_: Any = None
+    """The fitted pipeline (None until :meth:`fit`)."""
+
     def __init__(self, params: PreprocessParams | dict[str, Any] | None = None, seed: int = 0):
         self.params = validate_params(PreprocessParams, params, "preprocess")
         self.seed = int(seed)
@@ -174,7 +177,7 @@ class Preprocessor:
         return self
 
     def transform(self, X: Any) -> np.ndarray:
-        if not hasattr(self, "pipeline_"):
+        if self.pipeline_ is None:
             raise ReflowError("preprocess: transform before fit")
         X = as_inputs(X, "preprocess", self.n_features_in_)
         return np.asarray(self.pipeline_.transform(X), dtype=np.float64)
