@@ -121,11 +121,6 @@ MIN_SUMMARY = 30
 """The narrowest summary column ``reflow plugins`` keeps: below it, the optional columns are left out."""
 
 
-def _summary(doc: str | None) -> str:
-    """A docstring's first paragraph on one line (the table cuts it with an ellipsis)."""
-    return " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split()).replace("``", "`")
-
-
 def _fitted_columns(width: int, columns: dict[str, list[str]], optional: tuple[str, ...], flexible: str,
                     least: int) -> dict[str, int]:
     """The columns a table ``width`` characters wide shows, with their widths: every column not ``optional``,
@@ -163,6 +158,7 @@ def plugins(ctx: typer.Context) -> None:
     if ctx.invoked_subcommand is not None:
         return
     from reflow.registry import KIND_LABELS, get_registry
+    from reflow.schema import summary
     from rich.console import Console
     from rich.table import Table
 
@@ -170,7 +166,7 @@ def plugins(ctx: typer.Context) -> None:
     entries = [reg.entries[n] for n in sorted(reg.entries, key=lambda n: (reg.entries[n].kind, n))]
     cells = {"name": [e.name for e in entries], "kind": [KIND_LABELS[e.kind] for e in entries],
              "category": [e.category for e in entries], "plugin": [e.plugin for e in entries],
-             "summary": [_summary(e.cls.__doc__) for e in entries]}
+             "summary": [summary(e.cls.__doc__).replace("``", "`") for e in entries]}  # cut to one line below
     console = Console()
     # narrow terminals: the category says what the kind does (a model's family, design or optimizer, else the
     # kind), so the kind and plugin columns go first; the summary keeps one line, cut with an ellipsis

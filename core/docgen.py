@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from reflow.components import Design, Evaluator, Params, Task
-from reflow.schema import declared_variables, nested_models, param_rows, yaml_value
+from reflow.schema import declared_variables, nested_models, param_rows, summary, yaml_value
 
 YAML_REFERENCE = "yaml-reference.md"
 HOOKS = "hooks.md"
@@ -244,8 +244,7 @@ def yaml_reference(include_all: bool = False) -> str:
         out += [f"## {title}", "", intro, ""]
         out += ["| name | category | summary |", "| --- | --- | --- |"]
         for e in group:
-            summary = (inspect.cleandoc(e.cls.__doc__ or "").splitlines() or [""])[0]
-            out.append(f"| [`{e.name}`](#{_anchor(e.name)}) | {e.category} | {_cell(summary)} |")
+            out.append(f"| [`{e.name}`](#{_anchor(e.name)}) | {e.category} | {_cell(summary(e.cls.__doc__))} |")
         out.append("")
         for e in group:
             out += _component_section(e, structures)

@@ -56,8 +56,9 @@ def register_models(register: Register) -> None:
     """Register models: classifiers, regressors, detectors, generators, surrogates, life models.
 
     :param register: ``register(name, cls)`` with ``cls`` a subclass of :class:`reflow.components.Model`
-        implementing ``fit(data, ctx) -> self``, ``predict(data, ctx) -> Dataset``, ``save(dir)`` and the
-        classmethod ``load(dir)``, and setting the class attribute ``family``.
+        implementing ``fit(data, ctx, validation=None) -> self``, ``predict(data, ctx) -> Dataset``,
+        ``save_state(dir)`` and ``load_state(dir)``, and setting the class attribute ``family`` (a generator
+        subclasses :class:`reflow.components.Generator` and implements ``generate`` instead of ``predict``).
     """
 
 

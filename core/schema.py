@@ -8,7 +8,9 @@ type (``int | null``, ``list[str]``, ``optimizer or design``), default as YAML (
 
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass
@@ -19,6 +21,16 @@ from pydantic_core import PydanticUndefined
 
 if TYPE_CHECKING:
     from reflow.components import Evaluator, Variable
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
+
+
+def summary(doc: str | None) -> str:
+    """A component's summary: the first sentence of its docstring, on one line (its first source line may stop
+    mid-sentence); the ``reflow plugins`` table and the YAML reference's tables show it."""
+    paragraph = " ".join(inspect.cleandoc(doc or "").split("\n\n")[0].split())
+    return _SENTENCE_END.split(paragraph, maxsplit=1)[0]
 
 
 @dataclass
