@@ -137,6 +137,8 @@ def test_best_designs_of_one_objective_in_order(tmp_path):
 
 
 def test_pareto_of_one_objective_is_the_best_trial(tmp_path):
+    from reflow.report import key_numbers
+
     run = _run(tmp_path, '{evaluate: {python: {function: "sim:grow_and_cost"}}}', objectives="{x_um: max}")
     ver = run.output("opt.verify")
     trials = run.output("opt.trials")
@@ -144,6 +146,14 @@ def test_pareto_of_one_objective_is_the_best_trial(tmp_path):
     metrics = json.loads((run.dir / "opt" / "metrics.json").read_text())
     assert "verify_x_um_r2" not in metrics  # R2 needs at least 3 designs
     assert metrics["verify_x_um_mae"] == pytest.approx(float(ver["x_um_abs_error"].values[0]))
+    # on a surrogate the optimizer's best is the surrogate's optimum: the headline (what the report shows first) is
+    # the true value of the verified design, with the surrogate's prediction for it next to it
+    assert metrics["headline"] == {"verified_x_um": pytest.approx(float(grow(ver["t_h"].values[0])), rel=1e-12),
+                                   "surrogate_x_um": pytest.approx(metrics["best_x_um"]),
+                                   "verified_trial": int(ver["trial"].values[0])}
+    shown = key_numbers(metrics)
+    assert [k.label for k in shown[:3]] == ["verified_x_um", "surrogate_x_um", "verified_trial"]
+    assert shown[0].text.endswith(("µm", "um"))  # the units the name states
 
 
 def test_a_python_verifier_without_an_objective_fails_only_its_rows(tmp_path):
@@ -251,6 +261,7 @@ def test_recommended_design_is_the_best_feasible_on_its_objective(tmp_path):
     assert metrics["recommended_t_h"] == pytest.approx(float(trials["t_h"].values[best]))
     assert metrics["recommended_x_um"] == pytest.approx(float(trials["x_um"].values[best]))
     assert metrics["recommended_cost"] <= 5
+    assert "headline" not in metrics  # nothing verified: the optimizer's values are the result
 
 
 def test_recommended_design_uses_the_true_values_of_the_verified_designs(tmp_path):
@@ -265,6 +276,12 @@ def test_recommended_design_uses_the_true_values_of_the_verified_designs(tmp_pat
     assert metrics["recommended_x_um"] == pytest.approx(float(grow(t[best])), rel=1e-12)
     surrogate_pick = np.flatnonzero(feasible)[np.argmin(trials["x_um"].values[feasible])]
     assert metrics["recommended_x_um"] <= float(grow(t[surrogate_pick]))  # never worse than trusting the surrogate
+    # the headline is the recommended design's verified values, each next to the surrogate's prediction
+    assert metrics["headline"] == {"verified_x_um": metrics["recommended_x_um"],
+                                   "surrogate_x_um": pytest.approx(float(trials["x_um"].values[best])),
+                                   "verified_cost": metrics["recommended_cost"],
+                                   "surrogate_cost": pytest.approx(float(trials["cost"].values[best])),
+                                   "verified_trial": metrics["recommended_trial"]}
 
 
 def test_recommend_by_hand():
@@ -294,6 +311,33 @@ def test_recommend_by_hand():
     assert (by_truth["recommended_h_mm"], by_truth["recommended_life"]) == (0.6, 1400.0)
     failing = verified.assign(life_true=("trial", [990.0, 800.0]))
     assert recommend(trials, problem, "warpage_um", failing) == {"recommended_by": "verify"}
+
+
+def test_verified_headline_by_hand():
+    """The headline design: the given (recommended) one, else the best feasible on the first objective by the
+    true values; with none feasible, a line that says so instead of the optimizer's numbers."""
+    import xarray as xr
+    from reflow.expressions import parse_constraint
+    from reflow.plugins.tasks._recommend import verified_headline
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    space = Space.from_specs({"h_mm": ParameterSpec(low=0.1, high=1.0)})
+    problem = OptimizationProblem(space, [Objective("warpage_um", "min"), Objective("life", "max")],
+                                  [parse_constraint("life >= 1000")])
+    verified = xr.Dataset({"warpage_um_true": ("trial", [21.0, 29.0, 25.0]),
+                           "warpage_um_surrogate": ("trial", [10.0, 20.0, 30.0]),
+                           "life_true": ("trial", [990.0, 1400.0, 1200.0]),
+                           "life_surrogate": ("trial", [1100.0, 1500.0, 1300.0]),
+                           "status": ("trial", ["ok", "ok", "failed"])}, coords={"trial": [1, 2, 3]})
+    # trial 1 misses the life limit by its true value, trial 3's true evaluation failed: trial 2
+    assert verified_headline(verified, problem) == {"verified_warpage_um": 29.0, "surrogate_warpage_um": 20.0,
+                                                    "verified_life": 1400.0, "surrogate_life": 1500.0,
+                                                    "verified_trial": 2}
+    assert verified_headline(verified, problem, trial=1)["verified_warpage_um"] == 21.0
+    failing = verified.assign(life_true=("trial", [990.0, 800.0, 1200.0]))
+    assert verified_headline(failing, problem) == {
+        "verified_design": "none of the 3 verified designs is feasible by its true values"}
 
 
 def test_recommend_must_name_an_objective(tmp_path):
