@@ -21,6 +21,7 @@ from reflow.imaging import BatchTransform, Transforms, TransformStep, image_arra
 from reflow.training import TrainingConfig, count_parameters
 
 from .figures import loss_plot
+from .weights import load_module, save_module
 
 if TYPE_CHECKING:
     import torch
@@ -52,6 +53,15 @@ def training_config(params: TrainingConfig, **overrides: Any) -> TrainingConfig:
     ``overrides`` (MAE pre-training's epochs and learning rate)."""
     values = {name: getattr(params, name) for name in TrainingConfig.model_fields}
     return TrainingConfig(**{**values, **overrides})
+
+
+def training_summary(n_params: int, history: list[dict[str, Any]], best_epoch: int, seconds: float,
+                     stopped_early: bool) -> dict[str, Any]:
+    """What every trained network reports in its stage's metrics: size, epochs, time and the last training loss."""
+    last = history[-1] if history else {}
+    return {"params": n_params, "best_epoch": best_epoch, "epochs_run": len(history),
+            "train_seconds": round(seconds, 3), "stopped_early": stopped_early,
+            "final_train_loss": last.get("train_loss", math.nan)}
 
 
 class _FamilyFromTask:
@@ -173,6 +183,32 @@ class VisionModel(reflow.Model):
             return self.params.task
         return "regression" if values.dtype.kind == "f" else "classification"
 
+    def _learn_target(self, values: np.ndarray) -> None:
+        """Task, classes or per-target scaling from the training values (:meth:`_target_values`)."""
+        target = self.targets[0]
+        several = values.ndim == 2
+        self.task_ = "regression" if several else self._resolve_task(values)
+        if self.task_ != "regression":
+            self.classes_ = class_list(values, target)
+            self.target_mean_, self.target_std_ = 0.0, 1.0
+            return
+        if values.dtype.kind not in "fiub":
+            raise reflow.DataError(f"regression target {target!r} must be numeric, got {values.dtype}; "
+                                   "set task: classification for labels")
+        means, stds = [], []
+        for j, name in enumerate(self.targets):
+            y = values.astype(np.float64)[:, j] if several else values.astype(np.float64)
+            finite = y[np.isfinite(y)]
+            if finite.size == 0:
+                raise reflow.DataError(f"target {name!r} has no finite values")
+            std = float(finite.std()) if self.params.scale_target else 1.0
+            means.append(float(finite.mean()) if self.params.scale_target else 0.0)
+            stds.append(std if std > 0 else 1.0)
+        # one target: plain floats (as saved by earlier versions); several: one per network output
+        self.target_mean_ = means if several else means[0]
+        self.target_std_ = stds if several else stds[0]
+        self.classes_ = []
+
     def _steps(self, height: int, width: int) -> list[TransformStep]:
         if self.params.transforms is not None:
             return list(self.params.transforms)
@@ -210,32 +246,8 @@ class VisionModel(reflow.Model):
 
         values = self._target_values(data)
         target = self.targets[0]
-        several = values.ndim == 2
         channels, height, width = image_shape(data)
-        self.task_ = "regression" if several else self._resolve_task(values)
-        if self.task_ == "regression":
-            if values.dtype.kind not in "fiub":
-                raise reflow.DataError(f"regression target {target!r} must be numeric, got {values.dtype}; "
-                                       "set task: classification for labels")
-            means, stds = [], []
-            for j, name in enumerate(self.targets):
-                y = values.astype(np.float64)[:, j] if several else values.astype(np.float64)
-                finite = y[np.isfinite(y)]
-                if finite.size == 0:
-                    raise reflow.DataError(f"target {name!r} has no finite values")
-                std = float(finite.std()) if self.params.scale_target else 1.0
-                means.append(float(finite.mean()) if self.params.scale_target else 0.0)
-                stds.append(std if std > 0 else 1.0)
-            # one target: plain floats (as saved by earlier versions); several: one per network output
-            self.target_mean_ = means if several else means[0]
-            self.target_std_ = stds if several else stds[0]
-            self.classes_ = []
-        else:
-            self.classes_ = sorted({_label(v) for v in values}, key=lambda c: (str(type(c)), c))
-            if len(self.classes_) < 2:
-                raise reflow.DataError(f"classification target {target!r} has {len(self.classes_)} class in the "
-                                       "training data; it needs at least 2")
-            self.target_mean_, self.target_std_ = 0.0, 1.0
+        self._learn_target(values)
         steps = self._steps(height, width)
         train_tf, eval_tf = BatchTransform(steps, train=True), BatchTransform(steps, train=False)
         train_tf.check(channels, height, width)
@@ -333,29 +345,18 @@ class VisionModel(reflow.Model):
             means, stds = self._scaling()
             return xr.Dataset({f"{t}_mean": (dim, out[:, j].astype(np.float64) * stds[j] + means[j])
                                for j, t in enumerate(self.targets)}, coords=coords)
-        target = self._target()
         prob = softmax(out.astype(np.float64), axis=1)
-        best = prob.argmax(axis=1)
-        classes = np.asarray(self.classes_)
-        variables = {f"{target}_pred": (dim, classes[best]), f"{target}_prob": (dim, prob.max(axis=1))}
-        for j, c in enumerate(self.classes_):
-            variables[f"{target}_prob_{_safe_name(c)}"] = (dim, prob[:, j])
-        return xr.Dataset(variables, coords=coords)
+        return class_predictions(prob, self.classes_, self._target(), dim, coords)
 
     def summary(self) -> dict[str, Any]:
         if not self.is_fitted("module_"):
             return {}
-        last = self.history_[-1] if self.history_ else {}
-        out = {"params": self.n_params_, "best_epoch": self.best_epoch_, "epochs_run": len(self.history_),
-               "train_seconds": round(self.train_seconds_, 3), "stopped_early": self.stopped_early_,
-               "final_train_loss": last.get("train_loss", math.nan)}
-        return out
+        return training_summary(self.n_params_, self.history_, self.best_epoch_, self.train_seconds_,
+                                self.stopped_early_)
 
     # --- persistence -----------------------------------------------------------------------------------------
 
     def save_state(self, directory: Path) -> None:
-        from safetensors.torch import save_model
-
         self.require_fitted("module_")
         state = {"task": self.task_, "classes": self.classes_, "target_mean": self.target_mean_,
                  "target_std": self.target_std_, "in_chans": self.in_chans_, "img_size": self.img_size_,
@@ -363,15 +364,10 @@ class VisionModel(reflow.Model):
                  "history": self.history_, "best_epoch": self.best_epoch_, "train_seconds": self.train_seconds_,
                  "stopped_early": self.stopped_early_}
         state.update(self.save_extra(directory))
-        module = self.module_
-        device = next(module.parameters()).device
-        save_model(module.cpu(), str(directory / WEIGHTS))
-        module.to(device)
+        save_module(self.module_, directory / WEIGHTS)
         (directory / STATE).write_text(json.dumps(state, indent=2, default=_json_float))
 
     def load_state(self, directory: Path) -> None:
-        from safetensors.torch import load_model
-
         state = json.loads((directory / STATE).read_text())
         self.task_ = state["task"]
         self.classes_ = state["classes"]
@@ -383,8 +379,7 @@ class VisionModel(reflow.Model):
         self.best_epoch_, self.train_seconds_ = state["best_epoch"], state["train_seconds"]
         self.stopped_early_ = state["stopped_early"]
         self.module_ = self.build_module(self.in_chans_, tuple(self.img_size_), self.n_out_)
-        load_model(self.module_, str(directory / WEIGHTS), strict=True, device="cpu")
-        self.module_.eval()
+        load_module(self.module_, directory / WEIGHTS)
         self.load_extra(directory, state)
 
     # --- figures ---------------------------------------------------------------------------------------------
@@ -428,6 +423,29 @@ def _label(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode()
     return value
+
+
+def class_list(values: Any, target: str) -> list[Any]:
+    """The classes of a classification target's training labels, in a stable order (by type, then value); a
+    DataError unless there are at least two."""
+    classes = sorted({_label(v) for v in values}, key=lambda c: (str(type(c)), c))
+    if len(classes) < 2:
+        raise reflow.DataError(f"classification target {target!r} has {len(classes)} class in the training data; "
+                               "it needs at least 2")
+    return classes
+
+
+def class_predictions(prob: np.ndarray, classes: list[Any], target: str, dim: str,
+                      coords: dict[str, Any]) -> xr.Dataset:
+    """A classifier's outputs from its class probabilities (n, classes): ``<target>_pred``, ``<target>_prob`` (its
+    probability) and ``<target>_prob_<class>`` per class."""
+    import xarray as xr
+
+    names = np.asarray(classes)
+    variables = {f"{target}_pred": (dim, names[prob.argmax(axis=1)]), f"{target}_prob": (dim, prob.max(axis=1))}
+    for j, c in enumerate(classes):
+        variables[f"{target}_prob_{_safe_name(c)}"] = (dim, prob[:, j])
+    return xr.Dataset(variables, coords=coords)
 
 
 def _json_float(value: Any) -> Any:

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator, model_validator
 from reflow.imaging import image_array, image_shape
 from reflow.training import TrainingConfig, count_parameters
 
-from .base import training_config
+from .base import STATE, WEIGHTS, training_config, training_summary
 from .boxes import BOX_COLUMNS, box_targets, boxes_by_image, class_order, detections_dataset, mean_average_precision
 from .detector_net import (
     BACKBONES,
@@ -51,7 +51,7 @@ from .detector_net import (
     three_channels,
 )
 from .figures import draw_detections, loss_plot
-from .weights import check_weights_suffix
+from .weights import check_weights_suffix, load_module, save_module
 
 if TYPE_CHECKING:
     import torch
@@ -60,8 +60,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("reflow.vision")
 
-WEIGHTS = "model.safetensors"
-STATE = "state.json"
 FIGURE = "detections.png"
 
 
@@ -344,11 +342,9 @@ class FasterRCNN(reflow.Model):
     def summary(self) -> dict[str, Any]:
         if not self.is_fitted("module_"):
             return {}
-        last = self.history_[-1] if self.history_ else {}
-        return {"params": self.n_params_, "best_epoch": self.best_epoch_, "epochs_run": len(self.history_),
-                "train_seconds": round(self.train_seconds_, 3), "stopped_early": self.stopped_early_,
-                "final_train_loss": last.get("train_loss", math.nan), "train_boxes": self.train_boxes_,
-                "classes": len(self.classes_)}
+        return {**training_summary(self.n_params_, self.history_, self.best_epoch_, self.train_seconds_,
+                                   self.stopped_early_),
+                "train_boxes": self.train_boxes_, "classes": len(self.classes_)}
 
     def plot(self, folder: str | Path) -> list[Path]:
         """The learning curve (train and validation loss per epoch) as ``learning_curve.png``."""
@@ -359,22 +355,15 @@ class FasterRCNN(reflow.Model):
     # --- persistence -------------------------------------------------------------------------------------------
 
     def save_state(self, directory: Path) -> None:
-        from safetensors.torch import save_model
-
         self.require_fitted("module_")
         state = {"classes": self.classes_, "in_chans": self.in_chans_, "img_size": self.img_size_,
                  "n_params": self.n_params_, "history": self.history_, "best_epoch": self.best_epoch_,
                  "train_seconds": self.train_seconds_, "stopped_early": self.stopped_early_,
                  "train_boxes": self.train_boxes_}
-        module = self.module_
-        device = next(module.parameters()).device
-        save_model(module.cpu(), str(directory / WEIGHTS))
-        module.to(device)
+        save_module(self.module_, directory / WEIGHTS)
         (directory / STATE).write_text(json.dumps(state, indent=2))
 
     def load_state(self, directory: Path) -> None:
-        from safetensors.torch import load_model
-
         state = json.loads((directory / STATE).read_text())
         self.classes_ = list(state["classes"])
         self.in_chans_, self.img_size_ = state["in_chans"], list(state["img_size"])
@@ -382,8 +371,7 @@ class FasterRCNN(reflow.Model):
         self.best_epoch_, self.train_seconds_ = state["best_epoch"], state["train_seconds"]
         self.stopped_early_, self.train_boxes_ = state["stopped_early"], state["train_boxes"]
         self.module_ = self.build_module(len(self.classes_), tuple(self.img_size_))
-        load_model(self.module_, str(directory / WEIGHTS), strict=True, device="cpu")
-        self.module_.eval()
+        load_module(self.module_, directory / WEIGHTS)
 
 
 class _BoxBatches:

@@ -38,7 +38,7 @@ from pydantic import Field, field_validator, model_validator
 from reflow.imaging import image_shape
 from reflow.training import TrainingConfig, count_parameters
 
-from .base import VisionModel, _label
+from .base import VisionModel
 from .weights import check_weights_suffix, read_state_dict
 
 if TYPE_CHECKING:
@@ -247,7 +247,7 @@ class TimmFeatures(VisionModel):
                                    f"(has: {', '.join(map(str, data.data_vars))})")
         channels, height, width = image_shape(data)
         values = np.asarray(data[target].values)
-        self._learn_target(target, values)
+        self._learn_target(values)
         self.transforms_ = []  # no BatchTransform: the preprocessing is prepare() + cut_patches() + the module
         self.in_chans_ = channels
         self.n_out_ = 1 if self.task_ == "regression" else len(self.classes_)
@@ -291,27 +291,6 @@ class TimmFeatures(VisionModel):
         self.train_seconds_ = float(history.seconds)
         self.stopped_early_ = bool(history.stopped_early)
         return self
-
-    def _learn_target(self, target: str, values: np.ndarray) -> None:
-        """Task, classes or target scaling from the training labels (as every vision model does)."""
-        self.task_ = self._resolve_task(values)
-        if self.task_ == "regression":
-            if values.dtype.kind not in "fiub":
-                raise reflow.DataError(f"regression target {target!r} must be numeric, got {values.dtype}; "
-                                       "set task: classification for labels")
-            finite = values.astype(np.float64)[np.isfinite(values.astype(np.float64))]
-            if finite.size == 0:
-                raise reflow.DataError(f"target {target!r} has no finite values")
-            self.target_mean_ = float(finite.mean()) if self.params.scale_target else 0.0
-            std = float(finite.std()) if self.params.scale_target else 1.0
-            self.target_std_ = std if std > 0 else 1.0
-            self.classes_ = []
-            return
-        self.classes_ = sorted({_label(v) for v in values}, key=lambda c: (str(type(c)), c))
-        if len(self.classes_) < 2:
-            raise reflow.DataError(f"classification target {target!r} has {len(self.classes_)} class in the "
-                                   "training data; it needs at least 2")
-        self.target_mean_, self.target_std_ = 0.0, 1.0
 
     def _load_backbone(self, ctx: RunContext) -> str:
         """Put the chosen weights into the backbone; return where they came from."""

@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 
 from .figures import loss_plot
 from .vit import ViT, ViTParams
+from .weights import load_module, save_module
 
 if TYPE_CHECKING:
     import torch
@@ -90,19 +91,12 @@ class ViTMAE(ViT):
         return out
 
     def save_extra(self, directory: Path) -> dict[str, Any]:
-        from safetensors.torch import save_model
-
-        device = next(self.mae_.parameters()).device
-        save_model(self.mae_.cpu(), str(directory / MAE_WEIGHTS))
-        self.mae_.to(device)
+        save_module(self.mae_, directory / MAE_WEIGHTS)
         return {"pretrain_history": self.pretrain_history_, "pretrain_seconds": self.pretrain_seconds_}
 
     def load_extra(self, directory: Path, state: dict[str, Any]) -> None:
-        from safetensors.torch import load_model
-
         self.mae_ = self.build_mae(self.build_encoder(self.in_chans_, tuple(self.img_size_)))
-        load_model(self.mae_, str(directory / MAE_WEIGHTS), strict=True, device="cpu")
-        self.mae_.eval()
+        load_module(self.mae_, directory / MAE_WEIGHTS)
         self.pretrain_history_ = state["pretrain_history"]
         self.pretrain_seconds_ = state["pretrain_seconds"]
 

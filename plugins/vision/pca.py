@@ -19,7 +19,7 @@ import reflow
 from pydantic import Field
 from reflow.imaging import image_array, image_shape
 
-from .base import _FamilyFromTask, _label, _safe_name
+from .base import _FamilyFromTask, _label, class_list, class_predictions
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -88,10 +88,7 @@ class PCALogistic(reflow.Model):
             self.classes_ = []
         else:
             labels = [_label(v) for v in values]
-            self.classes_ = sorted(set(labels), key=lambda c: (str(type(c)), c))
-            if len(self.classes_) < 2:
-                raise reflow.DataError(f"classification target {target!r} has {len(self.classes_)} class in the "
-                                       "training data; it needs at least 2")
+            self.classes_ = class_list(labels, target)
             index = {c: i for i, c in enumerate(self.classes_)}
             y = np.array([index[c] for c in labels])
             rows = np.arange(len(y))
@@ -153,12 +150,7 @@ class PCALogistic(reflow.Model):
         if self.task_ == "regression":
             mean = self.transform(data) @ self.coef_[0] + self.intercept_[0]
             return xr.Dataset({f"{target}_mean": (dim, mean)}, coords=coords)
-        prob = self.predict_proba(data)
-        classes = np.asarray(self.classes_)
-        variables = {f"{target}_pred": (dim, classes[prob.argmax(axis=1)]), f"{target}_prob": (dim, prob.max(axis=1))}
-        for j, c in enumerate(self.classes_):
-            variables[f"{target}_prob_{_safe_name(c)}"] = (dim, prob[:, j])
-        return xr.Dataset(variables, coords=coords)
+        return class_predictions(self.predict_proba(data), self.classes_, target, dim, coords)
 
     def summary(self) -> dict[str, Any]:
         if not self.is_fitted("components_"):

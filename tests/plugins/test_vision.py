@@ -246,6 +246,7 @@ def test_vit_mae_pretrains_fine_tunes_and_round_trips(train_data, test_data, tmp
     np.testing.assert_array_equal(again.reconstruct(test_data.isel(sample=slice(0, 4)), ctx)["reconstruction"],
                                   rec["reconstruction"])
     assert again.summary()["pretrain_final_loss"] == pytest.approx(losses[-1])
+    assert model.reconstructs and again.reconstructs  # the explain task draws its reconstructions
 
 
 def test_sam_cnn_classifies_held_out_labels(train_data, test_data, tmp_path):
@@ -400,6 +401,24 @@ def test_default_transforms_crop_to_a_multiple_of_the_patch(train_data, tmp_path
     model.fit(data, test_context(tmp_path))
     assert model.transforms_ == ["hflip", "vflip", {"crop": 24}]  # 7/8 of 32 = 28, down to a multiple of 8
     assert model.img_size_ == [24, 24]
+
+
+def test_capabilities_are_declared_before_fit(train_data, tmp_path):
+    """What tasks ask of a vision model answers before fit, without fitted attributes: family from the params,
+    no reconstructions, an empty summary, and a clear error where the fitted network is needed."""
+    from reflow.plugins.vision import PCALogistic
+
+    assert ViT().family == "regressor" and ViT(task="classification").family == "classifier"
+    assert PCALogistic(task="classification").family == "classifier"
+    assert not CNN().reconstructs and not ViTMAE().reconstructs
+    assert ViT().summary() == {} and PCALogistic().summary() == {} and ViT().onnx_spec() == {}
+    with pytest.raises(NotImplementedError, match="does not reconstruct"):
+        CNN().reconstruct(train_data, test_context(tmp_path))
+    with pytest.raises(reflow.ReflowError, match="call fit"):
+        ViT(**TINY_VIT).configure([], ["level"]).predict(train_data, test_context(tmp_path))
+    no_pretraining = ViTMAE(epochs=1, batch_size=32, pretrain_epochs=0, decoder_width=32, decoder_heads=2,
+                            decoder_depth=1, transforms=[], **TINY_VIT).configure([], ["level"])
+    assert not no_pretraining.fit(train_data.isel(sample=slice(0, 32)), test_context(tmp_path)).reconstructs
 
 
 def test_check_component_passes(train_data, tmp_path):
