@@ -151,8 +151,7 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
             continue
         ranking = influence_ranking(trials, numeric_inputs, out)
         y = np.asarray(trials[out].values, dtype=float)[ok]
-        units = trials[out].attrs.get("units", "")
-        label = f"{out} [{units}]" if units else out
+        label = axis_label(trials, out)
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.4), gridspec_kw={"width_ratios": [1.2, 1]})
         ax = axes[0]
         if len(ranking) >= 2:
@@ -172,8 +171,8 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
                         pass  # the scatter alone still shows the trials
                 fig.colorbar(sc, ax=ax, label=label)
                 ax.set_title(f"{out}: its two most influential factors", fontsize=10)
-            ax.set_xlabel(_axis(trials, a))
-            ax.set_ylabel(_axis(trials, b))
+            ax.set_xlabel(axis_label(trials, a))
+            ax.set_ylabel(axis_label(trials, b))
         else:
             a = ranking[0][0]
             x = _numeric(trials[a].values[ok])
@@ -184,7 +183,7 @@ def plot_trials(trials, inputs: list[str], outputs: list[str], folder: Path, pre
                 ax.set_title(f"{out}: density of {n_ok:,} trials", fontsize=10)
             else:
                 ax.scatter(x, y, s=30)
-            ax.set_xlabel(_axis(trials, a))
+            ax.set_xlabel(axis_label(trials, a))
             ax.set_ylabel(label)
         ax = axes[1]
         names = [n for n, _ in ranking][::-1]
@@ -223,8 +222,9 @@ def _numeric(values) -> np.ndarray:
     return values.astype(float)
 
 
-def _axis(trials, name: str) -> str:
-    units = trials[name].attrs.get("units", "")
+def axis_label(ds: Any, name: str) -> str:
+    """``name [units]`` of a variable, or its name alone without units: the axis labels of stage figures."""
+    units = ds[name].attrs.get("units", "")
     return f"{name} [{units}]" if units else name
 
 

@@ -10,6 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from reflow.plotting import pyplot, save_figure
 from reflow.specs import DataSourceSpec
 
+from ._trials import axis_label
+
 log = logging.getLogger("reflow")
 
 
@@ -64,15 +66,10 @@ class DataTask(reflow.Task):
             kwargs = {"c": ds[spec.color].values, "cmap": "viridis"} if spec.color else {}
             sc = ax.scatter(ds[spec.x].values, ds[spec.y].values, s=12, alpha=0.8, **kwargs)
             if spec.color:
-                fig.colorbar(sc, ax=ax, label=_label(ds, spec.color))
-            ax.set_xlabel(_label(ds, spec.x))
-            ax.set_ylabel(_label(ds, spec.y))
+                fig.colorbar(sc, ax=ax, label=axis_label(ds, spec.color))
+            ax.set_xlabel(axis_label(ds, spec.x))
+            ax.set_ylabel(axis_label(ds, spec.y))
             ax.set_title(f"{spec.y} vs {spec.x}" + (f" by {spec.color}" if spec.color else ""), fontsize=10)
             paths.append(save_figure(fig, Path(folder) / (f"{spec.y}_vs_{spec.x}"
                                                           + (f"_by_{spec.color}" if spec.color else "") + ".png")))
         return paths
-
-
-def _label(ds, name: str) -> str:
-    units = ds[name].attrs.get("units", "")
-    return f"{name} [{units}]" if units else name
