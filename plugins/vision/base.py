@@ -51,7 +51,7 @@ class VisionParams(TrainingConfig):
 def training_config(params: TrainingConfig, **overrides: Any) -> TrainingConfig:
     """The training loop's settings from a model's params (which extend :class:`TrainingConfig`), with
     ``overrides`` (MAE pre-training's epochs and learning rate)."""
-    values = {name: getattr(params, name) for name in TrainingConfig.model_fields}
+    values = params.model_dump(include=set(TrainingConfig.model_fields))
     return TrainingConfig(**{**values, **overrides})
 
 
