@@ -211,9 +211,9 @@ def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) 
     for col in ("type", "default", "description"):
         table.add_column(col, ratio=3 if col == "description" else 1)
     for row in param_rows(cls.Params):
-        kind = row.type + (f" ({row.constraints})" if row.constraints else "")
-        table.add_row(_escape(row.name), _escape(kind), "required" if row.required else _escape(row.default),
-                      _escape(row.description))
+        description = " ".join(filter(None, (row.description, f"({row.constraints})" if row.constraints else "")))
+        table.add_row(_escape(row.name), _escape(row.type), "required" if row.required else _escape(row.default),
+                      _escape(description))
     console.print(table)
     if issubclass(cls, Evaluator):
         for title, variables in zip(("inputs", "outputs"), declared_variables(cls), strict=True):

@@ -71,7 +71,8 @@ def test_plugins_show_reads_params_as_the_yaml_reference_does():
     out = _invoke("plugins", "show", "doe", columns=200)
     rows = {line.split("│")[1].strip(): line for line in out.splitlines() if line.count("│") > 3}
     assert "optimizer or design" in rows["design"] and "required" in rows["design"]
-    assert "int (>= 1)" in rows["batch_size"] and "16" in rows["batch_size"]
+    cells = [c.strip() for c in rows["batch_size"].split("│")]
+    assert cells[2:4] == ["int", "16"] and cells[4].endswith("(>= 1)")  # bounds after the description
     assert "null" in rows["plot"] and "None" not in rows["plot"]
 
 
