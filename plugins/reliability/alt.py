@@ -54,6 +54,7 @@ from .lifedata import (
     read_life_data,
 )
 from .mle import maximize, observed_covariance
+from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
 BOLTZMANN_EV = 8.617333262e-5  # eV/K (CODATA 2018)
 
@@ -594,8 +595,6 @@ class LifeStress(BLifeOutputs, reflow.Model):
     # ---- plots --------------------------------------------------------------------------------------------------
     def plot(self, folder: Path) -> list[Path]:
         """A probability plot per condition (data and the common-shape fit) and the life-stress plot."""
-        from .probplot import adjusted_ranks, finish_probability_plot
-
         plt = pyplot()
 
         weib = self.params.distribution == "weibull"
@@ -607,7 +606,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
             from scipy.stats import norm
 
             p = np.asarray(p, dtype=float)
-            return np.log(-np.log1p(-p)) if weib else norm.ppf(p)
+            return weibull_y(p) if weib else norm.ppf(p)
 
         life = Censored(self.lower_, self.upper_)
         t_mid = life.midpoint

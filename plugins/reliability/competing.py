@@ -33,6 +33,7 @@ from .lifedata import (
     finite_values,
     no_covariates,
 )
+from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
 
 def mode_labels(rows: Any, name: str, failed: np.ndarray, who: str) -> np.ndarray:
@@ -171,8 +172,6 @@ class CompetingModes(BLifeOutputs, reflow.Model):
 
     def plot(self, folder: Path) -> list[Path]:
         """Weibull paper: each mode's failures (the others as suspensions) with its fit, and the unit's curve."""
-        from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
-
         life = Censored(self.lower_, self.upper_)
         t = life.midpoint
 

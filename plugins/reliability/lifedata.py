@@ -479,6 +479,13 @@ class BLifeOutputs:
         self.targets = targets
         return targets
 
+    def _set_targets_and_time(self, who: str) -> None:
+        """The targets as :meth:`_set_targets`; the time becomes the one input when the reliability or the
+        unreliability at it is asked for (the models of one population without covariates)."""
+        targets = self._set_targets(who)
+        at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
+        self.features = [self.params.time] if at_time else []
+
     def b_life_summary(self) -> dict[str, float]:
         """Each B-life with its bounds, as summary entries."""
         return bounded_values({name: self.b_life(p)  # type: ignore[attr-defined]

@@ -96,7 +96,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
         else:
             self.fits_, self.skipped_ = [fit_distribution(self.params.distribution, censored, who=self.who)], {}
         self.excluded_units_ = life.excluded
-        self._set_outputs()
+        self._set_targets_and_time(self.who)
         wants_bounds = any(t.endswith(("_lower", "_upper")) for t in self.targets)
         if wants_bounds and self.params.bounds == "fisher" and not np.all(np.isfinite(self.fit_.cov)):
             raise DataError(f"{self.who}: the {self.fit_.distribution.title} fit has no Fisher-matrix bounds (its "
@@ -108,11 +108,6 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
     @property
     def fit_(self) -> Fit:
         return self.fits_[0]
-
-    def _set_outputs(self) -> None:
-        targets = self._set_targets(self.who)
-        at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
-        self.features = [self.params.time] if at_time else []
 
     # ---- fitted quantities ----------------------------------------------------------------------------------
     def _bound_args(self) -> tuple[str, float, bool]:

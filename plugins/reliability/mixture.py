@@ -34,6 +34,7 @@ from .lifedata import (
     no_covariates,
 )
 from .mle import maximize, observed_covariance
+from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
 
 class WeibullMixtureDist:
@@ -71,7 +72,7 @@ def _weibull_start(t: np.ndarray) -> tuple[float, float]:
     t = np.sort(t[t > 0])
     n = t.size
     f = (np.arange(1, n + 1) - 0.3) / (n + 0.4)
-    x, y = np.log(t), np.log(-np.log1p(-f))
+    x, y = np.log(t), weibull_y(f)
     if n < 2 or np.ptp(x) == 0:
         return float(np.log(np.mean(t))), 0.0
     slope, icpt = np.polyfit(x, y, 1)
@@ -228,8 +229,6 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
 
     def plot(self, folder: Path) -> list[Path]:
         """Weibull paper: the failures at adjusted median ranks, the mixture's curve and its two components."""
-        from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
-
         life = Censored(self.lower_, self.upper_)
         t, ev = life.midpoint, life.failed
 

@@ -44,7 +44,7 @@ from .lifedata import (
     with_bounds,
 )
 from .mle import observed_covariance
-from .probplot import adjusted_ranks
+from .probplot import adjusted_ranks, plotting_positions, weibull_y
 
 __all__ = ["Weibull", "adjusted_ranks", "fit_three_parameter", "fit_two_parameter", "weibull_loglik"]
 
@@ -83,7 +83,7 @@ def _start(t: np.ndarray, event: np.ndarray) -> tuple[float, float]:
     """Median-rank regression for a starting point (it only has to be near the maximum)."""
     f = adjusted_ranks(t, event)
     x = np.log(np.sort(t[event]))  # adjusted_ranks lists the failures in time order
-    y = np.log(-np.log1p(-f))
+    y = weibull_y(f)
     if np.ptp(x) <= 0:
         return 1.0, float(np.max(t))
     slope, icpt = np.polyfit(x, y, 1)
@@ -186,7 +186,7 @@ class Weibull(BLifeOutputs, reflow.Model):
             self.log_likelihood_ = fitted.loglik
             self.times_, self.events_ = t, event
             self.excluded_units_ = life.excluded
-            self._set_outputs()
+            self._set_targets_and_time("weibull")
             return self
         if np.any(t[event] <= 0):
             raise DataError(f"{who}: failures at time 0 in {self.params.time!r} cannot come from a Weibull "
@@ -210,14 +210,8 @@ class Weibull(BLifeOutputs, reflow.Model):
         self.times_ = t
         self.events_ = event
         self.excluded_units_ = life.excluded
-        self._set_outputs()
+        self._set_targets_and_time("weibull")
         return self
-
-    def _set_outputs(self) -> None:
-        """Default outputs: the B-lives, or the reliability when asked for (then the time is the input)."""
-        targets = self._set_targets("weibull")
-        at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
-        self.features = [self.params.time] if at_time else []
 
     # ---- fitted quantities ----------------------------------------------------------------------------------
     @property
@@ -376,16 +370,10 @@ class Weibull(BLifeOutputs, reflow.Model):
     # ---- plot ----------------------------------------------------------------------------------------------
     def plot(self, folder: Path) -> list[Path]:
         """Weibull probability plot: failures at median ranks, the fitted line and its confidence band."""
-        from .probplot import plotting_positions
-
         plt = pyplot()
-
         t, event = self.times_, self.events_
         t_pts, f, how = plotting_positions(self._censored())
         tf = t_pts - self.gamma
-
-        def wy(p):
-            return np.log(-np.log1p(-np.asarray(p, dtype=float)))
 
         keep_pts = tf > 0
         tf, f = tf[keep_pts], f[keep_pts]
@@ -395,26 +383,26 @@ class Weibull(BLifeOutputs, reflow.Model):
         r, lo, hi = self.reliability(grid + self.gamma)
         keep = (1 - r > 5e-4) & (1 - r < 0.99)
         fig, ax = plt.subplots(figsize=(7, 5.2))
-        ax.plot(tf, wy(f), "o", ms=5, label=f"failures ({how})")
+        ax.plot(tf, weibull_y(f), "o", ms=5, label=f"failures ({how})")
         suspended = np.sort(t[~event])
         if suspended.size:
             ax.plot([], [], " ", label=f"{suspended.size} suspended (last at {suspended.max():g})")
-        ax.plot(grid[keep], wy(1 - r[keep]), "-", color="C3", lw=1.8, label="maximum-likelihood fit")
+        ax.plot(grid[keep], weibull_y(1 - r[keep]), "-", color="C3", lw=1.8, label="maximum-likelihood fit")
         if np.all(np.isfinite(lo)):
             band = keep & (1 - lo < 0.99999) & (1 - hi > 1e-6)
-            ax.fill_between(grid[band], wy(1 - hi[band]), wy(1 - lo[band]), color="C3", alpha=0.15,
+            ax.fill_between(grid[band], weibull_y(1 - hi[band]), weibull_y(1 - lo[band]), color="C3", alpha=0.15,
                             label=f"{self.params.confidence:.0%} {'one' if self.params.one_sided else 'two'}-sided "
                                   f"{self.params.bounds} bounds")
         for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
             value = self.b_life(p)[0] - self.gamma
-            ax.plot([value], [wy(p / 100.0)], "s", color="k", ms=5)
-            ax.annotate(f"{name.split('_')[0].upper()} = {value + self.gamma:.4g}", (value, wy(p / 100.0)),
+            ax.plot([value], [weibull_y(p / 100.0)], "s", color="k", ms=5)
+            ax.annotate(f"{name.split('_')[0].upper()} = {value + self.gamma:.4g}", (value, weibull_y(p / 100.0)),
                         textcoords="offset points", xytext=(6, -12), fontsize=8)
         ax.set_xscale("log")
         ticks = [0.001, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.632, 0.9, 0.99]
         ymin, ymax = ax.get_ylim()
-        shown = [p for p in ticks if ymin - 0.3 <= wy(p) <= ymax + 0.3]
-        ax.set_yticks(wy(shown))
+        shown = [p for p in ticks if ymin - 0.3 <= weibull_y(p) <= ymax + 0.3]
+        ax.set_yticks(weibull_y(shown))
         ax.set_yticklabels([f"{100 * p:g}" for p in shown])
         ax.set_ylim(ymin, ymax)
         ax.grid(True, which="both", alpha=0.3)
