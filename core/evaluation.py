@@ -24,6 +24,7 @@ from reflow.components import Evaluator, Variable
 from reflow.errors import EvaluationError, ReflowError
 from reflow.executors import call_safely
 from reflow.frames import describe, source_location
+from reflow.tables import row_dim
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -167,7 +168,7 @@ def _run_trial(evaluator: Any, row: dict[str, Any]) -> dict[str, Any]:
 
 def design_columns(designs: xr.Dataset) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(trial ids, {input: column}) of a design dataset: the columns as numpy arrays, no per-trial work."""
-    dim = "trial" if "trial" in designs.dims else next(iter(designs.dims))
+    dim = row_dim(designs, prefer=("trial",))
     ids = designs[dim].values if dim in designs.coords else np.arange(designs.sizes[dim])
     names = [n for n in designs.data_vars if designs[n].dims == (dim,)]
     return np.asarray(ids, dtype=np.int64), {n: np.asarray(designs[n].values) for n in names}

@@ -26,7 +26,7 @@ from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
 
-from reflow.frames import describe
+from reflow.frames import describe  # the error as a trial stores it, located in the plugin's code
 from reflow.study import ExecutorConfig
 
 MAX_CHUNK = 256
@@ -47,11 +47,6 @@ class Outcome:
         return self.error is None
 
 
-def _describe(exc: BaseException) -> str:
-    """The error as a trial stores it, located in the plugin's code (see :mod:`reflow.frames`)."""
-    return describe(exc)
-
-
 def call_safely(fn: Callable[..., Any], args: tuple, timeout: float | None) -> Outcome:
     """Run ``fn(*args)``; turn an exception or a timeout into an error. Runs where the work runs."""
     started = time.time()
@@ -59,14 +54,14 @@ def call_safely(fn: Callable[..., Any], args: tuple, timeout: float | None) -> O
         try:
             return Outcome(fn(*args), None, started, time.time())
         except Exception as exc:
-            return Outcome(None, _describe(exc), started, time.time())
+            return Outcome(None, describe(exc), started, time.time())
     box: dict[str, Any] = {}
 
     def target() -> None:
         try:
             box["value"] = fn(*args)
         except BaseException as exc:  # noqa: BLE001 - reported as the trial's error
-            box["error"] = _describe(exc)
+            box["error"] = describe(exc)
 
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
@@ -158,7 +153,7 @@ class ProcessPoolExecutor(Executor):
                     f" (a chunk of {len(part)} evaluations, {timeout:g} s each)" if len(part) > 1 else ""),
                     t0, time.time())] * len(part)
             except Exception as exc:  # the worker died (segfault, OOM kill, unpicklable result)
-                outcomes = [Outcome(None, f"worker failed: {_describe(exc)}", t0, time.time())] * len(part)
+                outcomes = [Outcome(None, f"worker failed: {describe(exc)}", t0, time.time())] * len(part)
             yield from zip(part, outcomes, strict=True)
 
     def close(self) -> None:
@@ -203,7 +198,7 @@ class DaskExecutor(Executor):
             try:
                 outcomes = fut.result()
             except Exception as exc:  # a worker died or the result could not be sent back
-                outcomes = [Outcome(None, f"dask worker failed: {_describe(exc)}", t0, time.time())] * len(part)
+                outcomes = [Outcome(None, f"dask worker failed: {describe(exc)}", t0, time.time())] * len(part)
             yield from zip(part, outcomes, strict=True)
 
     def close(self) -> None:
