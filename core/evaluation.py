@@ -244,11 +244,11 @@ class TrialTable:
             return TrialTable(np.zeros(0, np.int64), {}, {}, np.zeros(0, object), np.zeros(0, np.int64),
                               np.zeros(0), np.zeros(0))
 
-        def join(part: str) -> dict[str, np.ndarray]:
-            names = list(dict.fromkeys(n for t in tables for n in getattr(t, part)))
+        def join(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+            names = list(dict.fromkeys(n for part in parts for n in part))
             out = {}
             for n in names:
-                cols = [getattr(t, part).get(n) for t in tables]
+                cols = [part.get(n) for part in parts]
                 text = any(c is not None and c.dtype.kind in "USO" for c in cols)
                 filled = [c if c is not None else np.full(len(t), "" if text else np.nan, dtype=object if text
                                                           else float) for c, t in zip(cols, tables, strict=True)]
@@ -257,7 +257,8 @@ class TrialTable:
 
         ids = np.concatenate([t.ids for t in tables])
         order = np.argsort(ids, kind="stable")
-        table = TrialTable(ids, join("inputs"), join("outputs"), np.concatenate([t.error for t in tables]),
+        table = TrialTable(ids, join([t.inputs for t in tables]), join([t.outputs for t in tables]),
+                           np.concatenate([t.error for t in tables]),
                            np.concatenate([t.batch for t in tables]), np.concatenate([t.started for t in tables]),
                            np.concatenate([t.finished for t in tables]), np.concatenate([t.ok for t in tables]))
         return table.take(order)
