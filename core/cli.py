@@ -189,7 +189,7 @@ def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) 
     from reflow.components import Evaluator, Task
     from reflow.errors import ReflowError, UserInputError
     from reflow.registry import KIND_LABELS, get_registry
-    from reflow.schema import declared_variables, param_rows
+    from reflow.schema import declared_variables, param_rows, variable_range, yaml_value
     from rich.console import Console
     from rich.table import Table
 
@@ -219,10 +219,8 @@ def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) 
         for title, variables in zip(("inputs", "outputs"), declared_variables(cls), strict=True):
             if not variables:
                 continue
-            rows = [{"name": v.name, "units": v.units, "default": "" if v.default is None else str(v.default),
-                     "range": f"{v.low:g}..{v.high:g}" if v.low is not None and v.high is not None else (
-                         ", ".join(map(str, v.choices)) if v.choices else ""),
-                     "description": v.description} for v in variables]
+            rows = [{"name": v.name, "units": v.units, "default": "" if v.default is None else yaml_value(v.default),
+                     "range": variable_range(v), "description": v.description} for v in variables]
             columns = [c for c in rows[0] if c == "name" or any(r[c] for r in rows)]  # outputs have no range
             t = Table(title=title)
             for col in columns:

@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from reflow.components import Design, Evaluator, Params, Task
-from reflow.schema import declared_variables, nested_models, param_rows, summary, yaml_value
+from reflow.schema import declared_variables, nested_models, param_rows, summary, variable_range, yaml_value
 
 YAML_REFERENCE = "yaml-reference.md"
 HOOKS = "hooks.md"
@@ -159,14 +159,8 @@ def _variables_table(variables: tuple[Any, ...], inputs: bool) -> list[str]:
         out = ["| output | units | description |", "| --- | --- | --- |"]
     for v in variables:
         if inputs:
-            if v.low is not None and v.high is not None:
-                rng = f"{v.low:g} … {v.high:g}"
-            elif v.choices:
-                rng = ", ".join(map(str, v.choices))
-            else:
-                rng = ""
             default = "" if v.default is None else yaml_value(v.default)
-            out.append(f"| `{v.name}` | {_cell(v.units)} | {_code_cell(default)} | {_cell(rng)} | "
+            out.append(f"| `{v.name}` | {_cell(v.units)} | {_code_cell(default)} | {_cell(variable_range(v))} | "
                        f"{_cell(v.description)} |")
         else:
             out.append(f"| `{v.name}` | {_cell(v.units)} | {_cell(v.description)} |")

@@ -176,3 +176,10 @@ def declared_variables(cls: type[Evaluator]) -> tuple[tuple[Variable, ...], tupl
         return tuple(instance.input_variables()), tuple(instance.output_variables())
     except Exception:  # a required param: the variables cannot be known without a study
         return tuple(cls.inputs), tuple(cls.outputs)
+
+
+def variable_range(variable: Variable) -> str:
+    """An input's range as the docs and ``reflow plugins show`` print it: ``0.05 … 2``, or its choices."""
+    if variable.low is not None and variable.high is not None:
+        return f"{variable.low:g} … {variable.high:g}"
+    return ", ".join(map(str, variable.choices)) if variable.choices else ""
