@@ -18,11 +18,12 @@ def variable_units(data: Any, names: list[str]) -> dict[str, str]:
     return {n: str(data[n].attrs["units"]) for n in names if n in data and data[n].attrs.get("units")}
 
 
-def carry_units(predictions: Any, units: dict[str, str], targets: list[str]) -> None:
-    """Give every column of a target's value in ``predictions`` the target's units (in place)."""
+def carry_units(predictions: Any, units: dict[str, str], targets: list[str], predicted: Any = None) -> None:
+    """Give every column of a target's value in ``predictions`` the target's units (in place); ``predicted``:
+    the names the model produced, so that a truth copied from the data keeps the units the data gave it."""
     for t in targets:
         if not units.get(t):
             continue
         for name in (f"{t}{suffix}" for suffix in PREDICTION_COLUMNS):
-            if name in predictions:
+            if name in predictions and (predicted is None or name in predicted):
                 predictions[name].attrs["units"] = units[t]

@@ -54,7 +54,7 @@ class PredictTask(reflow.Task):
                 continue
             out[name] = values.rename({values.dims[0]: dim}) if values.dims and values.dims[0] != dim else values
         trained = (StageStore(ctx.run.stage_dir(self.params.model.stage)).model_info() or {}).get("units", {})
-        carry_units(out, {**variable_units(data, model.targets), **trained}, model.targets)
+        carry_units(out, {**variable_units(data, model.targets), **trained}, model.targets, pred.data_vars)
         metrics: dict = {"samples": int(data.sizes[dim])}
         for t in model.targets:
             mean = f"{t}_mean" if f"{t}_mean" in out else None

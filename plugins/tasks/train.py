@@ -167,7 +167,7 @@ class TrainTask(reflow.Task):
             for name in pred.data_vars:  # per sample, except a detector's box table (dim `box`)
                 side = model.family == DETECTOR and pred[name].dims == ("box",)
                 merged[name] = (pred[name].dims if side else dim, np.asarray(pred[name].values))
-            carry_units(merged, units, targets)
+            carry_units(merged, units, targets, pred.data_vars)
             outputs["predictions"] = merged
             if not life:
                 for t in targets:
