@@ -43,16 +43,8 @@ from reflow.errors import DataError
 from reflow.plotting import pyplot, save_figure
 
 from .censoring import Censored, log_likelihood
-from .lifedata import (
-    BLifeOutputs,
-    LifeParams,
-    b_lives_field,
-    b_lives_validator,
-    column,
-    finite_values,
-    output_dim,
-    read_life_data,
-)
+from .lifedata import LifeParams, read_life_data
+from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, column, finite_values, output_dim
 from .mle import maximize, observed_covariance
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 

@@ -25,14 +25,8 @@ from reflow.plotting import pyplot
 
 from .alt import read_censored, require_failures
 from .censoring import Censored
-from .lifedata import (
-    BLifeOutputs,
-    LifeParams,
-    b_lives_field,
-    b_lives_validator,
-    finite_values,
-    no_covariates,
-)
+from .lifedata import LifeParams
+from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, finite_values, no_covariates
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
 

@@ -3,8 +3,9 @@
 Every life model (``weibull``, ``kaplan-meier``, ``cox-ph``) names its columns the same way: ``time`` is the
 variable with the cycles or hours at failure or suspension, and the event is either an indicator variable
 (``failed``: 1 = failed, 0 = censored) or a condition on other variables (``failure: "delta_bmax > 0.2"``),
-parsed by :mod:`reflow.expressions` and never eval'd. The models' outputs share names too: ``reliability``
-at a given time, ``b<p>_<time>`` B-lives and ``median_<time>``, each ``_mean`` with ``_lower``/``_upper``.
+parsed by :mod:`reflow.expressions` and never eval'd. The models' outputs share names too (``reliability``
+at a given time, ``b<p>_<time>`` B-lives and ``median_<time>``, each ``_mean`` with ``_lower``/``_upper``):
+:mod:`.lifemodel` names them.
 
 Or the data are intervals (``lower`` + ``upper``, for readout tests): each unit's life lies in
 [lower, upper]; an empty (NaN) or ``inf`` upper is a suspension at ``lower``, a zero lower is left-censored (failed
@@ -41,9 +42,8 @@ from typing import Any, Literal
 import numpy as np
 import reflow
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from reflow.errors import DataError, UserInputError
+from reflow.errors import DataError
 from reflow.expressions import parse_constraint, validate_condition
-from reflow.tables import row_dim, row_variables
 
 from .censoring import Censored
 
@@ -161,11 +161,13 @@ def event_source(params: LifeParams) -> str:
     return f"condition {params.failure!r}" if params.failure is not None else f"indicator {params.failed or 'failed'!r}"
 
 
-def _has(data: Any, name: str) -> bool:
+def has_variable(data: Any, name: str) -> bool:
+    """True when ``name`` is a variable or a coordinate of ``data``."""
     return name in data.data_vars or name in data.coords
 
 
-def _variables(data: Any) -> str:
+def variable_list(data: Any) -> str:
+    """The data's variables, comma-separated, for the messages that say what the data has."""
     names = [str(n) for n in data.data_vars]
     return ", ".join(names) if names else "no variables"
 
@@ -211,8 +213,8 @@ def read_life_data(data: Any, params: LifeParams, who: str, *, min_failures: int
 
 def _optional_column(data: Any, name: str, dim: str, who: str) -> np.ndarray:
     """A per-unit numeric variable where empty (NaN) means 0 (the truncation time)."""
-    if not _has(data, name):
-        raise DataError(f"{who}: no variable {name!r}; the data has {_variables(data)}")
+    if not has_variable(data, name):
+        raise DataError(f"{who}: no variable {name!r}; the data has {variable_list(data)}")
     if data[name].dims != (dim,):
         raise DataError(f"{who}: {name!r} must lie on dim {dim!r} like the times, it has {data[name].dims}")
     values = np.asarray(data[name].values, dtype=float)
@@ -223,8 +225,8 @@ def _from_bounds(data: Any, params: LifeParams, who: str) -> LifeData:
     """Intervals from the ``lower``/``upper`` variables (see the module docstring for the convention)."""
     lower, upper = str(params.lower), str(params.upper)
     for name, role in ((lower, "lower"), (upper, "upper")):
-        if not _has(data, name):
-            raise DataError(f"{who}: no {role} variable {name!r} (params.{role}); the data has {_variables(data)}")
+        if not has_variable(data, name):
+            raise DataError(f"{who}: no {role} variable {name!r} (params.{role}); the data has {variable_list(data)}")
         if data[name].ndim != 1 or data[name].dtype.kind not in "fiu":
             raise DataError(f"{who}: {role} variable {name!r} must be numeric, one value per unit")
     dim = str(data[lower].dims[0])
@@ -237,9 +239,9 @@ def _from_bounds(data: Any, params: LifeParams, who: str) -> LifeData:
 
 def _times(data: Any, name: str, who: str) -> tuple[np.ndarray, str]:
     """The time variable as floats, checked, and its dim."""
-    if not _has(data, name):
+    if not has_variable(data, name):
         raise DataError(f"{who}: no time variable {name!r} (params.time: each unit's cycles or hours); "
-                        f"the data has {_variables(data)}")
+                        f"the data has {variable_list(data)}")
     var = data[name]
     if var.ndim != 1:
         raise DataError(f"{who}: time variable {name!r} must be one value per unit, it has dims {var.dims}")
@@ -323,9 +325,9 @@ def _from_trajectories(data: Any, spec: Degradation, time: str, t: np.ndarray, d
                        method: str | None = "interpolate") -> LifeData:
     """Per unit: the first crossing of the threshold, by ``method`` (see the module docstring)."""
     for name, what in ((spec.unit, "unit"), (spec.variable, "degradation variable")):
-        if not _has(data, name):
+        if not has_variable(data, name):
             raise DataError(f"{who}: no {what} {name!r} (params.degradation.{'unit' if what == 'unit' else 'variable'}"
-                            f"); the data has {_variables(data)}")
+                            f"); the data has {variable_list(data)}")
         if data[name].dims != (dim,):
             raise DataError(f"{who}: {what} {name!r} must lie on dim {dim!r} like the times {time!r}, it has "
                             f"{data[name].dims}")
@@ -379,10 +381,10 @@ def _from_trajectories(data: Any, spec: Degradation, time: str, t: np.ndarray, d
 def _events(data: Any, params: LifeParams, who: str, dim: str, n: int) -> np.ndarray:
     if params.failure is not None:
         constraint = parse_constraint(params.failure)
-        missing = [v for v in constraint.names if not _has(data, v)]
+        missing = [v for v in constraint.names if not has_variable(data, v)]
         if missing:
             raise DataError(f"{who}: the failure condition {params.failure!r} names {', '.join(map(repr, missing))}, "
-                            f"not in the data (has {_variables(data)})")
+                            f"not in the data (has {variable_list(data)})")
         for v in constraint.names:
             if data[v].dims != (dim,):
                 raise DataError(f"{who}: {v!r} in the failure condition must lie on dim {dim!r} like the times")
@@ -391,9 +393,9 @@ def _events(data: Any, params: LifeParams, who: str, dim: str, n: int) -> np.nda
         return np.asarray(constraint.holds({v: np.asarray(data[v].values, dtype=float) for v in constraint.names}),
                           dtype=bool).reshape(n)
     name = params.failed or "failed"
-    if not _has(data, name):
+    if not has_variable(data, name):
         raise DataError(f"{who}: no event indicator {name!r} (params.failed: 1 = failed, 0 = censored; or give a "
-                        f"'failure' condition); the data has {_variables(data)}")
+                        f"'failure' condition); the data has {variable_list(data)}")
     var = data[name]
     if var.dims != (dim,):
         raise DataError(f"{who}: event indicator {name!r} must lie on dim {dim!r} like the times, it has {var.dims}")
@@ -407,162 +409,3 @@ def _events(data: Any, params: LifeParams, who: str, dim: str, n: int) -> np.nda
         raise DataError(f"{who}: event indicator {name!r} must be 1 (failed) or 0 (censored); found {values[bad[0]]!r} "
                         f"at {dim} {bad[0]} ({bad.size} such value(s))")
     return values == 1.0
-
-
-def life_output_name(kind: str, time: str, p: float | None = None) -> str:
-    """``b10_cycles`` (B-life at p percent), ``median_cycles``: outputs named after the time variable."""
-    if kind == "b":
-        return f"b{p:g}".replace(".", "p").replace("-", "m") + f"_{time}"
-    return f"{kind}_{time}"
-
-
-def b_lives_field(description: str = "B-lives to report (percent)") -> Any:
-    """The ``b_lives`` parameter of the models that report B-lives: percent of units failed, [1, 10] by default."""
-    return Field(default_factory=lambda: [1.0, 10.0], description=description)
-
-
-def b_lives_validator(*, list_bad: bool = False) -> Any:
-    """A ``field_validator("b_lives")`` body: each B-life a percentage strictly between 0 and 100, at least one,
-    duplicates dropped. ``list_bad``: the message names only the bad values (and says so apart when none is given)."""
-
-    def _percent(cls, value: list[float]) -> list[float]:
-        bad = [p for p in value if not 0.0 < p < 100.0]
-        if list_bad:
-            if bad:
-                raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {bad}")
-            if not value:
-                raise ValueError("give at least one B-life, e.g. [10]")
-        elif bad or not value:
-            raise ValueError(f"B-lives are percentages failed, between 0 and 100 (exclusive); got {value}")
-        return list(dict.fromkeys(value))
-
-    return field_validator("b_lives")(_percent)
-
-
-def bounded_values(values: dict[str, tuple[float, float, float]]) -> dict[str, float]:
-    """``{name: (value, lower, upper)}`` as the flat ``name``, ``name_lower``, ``name_upper`` of a summary."""
-    out: dict[str, float] = {}
-    for name, (value, lo, hi) in values.items():
-        out.update({name: value, f"{name}_lower": lo, f"{name}_upper": hi})
-    return out
-
-
-def finite_values(out: dict) -> dict:
-    """A summary without its NaN and infinite floats (a bound that could not be computed is left out)."""
-    return {k: v for k, v in out.items() if not (isinstance(v, float) and not math.isfinite(v))}
-
-
-class BLifeOutputs:
-    """Mixin for the life models that report B-lives ``b<p>_<time>`` (with bounds) from ``params.b_lives``; the
-    model gives ``b_life(percent) -> (value, lower, upper)`` (and ``reliability(t)`` for the time columns)."""
-
-    params: LifeParams
-    features: list[str]
-    targets: list[str]
-
-    def _b_names(self) -> list[str]:
-        return [life_output_name("b", self.params.time, p) for p in self.params.b_lives]
-
-    def outputs(self) -> list[str]:
-        return with_bounds(self._b_names())
-
-    def _z(self) -> float:
-        from scipy.stats import norm
-
-        c = self.params.confidence
-        return float(norm.ppf(c if self.params.one_sided else 0.5 + c / 2.0))
-
-    def _set_targets(self, who: str) -> list[str]:
-        """The configured targets (every B-life with its bounds if none), checked against the outputs."""
-        targets = list(self.targets) or with_bounds(self._b_names())
-        check_targets(targets, self.outputs(), who)
-        self.targets = targets
-        return targets
-
-    def _set_targets_and_time(self, who: str) -> None:
-        """The targets as :meth:`_set_targets`; the time becomes the one input when the reliability or the
-        unreliability at it is asked for (the models of one population without covariates)."""
-        targets = self._set_targets(who)
-        at_time = any(t.split("_")[0] in ("reliability", "unreliability") for t in targets)
-        self.features = [self.params.time] if at_time else []
-
-    def b_life_summary(self) -> dict[str, float]:
-        """Each B-life with its bounds, as summary entries."""
-        return bounded_values({name: self.b_life(p)  # type: ignore[attr-defined]
-                               for p, name in zip(self.params.b_lives, self._b_names(), strict=True)})
-
-    def b_life_columns(self, dim: str, n: int) -> dict[str, tuple[str, np.ndarray]]:
-        """Each B-life's ``_mean``/``_lower``/``_upper`` prediction, the same on every one of ``n`` rows."""
-        out: dict[str, tuple[str, np.ndarray]] = {}
-        for p, name in zip(self.params.b_lives, self._b_names(), strict=True):
-            for suffix, value in zip(("_mean", "_lower", "_upper"), self.b_life(p), strict=True):  # type: ignore[attr-defined]
-                out[name + suffix] = (dim, np.full(n, value))
-        return out
-
-    def b_life_dataset(self, data: Any) -> Any:
-        """The predictions of a one-population model without inputs: each B-life with its bounds on every row."""
-        import xarray as xr
-
-        dim, n = output_dim(data, None)
-        coords = {dim: data[dim].values} if dim in data.coords else None
-        return xr.Dataset(self.b_life_columns(dim, n), coords=coords)
-
-    def reliability_columns(self, data: Any, dim: str, who: str) -> dict[str, tuple[str, np.ndarray]]:
-        """Reliability and unreliability (with bounds) at each row's time, where the data has the time along
-        ``dim``; a model trained to predict them (features = [time]) errors when the time is missing."""
-        time = self.params.time
-        has_time = time in data.data_vars or time in data.coords
-        if self.features and not has_time:
-            column(data, time, who, "the time variable")  # raises, naming it
-        if not (has_time and data[time].dims == (dim,)):
-            return {}
-        r, lo, hi = self.reliability(column(data, time, who, "the time variable"))  # type: ignore[attr-defined]
-        return {"reliability_mean": (dim, r), "reliability_lower": (dim, lo), "reliability_upper": (dim, hi),
-                "unreliability_mean": (dim, 1.0 - r), "unreliability_lower": (dim, 1.0 - hi),
-                "unreliability_upper": (dim, 1.0 - lo)}
-
-
-def output_dim(data: Any, name: str | None) -> tuple[str, int]:
-    """The dim and length predictions follow: ``name``'s dim if present, else trial/sample/the first dim."""
-    if name is not None and _has(data, name) and data[name].ndim == 1:
-        return str(data[name].dims[0]), int(data[name].size)
-    if not data.dims:
-        return "sample", 1
-    dim = str(row_dim(data, prefer=("trial", "sample")))
-    return dim, int(data.sizes[dim])
-
-
-def column(data: Any, name: str, who: str, what: str) -> np.ndarray:
-    """A numeric input variable for predictions, with a clear error when it is missing."""
-    if not _has(data, name):
-        raise DataError(f"{who}: predicting needs {what} {name!r}; the data has {_variables(data)}")
-    values = np.asarray(data[name].values, dtype=float).reshape(-1)
-    if not np.all(np.isfinite(values)):
-        raise DataError(f"{who}: {what} {name!r} has missing or infinite values")
-    return values
-
-
-def check_targets(targets: list[str], allowed: list[str], who: str) -> None:
-    """Life models predict named outputs, not data columns: unknown ones are the user's mistake."""
-    unknown = [t for t in targets if t not in allowed]
-    if unknown:
-        raise UserInputError(f"{who}: cannot predict {', '.join(map(repr, unknown))}; its outputs are "
-                             f"{', '.join(allowed)}")
-
-
-def no_covariates(features: list[str], time: str, who: str) -> None:
-    """Weibull and Kaplan-Meier describe one population: a covariate given to them would be silently ignored."""
-    extra = [f for f in features if f != time]
-    if extra:
-        raise UserInputError(f"{who} takes no covariates (got features {', '.join(map(repr, extra))}); the only "
-                             f"input it takes is the time {time!r}; cox-ph models covariates")
-
-
-def with_bounds(names: list[str]) -> list[str]:
-    """Each output with its ``_lower`` and ``_upper`` confidence bounds."""
-    return [n + s for n in names for s in ("", "_lower", "_upper")]
-
-
-def numeric_covariates(data: Any, dim: str, exclude: set[str]) -> list[str]:
-    """Default covariates: every numeric variable on ``dim`` that is not the time, the event or bookkeeping."""
-    return row_variables(data, dim, numeric=True, exclude=exclude)

@@ -23,16 +23,15 @@ from reflow.errors import DataError
 from . import bounds as cb
 from .censoring import Censored, log_likelihood
 from .distributions import CANDIDATES, DISTRIBUTIONS, Fit, fit_distribution, get
-from .lifedata import (
+from .lifedata import LifeParams, read_life_data
+from .lifemodel import (
     BLifeOutputs,
-    LifeParams,
     b_lives_field,
     b_lives_validator,
     bounded_values,
     finite_values,
     no_covariates,
     output_dim,
-    read_life_data,
     with_bounds,
 )
 

@@ -23,8 +23,8 @@ from pydantic import Field
 from reflow.errors import DataError
 from reflow.plotting import pyplot, save_figure
 
-from .lifedata import (
-    LifeParams,
+from .lifedata import LifeParams, read_life_data
+from .lifemodel import (
     check_targets,
     column,
     finite_values,
@@ -32,7 +32,6 @@ from .lifedata import (
     no_covariates,
     numeric_covariates,
     output_dim,
-    read_life_data,
     with_bounds,
 )
 

@@ -31,16 +31,15 @@ from reflow.errors import DataError
 from reflow.plotting import pyplot, save_figure
 
 from .censoring import Censored, log_likelihood
-from .lifedata import (
+from .lifedata import LifeParams, read_life_data
+from .lifemodel import (
     BLifeOutputs,
-    LifeParams,
     b_lives_field,
     b_lives_validator,
     bounded_values,
     finite_values,
     no_covariates,
     output_dim,
-    read_life_data,
     with_bounds,
 )
 from .mle import observed_covariance
