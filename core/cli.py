@@ -126,7 +126,7 @@ def _fitted_columns(width: int, columns: dict[str, list[str]], optional: tuple[s
     """The columns a table ``width`` characters wide shows, with their widths: every column not ``optional``,
     then each optional one in order while the ``flexible`` column keeps ``least`` characters; the flexible
     column gets what is left (a column also costs three characters of padding and border)."""
-    need = {name: max(len(name), *map(len, cells)) for name, cells in columns.items()}
+    need = {name: max([len(name), *map(len, cells)]) for name, cells in columns.items()}
     shown = {name for name in columns if name not in optional and name != flexible}
     room = width - 1 - sum(need[n] + 3 for n in shown) - 3
     for name in optional:
