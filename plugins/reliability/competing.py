@@ -23,10 +23,10 @@ from pydantic import Field
 from reflow.errors import DataError
 from reflow.plotting import pyplot
 
-from .alt import read_censored, require_failures
 from .censoring import Censored
 from .lifedata import LifeParams
 from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, finite_values, no_covariates
+from .loglinear import read_censored, require_failures
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 
 

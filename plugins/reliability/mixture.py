@@ -22,10 +22,10 @@ from pydantic import Field
 from reflow.errors import DataError
 from reflow.plotting import pyplot
 
-from .alt import LogLocationScale, read_censored, require_failures
 from .censoring import Censored, log_likelihood
 from .lifedata import LifeParams
 from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, bounded_values, finite_values, no_covariates
+from .loglinear import LogLocationScale, read_censored, require_failures
 from .mle import maximize, observed_covariance
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 

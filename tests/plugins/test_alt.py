@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import xarray as xr
 from reflow.errors import DataError
-from reflow.plugins.reliability.alt import LifeStress, LogLocationScale, frozen
+from reflow.plugins.reliability.alt import LifeStress
 from reflow.plugins.reliability.censoring import Censored, log_likelihood
 from reflow.plugins.reliability.lifetest import SyntheticAltTest
+from reflow.plugins.reliability.loglinear import LogLocationScale, frozen
 from reflow.testing import test_context
 
 # reliability.Datasets.ALT_temperature (M. Modarres, U. of Maryland; MatthewReid854/reliability, Datasets.py):
