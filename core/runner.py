@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import subprocess
@@ -17,19 +16,20 @@ from reflow.components import StageResult
 from reflow.context import RunContext, stage_seed
 from reflow.device import resolve_device, resolve_now
 from reflow.errors import ReflowError, RunError, StudyError, WaitingForResults
+from reflow.report_summary import variable_units
 from reflow.specs import ComponentSpec, DataRef
+from reflow.stagevalues import write_used
 from reflow.store import (
     MANIFEST,
     RESOLVED,
     RunLock,
+    StageStore,
     lock_run,
     new_run_dir,
-    read_dataset,
     read_manifest,
-    write_dataset,
     write_json,
 )
-from reflow.study import Study, _walk, validate_study
+from reflow.study import Study, _walk, stage_reads, validate_study
 from reflow.yamlio import dump, load_with_lines
 
 log = logging.getLogger("reflow")
@@ -100,12 +100,13 @@ class Run:
             raise RunError(f"stage {ref.stage!r} has no output {name!r}")
         return result.outputs[name]
 
-    def model(self, stage: str) -> Any:
-        from reflow.registry import get_registry
+    def store(self, stage: str) -> StageStore:
+        """Stage ``stage``'s folder: its outputs, metrics and model."""
+        return StageStore(self.stage_dir(stage))
 
-        info = json.loads((self.stage_dir(stage) / "model" / "component.json").read_text())
-        cls = get_registry().get(info["name"], "model").cls
-        return cls.load(self.stage_dir(stage) / "model")
+    def model(self, stage: str) -> Any:
+        """The model stage ``stage`` trained, loaded by its registered class."""
+        return self.store(stage).load_model()
 
     def hook(self, name: str, **kwargs: Any) -> None:
         """Call a lifecycle hook; a plugin's exception is logged, never fatal.
@@ -131,23 +132,20 @@ class Run:
         self.manifest["stages"].setdefault(stage, {}).update(info)
         self.save_manifest()
 
+    def record_reads(self) -> None:
+        """Write what each stage reads from the others (:func:`reflow.study.stage_reads`) into the manifest,
+        for the report's links; a manifest written before this was recorded gets it on resume."""
+        for name, reads in stage_reads(self.study).items():
+            self.manifest["stages"].setdefault(name, {})["reads"] = [r.to_json() for r in reads]
+
 
 def load_result(run_dir: Path, stage: str, study: Study | None = None) -> StageResult:
-    """Read a stage's stored outputs (in the order the task declares them) and metrics."""
-    folder = Path(run_dir) / stage
-    outputs: dict[str, Any] = {}
-    names: list[str] = []
+    """Read a stage's stored outputs (in the order the task declares them, then the others) and metrics."""
+    store = StageStore(Path(run_dir) / stage)
+    declared: list[str] = []
     if study is not None and stage in study.stages:
-        names = list(study.stages[stage].task_cls.outputs)
-    for name in names:
-        if (folder / f"{name}.nc").exists():
-            outputs[name] = read_dataset(folder / f"{name}.nc")
-    for path in sorted(folder.glob("*.nc")):
-        if path.stem not in outputs:
-            outputs[path.stem] = read_dataset(path)
-    metrics_path = folder / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    return StageResult(outputs, metrics)
+        declared = list(study.stages[stage].task_cls.outputs)
+    return StageResult(store.read_outputs(declared), store.read_metrics())
 
 
 def _versions() -> dict[str, str]:
@@ -210,6 +208,7 @@ def start_run(study: Study, out: Path | str = "runs", quiet: bool = False) -> Ru
     }
     run = Run(directory, study, manifest, quiet)
     run.lock = lock
+    run.record_reads()
     run.save_manifest()
     return run
 
@@ -237,6 +236,7 @@ def execute(run: Run, resume: bool = False) -> Run:
         run.lock = lock_run(run.dir, "reflow run --resume" if resume else "reflow run")
     study = run.study
     run.manifest["status"] = "running"
+    run.record_reads()
     run.manifest.setdefault("history", []).append(
         {"action": "resume" if resume else "start", "at": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
     run.save_manifest()
@@ -307,7 +307,7 @@ def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
             from reflow.study import with_stage_values
 
             stage, numbers = with_stage_values(run.study, name, run)
-            write_json(folder / "stage_values.json", numbers)
+            write_used(folder, numbers)
             for text, value in numbers.items():
                 log.info("stage %s: %s = %.6g", name, text, value)
         task = stage.create_task()
@@ -317,8 +317,8 @@ def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
         for out_name, ds in result.outputs.items():
             ds.attrs.setdefault("stage", name)
             ds.attrs.setdefault("task", stage.task)
-            write_dataset(ds, folder / f"{out_name}.nc")
-        write_json(folder / "metrics.json", result.metrics)
+            ctx.store.write_output(out_name, ds)
+        ctx.store.write_metrics(result.metrics)
         run._results[name] = result
         plots = task.plot(result, folder)
     except WaitingForResults as exc:
@@ -338,7 +338,8 @@ def _run_stage(run: Run, name: str, stage: Any, resuming: bool) -> None:
     run.set_stage(name, status="done", seconds=round(seconds, 3),
                   finished=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                   outputs=list(result.outputs), plots=[p.name for p in plots],
-                  metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))})
+                  metrics={k: v for k, v in result.metrics.items() if isinstance(v, (int, float, str))},
+                  units=variable_units(result.outputs.values()))
     log.info("stage %s: done in %.2f s", name, seconds)
     run.hook("on_stage_end", stage=name, result=result)
 

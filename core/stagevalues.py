@@ -23,8 +23,10 @@ Nothing is evaluated as code: the string is matched by one regular expression.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,6 +34,8 @@ import numpy as np
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _VAR = r"[A-Za-z_][A-Za-z0-9_]*"
 _PATTERN = re.compile(rf"^\$\{{\s*({_NAME})((?:\.{_VAR}){{1,2}})\s*(?::\s*([A-Za-z]+[0-9.]*))?\s*\}}$")
+STAGE_VALUES = "stage_values.json"
+"""The file in a stage's folder with the numbers its ``${...}`` references stood for when it ran."""
 STATS = ("mean", "median", "min", "max", "std", "sum", "count")
 SYNTAX = "${stage.metric}, ${stage.variable:stat} or ${stage.output.variable:stat}"
 
@@ -145,3 +149,21 @@ def compute(ref: StageValue, run: Any) -> float:
         return statistic(values, ref.stat)
     except ValueError as exc:
         raise DataError(f"{ref.text}: {exc} in {ref.variable!r}") from None
+
+
+def write_used(folder: Path, numbers: dict[str, float]) -> None:
+    """Record the numbers a stage ran with (by reference text), for the report and for the engineer."""
+    from reflow.store import write_json
+
+    write_json(Path(folder) / STAGE_VALUES, numbers)
+
+
+def read_used(folder: Path) -> dict[str, Any]:
+    """The numbers :func:`write_used` recorded for a stage, or ``{}`` (none, or a damaged file: the report
+    still comes out)."""
+    path = Path(folder) / STAGE_VALUES
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}

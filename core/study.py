@@ -164,6 +164,42 @@ class Study:
         return out
 
 
+@dataclass(frozen=True)
+class StageRead:
+    """Stage ``stage`` is read by another: its ``data`` (``output``: the output named, or None for the main
+    one), its trained ``model``, or a ``value`` (``output``: the ``${...}`` text)."""
+
+    stage: str
+    what: Literal["data", "model", "value"]
+    output: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "what": self.what, "output": self.output}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> StageRead:
+        return cls(str(data["stage"]), data["what"], data.get("output"))
+
+
+def stage_reads(study: Study) -> dict[str, list[StageRead]]:
+    """For each stage, what it reads from earlier stages: data references, ``{stage: ...}`` models and
+    ``${stage...}`` values, in the order the stage's params name them, each once.
+
+    The runner records them in the manifest (``stages[name]["reads"]``); the report draws its links from there.
+    """
+    reads: dict[str, list[StageRead]] = {}
+    for name, stage in study.stages.items():
+        found: list[StageRead] = []
+        for _, item in _walk(stage.params, ()):
+            if isinstance(item, DataRef):
+                found.append(StageRead(item.stage, "data", item.output))
+            elif isinstance(item, ComponentSpec) and item.stage is not None:
+                found.append(StageRead(item.stage, "model"))
+        found.extend(StageRead(ref.stage, "value", ref.text) for _, ref in stage.values)
+        reads[name] = list(dict.fromkeys(found))
+    return reads
+
+
 class StageChecker:
     """Handed to ``Task.check``: the registry, the stages, and a way to report problems."""
 
@@ -380,7 +416,7 @@ class _Validator:
                 self.add(path + ("stage",), _missing_stage(spec.stage, self.raw["stages"]))
                 return
             cls = self.stage_tasks.get(spec.stage)
-            if cls is not None and not getattr(cls, "produces_model", False):
+            if cls is not None and not cls.produces_model:
                 self.add(path + ("stage",), f"stage {spec.stage!r} trains no model (its task is not a "
                                             f"training task), so it cannot be used as {_a_kind(spec.kind)}")
             deps.add(spec.stage)
