@@ -10,7 +10,8 @@ import pytest
 from reflow.plugins.physics import fea
 from reflow.plugins.physics import materials as matlib
 from reflow.plugins.physics.bilayer import bilayer
-from reflow.plugins.physics.fea import FlipChipFEA, package_outputs, solve_package, solve_strip
+from reflow.plugins.physics.fea import FlipChipFEA, package_outputs, solve_package
+from reflow.plugins.physics.fem import solve_strip
 from reflow.plugins.physics.materials import Material, UnknownMaterialError
 
 OUTPUT_NAMES = [v.name for v in FlipChipFEA.outputs]
