@@ -7,6 +7,7 @@ from reflow.registry import get_registry
 from reflow.testing import check_component
 
 REGISTRY = get_registry()
+FAST_BO = {"num_restarts": 2, "raw_samples": 16, "mc_samples": 16, "maxiter": 5}
 PARAMS = {
     "python": {"function": "mod:fn"},
     "command": {"argv": ["true"]},
@@ -43,6 +44,11 @@ PARAMS = {
     "compare": {"data": "doe.trials", "target": "warpage_um", "models": ["gp", "elm"]},
     "sensitivity": {"space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage",
                     "samples": 8},
+    # the Bayesian optimizers with the smallest acquisition search: the check asks three times
+    "qlognei": FAST_BO,
+    "qnehvi": FAST_BO,
+    "qparego": FAST_BO,
+    "active-learning": {**FAST_BO, "explore": 1, "integration_points": 16},
 }
 SKIP_RUN = {"csv", "netcdf", "image-folder", "image-manifest", "coco"}  # need files; see test_tabular.py,
 # test_images.py and test_inspection_data.py
