@@ -75,3 +75,34 @@ def test_bad_data_is_reported_by_variable(tmp_path):
         cls().configure(["a_mm", "kind"], ["s"]).fit(data, ctx)
     with pytest.raises(DataError, match=r"elm: the data has no features zz"):
         cls().configure(["a_mm", "zz"], ["s"]).fit(_data(), ctx)
+
+
+def test_surrogate_model_hands_the_validation_rows_to_the_surrogate(tmp_path, monkeypatch):
+    from reflow.surrogates.plugin import SklearnModel
+
+    rng = np.random.default_rng(0)
+
+    def table(n: int) -> xr.Dataset:
+        a, b = rng.uniform(0, 1, (2, n))
+        return xr.Dataset({"a": ("sample", a), "b": ("sample", b), "y": ("sample", a + b)},
+                          coords={"sample": np.arange(n)})
+
+    seen: list = []
+
+    class Recorder:
+        quiet = True
+
+        def fit(self, X, Y, validation=None):
+            seen.append(validation)
+            return self
+
+    model = SklearnModel().configure(["a", "b"], ["y"])
+    monkeypatch.setattr(model, "make_surrogate", lambda device="cpu", seed=0: Recorder())
+    ctx = test_context(tmp_path)
+    train, val = table(20), table(7)
+    model.fit(train, ctx)
+    model.fit(train, ctx, validation=val)
+    assert seen[0] is None
+    X_val, Y_val = seen[1]
+    np.testing.assert_array_equal(X_val, np.column_stack([val["a"].values, val["b"].values]))
+    np.testing.assert_array_equal(Y_val, val["y"].values[:, None])
