@@ -17,7 +17,7 @@ import pytest
 import yaml
 from reflow.errors import ReflowError
 from reflow.runner import resume_run, run_study
-from reflow.store import TrialJournal, read_dataset, read_manifest
+from reflow.store import StageStore, TrialJournal, read_dataset, read_manifest
 from reflow.study import load_study
 
 # One line per call, written when the call starts, so an evaluation cut off by the kill is counted too.
@@ -102,7 +102,8 @@ def test_killed_run_resumes_without_repeating_a_finished_evaluation(tmp_path, wr
     calls_before = _calls(log)
     for rec in journal:  # every journaled trial really ran, once
         assert calls_before[rec["inputs"]["x"]] == 1
-    design_before = read_dataset(run_dir / "doe" / "design.nc")
+    design_before = StageStore(run_dir / "doe").read_cache("design")  # drawn once, kept for the resume
+    assert design_before is not None
 
     res = run_cli("run", "--resume", run_dir, "-q", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -178,8 +179,13 @@ def test_a_failed_later_stage_runs_again_on_resume(tmp_path, write_study):
     assert manifest["stages"]["doe"]["status"] == "done"
     assert manifest["stages"]["post"]["status"] == "failed"
     assert "post.py" in manifest["stages"]["post"]["error"]
-    doe_record = manifest["stages"]["doe"]
+    doe_record = dict(manifest["stages"]["doe"])
     assert sum(_calls(log).values()) == 5
+    assert manifest["stages"]["post"]["reads"] == [{"stage": "doe", "what": "data", "output": "trials"}]
+    assert doe_record["reads"] == [] and doe_record["units"] == {}
+    for info in manifest["stages"].values():  # a manifest written before reads were recorded
+        del info["reads"]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
 
     # fix the one missing piece and resume: only the failed stage runs
     (tmp_path / "post.py").write_text("def evaluate(x, y):\n    return {'w': y - x}\n")
@@ -188,6 +194,7 @@ def test_a_failed_later_stage_runs_again_on_resume(tmp_path, write_study):
     assert manifest["status"] == "done"
     assert manifest["stages"]["post"]["status"] == "done" and manifest["stages"]["post"]["error"] is None
     assert manifest["stages"]["doe"] == doe_record, "stage doe ran again"
+    assert manifest["stages"]["post"]["reads"] == [{"stage": "doe", "what": "data", "output": "trials"}]
     assert sum(_calls(log).values()) == 5
     doe = read_dataset(run_dir / "doe" / "trials.nc")
     post = read_dataset(run_dir / "post" / "trials.nc")
