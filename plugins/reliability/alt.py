@@ -42,7 +42,7 @@ from reflow.errors import DataError
 from reflow.plotting import pyplot, save_figure
 
 from .censoring import Censored
-from .lifedata import LifeParams
+from .lifedata import LifeParams, has_variable
 from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, column, finite_values, output_dim
 from .loglinear import fit_log_linear, frozen, log_linear_loglik, quantile_term, read_censored, require_failures
 from .mle import maximize
@@ -128,7 +128,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
         the row and what is allowed."""
         cols = []
         for (role, _, _), name in zip(self._terms(), self.stress_variables(), strict=True):
-            if name not in data.data_vars and name not in data.coords:
+            if not has_variable(data, name):
                 raise DataError(f"{who}: no stress variable {name!r} ({ROLES[role][1]}; params.stresses."
                                 f"{role}); the data has {', '.join(map(str, data.data_vars))}")
             try:

@@ -24,7 +24,7 @@ from reflow.errors import DataError
 from reflow.plotting import pyplot
 
 from .censoring import Censored
-from .lifedata import LifeParams
+from .lifedata import LifeParams, has_variable
 from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, finite_values, no_covariates
 from .loglinear import read_censored, require_failures
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
@@ -33,7 +33,7 @@ from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
 def mode_labels(rows: Any, name: str, failed: np.ndarray, who: str) -> np.ndarray:
     """The failure mode of each unit as text ('' for units that did not fail); a failure without one is an error
     naming the row."""
-    if name not in rows.data_vars and name not in rows.coords:
+    if not has_variable(rows, name):
         raise DataError(f"{who}: no failure-mode variable {name!r} (params.mode); the data has "
                         f"{', '.join(map(str, rows.data_vars))}")
     raw = np.asarray(rows[name].values).reshape(-1)

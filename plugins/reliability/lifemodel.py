@@ -123,7 +123,7 @@ class BLifeOutputs:
         """Reliability and unreliability (with bounds) at each row's time, where the data has the time along
         ``dim``; a model trained to predict them (features = [time]) errors when the time is missing."""
         time = self.params.time
-        has_time = time in data.data_vars or time in data.coords
+        has_time = has_variable(data, time)
         if self.features and not has_time:
             column(data, time, who, "the time variable")  # raises, naming it
         if not (has_time and data[time].dims == (dim,)):

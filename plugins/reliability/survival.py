@@ -23,7 +23,7 @@ from pydantic import Field
 from reflow.errors import DataError
 from reflow.plotting import pyplot, save_figure
 
-from .lifedata import LifeParams, read_life_data
+from .lifedata import LifeParams, has_variable, read_life_data
 from .lifemodel import (
     check_targets,
     column,
@@ -136,7 +136,7 @@ class KaplanMeier(reflow.Model):
         name = self._median_name()
         out = {f"{name}{s}": (dim, np.full(n, v)) for s, v in zip(("_mean", "_lower", "_upper"), self.median(),
                                                                   strict=True)}
-        has_time = time in data.data_vars or time in data.coords
+        has_time = has_variable(data, time)
         if self.features and not has_time:
             column(data, time, "kaplan-meier", "the time variable")  # raises, naming it
         if has_time and data[time].dims == (dim,):
@@ -303,7 +303,7 @@ class CoxPH(reflow.Model):
         x = self._covariates(data)
         out = {f"{self._median_name()}_mean": (dim, self.median(x)), "risk_score_mean": (dim, self.risk(x))}
         time = self.params.time
-        has_time = time in data.data_vars or time in data.coords
+        has_time = has_variable(data, time)
         if "reliability" in self.targets and not has_time:
             column(data, time, "cox-ph", "the time variable")  # raises, naming it
         if has_time and data[time].dims == (dim,):
