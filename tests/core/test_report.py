@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import re
 import shutil
@@ -112,13 +113,70 @@ def test_links_between_stages_follow_data_and_models(runs):
     assert links == {("warpage", "fit", "data"), ("fit", "field", "model")}
 
 
-def test_links_fall_back_to_the_raw_study_when_it_no_longer_validates(runs, tmp_path):
+def test_links_come_from_the_manifest_even_when_the_study_no_longer_validates(runs, tmp_path):
     run_dir = _copy(runs["failing"], tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["fit"]["reads"] == [{"stage": "warpage", "what": "data", "output": None}]
+    assert manifest["stages"]["field"]["reads"] == [{"stage": "fit", "what": "model", "output": None}]
     resolved = run_dir / "study.resolved.yaml"
     resolved.write_text(resolved.read_text().replace("bilayer-warpage", "uninstalled-evaluator"))
     links = {(lk.source, lk.target, lk.what) for lk in stage_links(run_dir)}
     assert links == {("warpage", "fit", "data"), ("fit", "field", "model")}
     assert "reads the data of <a href='#stage-warpage'>" in _section(render(run_dir), "fit")
+
+
+def test_an_older_manifest_gets_its_links_from_the_resolved_study(runs, tmp_path):
+    run_dir = _copy(runs["failing"], tmp_path)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    for info in manifest["stages"].values():  # written before the runner recorded reads
+        del info["reads"]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    links = {(lk.source, lk.target, lk.what) for lk in stage_links(run_dir)}
+    assert links == {("warpage", "fit", "data"), ("fit", "field", "model")}
+    resolved = run_dir / "study.resolved.yaml"  # and without a study that validates, none: the page still comes
+    resolved.write_text(resolved.read_text().replace("bilayer-warpage", "uninstalled-evaluator"))
+    assert stage_links(run_dir) == []
+    assert "class='links'" not in render(run_dir)
+
+
+def test_a_damaged_metrics_file_is_named_on_the_page(runs, tmp_path):
+    run_dir = _copy(runs["quickstart"], tmp_path)
+    (run_dir / "warpage" / "metrics.json").write_text("{not json")
+    section = _section(render(run_dir), "warpage")
+    assert re.search(r"<p class='warn'>[^<]*warpage/metrics.json cannot be read", section)
+    assert "Key numbers" not in section and "All metrics" not in section
+    assert "<code>warpage_um_factors.png</code>" in section  # the figures are still there
+
+
+def test_units_come_from_the_declared_variable_not_the_name(runs, tmp_path):
+    """``r_ja_k_w`` (a thermal resistance) declared in K/W reads in K/W, although its name ends in ``_w``."""
+    from reflow.store import StageStore
+
+    run_dir = _copy(runs["quickstart"], tmp_path)
+    store = StageStore(run_dir / "warpage")
+    trials = store.read_output("trials")
+    trials["r_ja_k_w"] = ("trial", trials["warpage_um"].values / 100, {"units": "K/W"})
+    trials["p_loss_w"] = ("trial", trials["warpage_um"].values, {"units": ""})  # not declared: the name's W
+    store.write_output("trials", trials)
+    metrics = store.read_metrics()
+    metrics.update(r_ja_k_w_min=0.25, r_ja_k_w_max=1.75, p_loss_w_min=2.0, p_loss_w_max=3.0, best_r_ja_k_w=0.25)
+    store.write_metrics(metrics)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["stages"]["warpage"]["units"]["warpage_um"] == "um"  # recorded by the runner
+    manifest["stages"]["warpage"]["units"]["r_ja_k_w"] = "K/W"  # as the runner records a declared variable
+    older = copy.deepcopy(manifest)
+    del older["stages"]["warpage"]["units"]  # a run from before units were recorded: read from the outputs
+    for record in (manifest, older):
+        (run_dir / "manifest.json").write_text(json.dumps(record))
+        section = _section(render(run_dir), "warpage")
+        assert "<span class='label'>r_ja_k_w</span><span class='value'>0.25 … 1.75 K/W</span>" in section
+        assert "<code>best_r_ja_k_w</code></th><td class='num'>0.25 K/W</td>" in section
+        assert "<span class='label'>p_loss_w</span><span class='value'>2 … 3 W</span>" in section
+        assert "µm" in section  # warpage_um, declared in um
+    keys = {k.label: k.text for k in key_numbers({"r_ja_k_w_min": 1.0, "r_ja_k_w_max": 2.0},
+                                                  declared={"r_ja_k_w": "K/W"})}
+    assert keys == {"r_ja_k_w": "1 … 2 K/W"}
+    assert units_of("r_ja_k_w") == "W" and units_of("r_ja_k_w_upper", {"r_ja_k_w": "K/W"}) == "K/W"
 
 
 def test_every_figure_is_embedded_once_with_a_caption(runs):
@@ -241,22 +299,3 @@ def test_captions_come_from_file_names():
     assert caption(Path("tj_c_parity.png")) == "tj_c: predicted against held-out truth"
     assert caption(Path("pareto_front.png")) == "Pareto front"
     assert png_size(b"not a png at all, not a png at all") is None
-
-
-def test_raw_links_know_models_data_and_stage_values(tmp_path):
-    (tmp_path / "study.resolved.yaml").write_text(textwrap.dedent("""
-        study: s
-        stages:
-          sam: {task: data, source: {not-installed: {path: sam}}}
-          inspect: {task: train, model: {not-installed: {}}, data: sam, target: sam}
-          design:
-            task: doe
-            design: lhs
-            space: {void_fraction: {value: "${inspect.predictions.void_mean:p95}"}}
-            evaluate: [not-installed, {stage: inspect}]
-            note: inspect.predictions
-    """))
-    links = {(lk.source, lk.target, lk.what, lk.output) for lk in stage_links(tmp_path)}
-    assert links == {("sam", "inspect", "data", None), ("inspect", "design", "model", None),
-                     ("inspect", "design", "value", "${inspect.predictions.void_mean:p95}"),
-                     ("inspect", "design", "data", "predictions")}

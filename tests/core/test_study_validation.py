@@ -8,12 +8,13 @@ tests readable and exact.
 from __future__ import annotations
 
 import copy
+import json
 import textwrap
 
 import pytest
 import reflow
 from reflow.errors import Problem, StudyError
-from reflow.study import Study, load_study, validate_study
+from reflow.study import StageRead, Study, load_study, stage_reads, validate_study
 from reflow.yamlio import load_with_lines
 
 QUICKSTART = """
@@ -611,6 +612,28 @@ def test_trained_model_as_an_evaluator_orders_the_stages(write_study, register_p
     assert resolved["stages"]["warp"]["evaluate"][1] == {"stage": "fit"}
     assert resolved["stages"]["fit"]["model"] == {"test-mean": {"shrink": 0.0}}
     assert validate_study(resolved).resolved() == resolved
+
+
+def test_stage_reads_name_the_data_models_and_values_each_stage_takes(write_study, register_plugin):
+    register_plugin(_ModelPlugin(), "test-model-plugin")
+    text = TRAIN.replace("data: points\n    evaluate", "data: points.data\n    evaluate") + """\
+  field:
+    task: doe
+    design: {lhs: {samples: 4}}
+    space:
+      die_thickness_mm: {low: 0.1, high: 0.8}
+      length_mm: {value: "${points.length_mm:p95}"}
+    evaluate: [{stage: fit}, {stage: fit}]
+"""
+    reads = stage_reads(load_study(write_study(text)))
+    assert reads == {
+        "points": [],
+        "fit": [StageRead("points", "data")],
+        "warp": [StageRead("points", "data", "data"), StageRead("fit", "model")],
+        "field": [StageRead("fit", "model"), StageRead("points", "value", "${points.length_mm:p95}")],
+    }
+    for found in reads.values():  # as the manifest keeps them
+        assert [StageRead.from_json(json.loads(json.dumps(r.to_json()))) for r in found] == found
 
 
 def test_train_stage_cannot_reuse_a_trained_model(problems, register_plugin):
