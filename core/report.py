@@ -125,7 +125,7 @@ def _stage_view(run_dir: Path, name: str, info: dict[str, Any]) -> StageView:
         notes=failure_notes(store.folder, status),
         traceback=stage_traceback(run_dir, name) if status == "failed" else "",
         used_values=read_used(store.folder), figures=stage_figures(store.folder, info.get("plots")),
-        files=sorted(f"{o}.nc" for o in outputs), has_model=store.model_dir.is_dir(),
+        files=sorted(store.output_path(o).name for o in outputs), has_model=store.model_dir.is_dir(),
     )
 
 

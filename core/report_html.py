@@ -19,6 +19,7 @@ from typing import Any
 from reflow.report_figures import caption, is_wide, png_size
 from reflow.report_links import Link
 from reflow.report_summary import SUMMARY_KEY_NUMBERS, KeyNumber, flat_metrics, format_number, format_value, is_number
+from reflow.store import MODEL_DIR
 
 CSS = """
 :root{--ink:#1d2330;--muted:#5b6475;--line:#d9dde6;--soft:#f3f5f9;--ok:#18794e;--bad:#c62828;--warn:#a06200;
@@ -258,7 +259,7 @@ def _used_values(values: dict[str, Any]) -> str:
 def _files(stage: StageView) -> str:
     files = [f"<code>{esc(o)}</code>" for o in stage.files]
     if stage.has_model:
-        files.append("<code>model/</code> (saved model)")
+        files.append(f"<code>{esc(MODEL_DIR)}/</code> (saved model)")
     return f"<p class='muted'>Files in <code>{esc(stage.name)}/</code>: {', '.join(files)}</p>" if files else ""
 
 
