@@ -175,7 +175,7 @@ def check_evaluator(evaluator: Evaluator, folder: Path) -> None:
         value = records[0]["outputs"][v.name]
         assert isinstance(value, str) or math.isfinite(value), f"{name}: output {v.name} is {value}"
     if evaluator.has_arrays:
-        _check_arrays_agree(evaluator, row, records[0]["outputs"], "at its default inputs")
+        _check_arrays_agree(evaluator, row, "at its default inputs", strict=True)
     numeric = [v.name for v in inputs if isinstance(row.get(v.name), (int, float))]
     if numeric:
         _check_nan_input(evaluator, {**row, numeric[0]: float("nan")}, numeric[0], ctx)
@@ -199,13 +199,13 @@ def _check_nan_input(evaluator: Evaluator, poisoned: dict[str, Any], which: str,
         assert rec["status"] == "failed" and rec["error"], \
             f"{name}: a NaN input ({which}) must fail that trial with an error saying why, got {rec}"
     if evaluator.has_arrays:
-        _check_arrays_agree(evaluator, poisoned, None, f"with a NaN input ({which})")
+        _check_arrays_agree(evaluator, poisoned, f"with a NaN input ({which})", strict=False)
 
 
-def _check_arrays_agree(evaluator: Evaluator, row: dict[str, Any], expected: dict[str, Any] | None,
-                        where: str) -> None:
+def _check_arrays_agree(evaluator: Evaluator, row: dict[str, Any], where: str, strict: bool) -> None:
     """``evaluate_arrays`` on one row gives what ``evaluate_one`` gives: reflow runs a trial through either (a
-    chunk as arrays, a non-finite row again alone), so a difference makes results depend on the chunking."""
+    chunk as arrays; a row the arrays leave non-finite again alone), so a difference makes a trial's result
+    depend on the chunking. ``strict``: the arrays must give this row (at the defaults they must work)."""
     from reflow.evaluation import run_step
 
     name = type(evaluator).__name__
@@ -214,19 +214,18 @@ def _check_arrays_agree(evaluator: Evaluator, row: dict[str, Any], expected: dic
         with np.errstate(all="ignore"):
             raw = evaluator.evaluate_arrays({k: np.asarray([v]) for k, v in row.items()})
         arrays = {k: np.broadcast_to(np.asarray(raw[k], dtype=float), (1,))[0] for k in names}
-    except Exception:  # noqa: BLE001 - reflow then evaluates the row alone: nothing to compare
-        if expected is not None:
-            raise AssertionError(f"{name}.evaluate_arrays fails {where} where evaluate_one succeeds") from None
+    except Exception as exc:  # reflow then evaluates the row alone: consistent, but slow where it should not be
+        if strict:
+            raise AssertionError(f"{name}.evaluate_arrays fails {where}: {type(exc).__name__}: {exc}") from exc
         return
     if not all(math.isfinite(v) for v in arrays.values()):
+        assert not strict, f"{name}.evaluate_arrays gives non-finite outputs {where}: {arrays}"
         return  # reflow evaluates such a row again through evaluate_one
-    if expected is None:
-        try:
-            expected = run_step(evaluator, row)
-        except Exception as exc:  # noqa: BLE001 - reported as the broken rule
-            raise AssertionError(f"{name}: evaluate_arrays gives finite outputs {where} where evaluate_one fails "
-                                 f"({type(exc).__name__}: {exc}); the trial's result would depend on the "
-                                 "chunking") from None
+    try:
+        expected = run_step(evaluator, row)
+    except Exception as exc:
+        raise AssertionError(f"{name}: evaluate_arrays gives finite outputs {where} where evaluate_one fails "
+                             f"({type(exc).__name__}: {exc}); a trial's result would depend on the chunking") from exc
     for k, v in arrays.items():
         assert math.isclose(v, float(expected[k]), rel_tol=1e-9, abs_tol=1e-12), \
             f"{name}: evaluate_arrays and evaluate_one disagree {where}: {k} = {v!r} vs {expected[k]!r}"
@@ -316,7 +315,8 @@ def _check_fit(model: Model, data: Any, features: list[str], targets: list[str],
     assert parameter is not None and parameter.default is None, \
         f"{name}.fit must take validation=None (the rows a study's split holds out, or None)"
     before = set(vars(model))
-    fitted = model.configure(features, targets).fit(data, ctx, validation=None)
+    fitted = _call(f"{name}.fit(data, ctx, validation=None)", model.configure(features, targets).fit, data, ctx,
+                   validation=None)
     assert fitted is model, f"{name}.fit must return self"
     new = [k for k in set(vars(model)) - before if not k.startswith("_")]
     bad = sorted(k for k in new if not k.endswith("_"))
@@ -325,13 +325,22 @@ def _check_fit(model: Model, data: Any, features: list[str], targets: list[str],
     n = data.sizes[dim]
     held = max(1, n // 4)
     fresh = type(model)(model.params.model_copy()).configure(features, targets)
-    fitted = fresh.fit(data.isel({dim: slice(0, n - held)}), ctx, validation=data.isel({dim: slice(n - held, n)}))
+    fitted = _call(f"{name}.fit(data, ctx, validation=held-out rows)", fresh.fit, data.isel({dim: slice(0, n - held)}),
+                   ctx, validation=data.isel({dim: slice(n - held, n)}))
     assert fitted is fresh, f"{name}.fit(data, ctx, validation=...) must return self"
+
+
+def _call(call: str, method: Any, *args: Any, **kwargs: Any) -> Any:
+    """``method(*args, **kwargs)``; an exception from it breaks the rule that the contract allows this call."""
+    try:
+        return method(*args, **kwargs)
+    except Exception as exc:
+        raise AssertionError(f"{call} failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _check_score(model: Model, data: Any, ctx: RunContext, predictions: Any) -> None:
     name = type(model).__name__
-    scores = model.score(data, ctx, predictions=predictions)
+    scores = _call(f"{name}.score(data, ctx, predictions=...)", model.score, data, ctx, predictions=predictions)
     assert isinstance(scores, dict), f"{name}.score must return a dict of name -> number, got {type(scores).__name__}"
     bad = {k: v for k, v in scores.items() if not isinstance(k, str) or not _is_number(v)}
     assert not bad, f"{name}.score must return a dict of name -> number, got {bad}"
