@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from reflow.store import write_json
 
 _NAME = r"[A-Za-z_][A-Za-z0-9_-]*"
 _VAR = r"[A-Za-z_][A-Za-z0-9_]*"
@@ -153,8 +154,6 @@ def compute(ref: StageValue, run: Any) -> float:
 
 def write_used(folder: Path, numbers: dict[str, float]) -> None:
     """Record the numbers a stage ran with (by reference text), for the report and for the engineer."""
-    from reflow.store import write_json
-
     write_json(Path(folder) / STAGE_VALUES, numbers)
 
 
