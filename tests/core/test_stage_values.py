@@ -121,3 +121,11 @@ def test_a_metric_of_an_earlier_stage(tmp_path):
     assert metrics["ok"] == 3 and metrics["failed"] == 0
     assert np.allclose(trials["void_fraction"].values, 0.0)
     assert (trials["status"].values == "ok").all()
+
+
+def test_the_numbers_used_are_read_back_and_a_damaged_record_reads_as_none(tmp_path):
+    stagevalues.write_used(tmp_path, {"${lot.ductility:mean}": 0.325})
+    assert stagevalues.read_used(tmp_path) == {"${lot.ductility:mean}": 0.325}
+    (tmp_path / stagevalues.STAGE_VALUES).write_text('{"${lot.ductility:mean}": 0.3')  # cut short
+    assert stagevalues.read_used(tmp_path) == {}
+    assert stagevalues.read_used(tmp_path / "no-such-stage") == {}
