@@ -257,6 +257,10 @@ class Fit:
     def bic(self) -> float:
         return self.k * math.log(self.n) - 2.0 * self.loglik
 
+    def criterion(self, name: str) -> float:
+        """The information criterion candidates are ranked by: ``aicc`` or ``bic`` (lower is better)."""
+        return self.aicc if name == "aicc" else self.bic
+
     @property
     def internal(self) -> np.ndarray:
         return self.distribution.to_internal(self.params)

@@ -208,7 +208,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
                      for p, name in zip(self.params.b_lives, self._b_names(), strict=True)]
             note = ("" if len(self.fits_) == 1 else
                     f"; {self.params.criterion.upper()} rank {i + 1} of {len(self.fits_)}"
-                    f" ({self.params.criterion.upper()} {getattr(f, self.params.criterion):.2f})")
+                    f" ({self.params.criterion.upper()} {f.criterion(self.params.criterion):.2f})")
             paths.append(probability_plot(f, Path(folder) / f"probability_{f.distribution.name}.png",
                                           confidence=self.params.confidence, one_sided=self.params.one_sided,
                                           time=self.params.time, marks=marks, note=note))
@@ -228,7 +228,7 @@ def rank(data: Censored, names: list[str], criterion: str, who: str) -> tuple[li
     if not fits:
         raise DataError(f"{who}: no candidate distribution could be fit: "
                         + "; ".join(f"{k}: {v}" for k, v in skipped.items()))
-    fits.sort(key=lambda f: (getattr(f, criterion), f.k))
+    fits.sort(key=lambda f: (f.criterion(criterion), f.k))
     return fits, skipped
 
 
