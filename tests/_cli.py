@@ -24,14 +24,14 @@ REFLOW = [sys.executable, "-m", "reflow.cli"]
 COLUMNS = 200
 
 
-def cli_env(columns: int = COLUMNS, env: dict[str, str] | None = None) -> dict[str, str]:
-    """The variables a test's CLI call sets on top of the inherited environment."""
+def cli_env(columns: int = COLUMNS, env: dict[str, str | None] | None = None) -> dict[str, str | None]:
+    """The variables a test's CLI call sets on top of the inherited environment (a None value unsets one)."""
     return {"COLUMNS": str(columns), **(env or {})}
 
 
-def process_env(columns: int = COLUMNS, env: dict[str, str] | None = None) -> dict[str, str]:
-    """The whole environment of a ``reflow`` subprocess: this one's plus ``cli_env``."""
-    return {**os.environ, **cli_env(columns, env)}
+def process_env(columns: int = COLUMNS, env: dict[str, str | None] | None = None) -> dict[str, str]:
+    """The whole environment of a ``reflow`` subprocess: this one's plus ``cli_env``, without the unset ones."""
+    return {k: v for k, v in {**os.environ, **cli_env(columns, env)}.items() if v is not None}
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class CliResult:
         return iter((self.exit_code, self.text))
 
 
-def cli(*args: object, columns: int = COLUMNS, env: dict[str, str] | None = None) -> CliResult:
+def cli(*args: object, columns: int = COLUMNS, env: dict[str, str | None] | None = None) -> CliResult:
     """Run ``reflow *args`` in this process; a Python exception escaping the CLI fails the test with its traceback."""
     res = CliRunner().invoke(app, [str(a) for a in args], env=cli_env(columns, env))
     if res.exception is not None and not isinstance(res.exception, SystemExit):
@@ -60,7 +60,7 @@ def cli(*args: object, columns: int = COLUMNS, env: dict[str, str] | None = None
 
 
 def run_cli(*args: object, cwd: Path | None = None, timeout: float = 180, columns: int = COLUMNS,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+            env: dict[str, str | None] | None = None) -> subprocess.CompletedProcess:
     """Run ``reflow *args`` in a subprocess, for the tests that need a real process (exit codes, signals, locks)."""
     return subprocess.run([*REFLOW, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=timeout,
                           env=process_env(columns, env), check=False)

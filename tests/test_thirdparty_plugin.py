@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xarray as xr
+from _cli import run_cli
 from pydantic import ValidationError
-from reflow.errors import DataError, EvaluationError
+from reflow.errors import DataError, EvaluationError, ReflowError
 from reflow.evaluation import check_outputs, run_step
 from reflow.registry import reset_plugins
 from reflow.testing import check_component
@@ -56,10 +56,9 @@ def hand_stress_mpa(length_mm, width_mm, thickness_mm, load_n):
 
 
 def _cli(*args, env=None, cwd=None, timeout=180):
-    full_env = {k: v for k, v in os.environ.items() if k != "REFLOW_LOAD_PLUGINS"}
-    full_env.update({"COLUMNS": "200", **(env or {})})
-    return subprocess.run([sys.executable, "-m", "reflow.cli", *map(str, args)], cwd=cwd, env=full_env,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    """``reflow`` in a subprocess (the tests' run_cli) with REFLOW_LOAD_PLUGINS unset unless a test sets it: the
+    plugin is found as a user's reflow finds it."""
+    return run_cli(*args, cwd=cwd, timeout=timeout, env={"REFLOW_LOAD_PLUGINS": None, **(env or {})})
 
 
 def _pip(*args, timeout=300):
@@ -146,22 +145,22 @@ def test_model_save_load_round_trip_gives_identical_predictions(tmp_path):
 def test_model_fits_what_a_polynomial_can_represent():
     data = _beam_data()
     # The stress is linear in F at fixed L and t: a quadratic in (L, t, F) is close; a linear one less so.
-    quad = rc.LeastSquaresPoly(degree=2).configure(FEATURES, ["max_stress_mpa"]).fit(data)
-    lin = rc.LeastSquaresPoly(degree=1).configure(FEATURES, ["max_stress_mpa"]).fit(data)
+    quad = rc.LeastSquaresPoly(degree=2).configure(FEATURES, ["max_stress_mpa"]).fit(data, None)
+    lin = rc.LeastSquaresPoly(degree=1).configure(FEATURES, ["max_stress_mpa"]).fit(data, None)
     assert quad.residual_std_[0] < lin.residual_std_[0]
     # An exact quadratic is recovered to rounding, with a ~0 residual std.
     exact = data.assign(q=("sample", 1 + 2 * data["length_mm"].values - 3 * data["load_n"].values ** 2
                            + data["length_mm"].values * data["thickness_mm"].values))
-    fit = rc.LeastSquaresPoly(degree=2).configure(FEATURES, ["q"]).fit(exact)
-    pred = fit.predict(exact)
+    fit = rc.LeastSquaresPoly(degree=2).configure(FEATURES, ["q"]).fit(exact, None)
+    pred = fit.predict(exact, None)
     np.testing.assert_allclose(pred["q_mean"].values, exact["q"].values, rtol=1e-9)
     assert pred["q_std"].values.max() < 1e-9
     with pytest.raises(ValidationError):
         rc.LeastSquaresPoly(degree=3)
     with pytest.raises(DataError, match="only 5 training samples"):
-        rc.LeastSquaresPoly(degree=2).configure(FEATURES, ["q"]).fit(exact.isel(sample=slice(0, 5)))
-    with pytest.raises(DataError, match="not fitted"):
-        rc.LeastSquaresPoly().configure(FEATURES, ["q"]).predict(exact)
+        rc.LeastSquaresPoly(degree=2).configure(FEATURES, ["q"]).fit(exact.isel(sample=slice(0, 5)), None)
+    with pytest.raises(ReflowError, match="call fit before using the model"):
+        rc.LeastSquaresPoly().configure(FEATURES, ["q"]).predict(exact, None)
 
 
 def test_components_pass_reflow_contract_checks(tmp_path):

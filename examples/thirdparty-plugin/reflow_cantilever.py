@@ -16,13 +16,16 @@ from __future__ import annotations
 import json
 from itertools import combinations_with_replacement
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import reflow
 import xarray as xr
 from pydantic import Field
 from reflow import Variable
+
+if TYPE_CHECKING:
+    from reflow.context import RunContext
 
 __version__ = "0.1.0"
 
@@ -90,9 +93,16 @@ class LeastSquaresPoly(reflow.Model):
     Features are standardized, the polynomial is fitted to every target at once with numpy.linalg.lstsq,
     and ``<target>_std`` is the residual standard deviation of the fit (the same for every sample).
     Saved as ``state.npz`` (numbers only, loaded with allow_pickle=False) plus reflow's ``params.json``.
+
+    What reflow.Model does for it: ``configure(features, targets)`` (the ``train`` task names them) and saving
+    them with the params. What it implements: ``fit``, ``predict``, ``save_state``, ``load_state`` (the
+    contract) and ``score``, ``plot``, ``summary`` (optional; the base's defaults add nothing).
     """
 
     family = "regressor"
+    uses_images = False  # the default, declared here to show it: True for a model that reads the image variable
+    coef_: np.ndarray | None = None
+    """Fitted state ends in ``_``; a class-level None lets ``require_fitted`` say "call fit" before a fit."""
 
     class Params(reflow.Params):
         degree: Literal[1, 2] = Field(2, description="polynomial degree: 1 (linear) or 2 (quadratic with cross terms)")
@@ -100,13 +110,16 @@ class LeastSquaresPoly(reflow.Model):
 
     # ---- the contract: fit / predict ----------------------------------------------------------------
 
-    def fit(self, data: xr.Dataset, ctx=None) -> LeastSquaresPoly:
+    def fit(self, data: xr.Dataset, ctx: RunContext | None, validation: xr.Dataset | None = None
+            ) -> LeastSquaresPoly:
         """Fit every target on the features.
 
         Args:
             data: the training set; ``self.features`` and ``self.targets`` (set by ``configure``) are
                 1-D variables over one dim (``sample`` or ``trial``) of length n.
             ctx: the run context (unused: the fit is deterministic).
+            validation: the rows a study's ``split`` holds out, or None. A least-squares fit has nothing to
+                stop early or select, so it is unused; an iterative model would watch its loss on them.
         """
         if not self.features or not self.targets:
             raise reflow.DataError("least-squares-poly: call configure(features, targets) before fit")
@@ -130,10 +143,9 @@ class LeastSquaresPoly(reflow.Model):
         self.residual_std_ = np.sqrt((residual**2).sum(axis=0) / max(n - p, 1))
         return self
 
-    def predict(self, data: xr.Dataset, ctx=None) -> xr.Dataset:
+    def predict(self, data: xr.Dataset, ctx: RunContext | None) -> xr.Dataset:
         """Predict ``<target>_mean`` and ``<target>_std`` on the dim of the features (n values each)."""
-        if not hasattr(self, "coef_"):
-            raise reflow.DataError("least-squares-poly: the model is not fitted (call fit or load first)")
+        self.require_fitted("coef_")  # a clear "call fit" error instead of an AttributeError
         dim = data[self.features[0]].dims[0] if self.features and self.features[0] in data else "sample"
         mean = self._basis(self._matrix(data, self.features)) @ self.coef_
         out = xr.Dataset(coords={dim: data[dim].values} if dim in data.coords else None)
@@ -141,6 +153,46 @@ class LeastSquaresPoly(reflow.Model):
             out[f"{target}_mean"] = (dim, mean[:, j])
             out[f"{target}_std"] = (dim, np.full(mean.shape[0], self.residual_std_[j]))
         return out
+
+    # ---- optional: score, plot, summary ---------------------------------------------------------------
+
+    def score(self, data: xr.Dataset, ctx: RunContext | None, predictions: xr.Dataset | None = None
+              ) -> dict[str, float]:
+        """Beyond the ``train`` task's per-target scores: each target's held-out RMSE over the fit's residual
+        std (about 1 for a good fit, much more for an overfit one). ``predictions`` is ``predict(data)``
+        when the task made it already."""
+        pred = predictions if predictions is not None else self.predict(data, ctx)
+        out = {}
+        for j, target in enumerate(self.targets):
+            error = np.asarray(pred[f"{target}_mean"].values) - np.asarray(data[target].values, dtype=float)
+            rmse = float(np.sqrt(np.mean(error**2)))
+            out[f"{target}_rmse_over_residual_std"] = rmse / max(float(self.residual_std_[j]), 1e-300)
+        return out
+
+    def plot(self, folder: Path) -> list[Path]:
+        """The standardized coefficients of every target as ``coefficients.png`` (the ``train`` task calls this
+        on the saved model and shows the figure in the report)."""
+        from reflow.plotting import pyplot, save_figure
+
+        self.require_fitted("coef_")
+        plt = pyplot()
+        terms = self.term_names()
+        fig, ax = plt.subplots(figsize=(6, 0.3 * len(terms) + 1.5))
+        for j, target in enumerate(self.targets):
+            ax.barh(np.arange(len(terms)) + 0.8 * j / len(self.targets), self.coef_[:, j],
+                    height=0.8 / len(self.targets), label=target)
+        ax.set_yticks(np.arange(len(terms)), terms)
+        ax.set_xlabel("coefficient (standardized features)")
+        ax.legend()
+        path = Path(folder) / "coefficients.png"
+        save_figure(fig, path)
+        return [path]
+
+    def summary(self) -> dict[str, float]:
+        """The residual std of each target: the ``train`` task adds it to the stage's metrics."""
+        if not self.is_fitted("coef_"):
+            return {}
+        return {f"{t}_residual_std": float(s) for t, s in zip(self.targets, self.residual_std_, strict=True)}
 
     # ---- saving: numbers in npz (never pickle); reflow's save()/load() add params.json ------------------
 
