@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import reflow
@@ -31,6 +31,10 @@ from reflow.surrogates.gp import GPParams
 from reflow.surrogates.mlp import MLPParams
 from reflow.surrogates.preprocess import PreprocessParams
 from reflow.surrogates.sklearn import SklearnParams
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 SURROGATE_DIR = "surrogate"
 UNITS_FILE = "units.json"
@@ -78,7 +82,7 @@ class SurrogateModel(reflow.Model):
             columns.append(values)
         return np.column_stack(columns)
 
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> SurrogateModel:
         X = self._matrix(data, self.features, "feature")
         Y = self._matrix(data, self.targets, "target")
         held_out = None

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import reflow
@@ -47,6 +47,10 @@ from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, column, f
 from .loglinear import fit_log_linear, frozen, log_linear_loglik, quantile_term, read_censored, require_failures
 from .mle import maximize
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 BOLTZMANN_EV = 8.617333262e-5  # eV/K (CODATA 2018)
 
@@ -171,7 +175,7 @@ class LifeStress(BLifeOutputs, reflow.Model):
         return np.column_stack([np.ones(s.shape[0]), z])
 
     # ---- fit ------------------------------------------------------------------------------------------------
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> LifeStress:
         who = "life-stress"
         units = read_censored(data, self.params, who)
         life = units.life

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import reflow
@@ -28,6 +28,10 @@ from .lifedata import LifeParams, has_variable
 from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, finite_values, no_covariates
 from .loglinear import read_censored, require_failures
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 
 def mode_labels(rows: Any, name: str, failed: np.ndarray, who: str) -> np.ndarray:
@@ -73,7 +77,7 @@ class CompetingModes(BLifeOutputs, reflow.Model):
 
         _percent = b_lives_validator()
 
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> CompetingModes:
         from .distributions import fit_distribution
 
         who = "competing-modes"

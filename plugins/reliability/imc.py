@@ -14,12 +14,16 @@ of a new measurement (parameter uncertainty plus the residual scatter).
 from __future__ import annotations
 
 import json
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import reflow
 from pydantic import Field
 from reflow.errors import DataError
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 
 def _power(t, x0, d, n):
@@ -54,7 +58,7 @@ class ImcGrowth(reflow.Model):
     def _design(self, t):
         return np.column_stack([t, np.sqrt(t), np.ones_like(t)])
 
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> ImcGrowth:
         t, y = self._xy(data)
         if t.size < 4:
             raise DataError(f"imc-growth needs at least 4 measurements to fit 3 constants, got {t.size}")

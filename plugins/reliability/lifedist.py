@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import reflow
@@ -34,6 +34,10 @@ from .lifemodel import (
     output_dim,
     with_bounds,
 )
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 DistributionName = Literal["weibull", "weibull-3p", "lognormal", "exponential", "exponential-2p", "normal", "gamma",
                            "loglogistic", "auto"]
@@ -85,7 +89,7 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
         return with_bounds(self._b_names() + ["reliability", "unreliability"])
 
     # ---- fit ---------------------------------------------------------------------------------------------
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> LifeDistribution:
         no_covariates(self.features, self.params.time, self.who)
         life = read_life_data(data, self.params, self.who, min_failures=1, intervals=True)
         censored = life.life
@@ -162,7 +166,8 @@ class LifeDistribution(BLifeOutputs, reflow.Model):
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
-    def score(self, data, ctx, predictions=None) -> dict[str, float]:
+    def score(self, data: xr.Dataset, ctx: RunContext, predictions: xr.Dataset | None = None
+              ) -> dict[str, float]:
         """On held-out units: the mean log-likelihood per unit (compare with the training value)."""
         life = read_life_data(data, self.params, self.who, min_failures=0, intervals=True).life
         ll = log_likelihood(life, self.fit_.frozen())

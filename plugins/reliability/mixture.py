@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import reflow
@@ -28,6 +29,10 @@ from .lifemodel import BLifeOutputs, b_lives_field, b_lives_validator, bounded_v
 from .loglinear import LogLocationScale, read_censored, require_failures
 from .mle import maximize, observed_covariance
 from .probplot import adjusted_ranks, finish_probability_plot, weibull_y
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 
 class WeibullMixtureDist:
@@ -128,7 +133,7 @@ class WeibullMixture(BLifeOutputs, reflow.Model):
 
         _percent = b_lives_validator()
 
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> WeibullMixture:
         who = "weibull-mixture"
         no_covariates(self.features, self.params.time, who)
         life = read_censored(data, self.params, who).life

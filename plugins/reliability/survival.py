@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import reflow
@@ -34,6 +35,10 @@ from .lifemodel import (
     output_dim,
     with_bounds,
 )
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 
 def _first_below(curve: np.ndarray, timeline: np.ndarray, q: float) -> float:
@@ -89,7 +94,7 @@ class KaplanMeier(reflow.Model):
         """Every output this model can predict (the allowed targets)."""
         return with_bounds([self._median_name(), "reliability"])
 
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> KaplanMeier:
         from lifelines import KaplanMeierFitter
 
         no_covariates(self.features, self.params.time, "kaplan-meier")
@@ -207,7 +212,7 @@ class CoxPH(reflow.Model):
         """Every output this model can predict (the allowed targets)."""
         return [self._median_name(), "reliability", "risk_score"]
 
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> CoxPH:
         import pandas as pd
         from lifelines import CoxPHFitter
 
@@ -311,7 +316,8 @@ class CoxPH(reflow.Model):
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
-    def score(self, data, ctx, predictions=None) -> dict[str, float]:
+    def score(self, data: xr.Dataset, ctx: RunContext, predictions: xr.Dataset | None = None
+              ) -> dict[str, float]:
         """On held-out units: Harrell's concordance of the risk score with the observed lives."""
         from lifelines.utils import concordance_index
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import reflow
@@ -44,6 +44,10 @@ from .lifemodel import (
 )
 from .mle import observed_covariance
 from .probplot import adjusted_ranks, plotting_positions, weibull_y
+
+if TYPE_CHECKING:
+    import xarray as xr
+    from reflow.context import RunContext
 
 __all__ = ["Weibull", "adjusted_ranks", "fit_three_parameter", "fit_two_parameter", "weibull_loglik"]
 
@@ -166,7 +170,7 @@ class Weibull(BLifeOutputs, reflow.Model):
         return with_bounds(self._b_names() + ["reliability", "unreliability"])
 
     # ---- fit ---------------------------------------------------------------------------------------------
-    def fit(self, data, ctx, validation=None):
+    def fit(self, data: xr.Dataset, ctx: RunContext, validation: xr.Dataset | None = None) -> Weibull:
         who = "weibull"
         no_covariates(self.features, self.params.time, who)
         life = read_life_data(data, self.params, who, min_failures=self.params.parameters, intervals=True)
@@ -330,7 +334,8 @@ class Weibull(BLifeOutputs, reflow.Model):
         coords = {dim: data[dim].values} if dim in data.coords else None
         return xr.Dataset(out, coords=coords)
 
-    def score(self, data, ctx, predictions=None) -> dict[str, float]:
+    def score(self, data: xr.Dataset, ctx: RunContext, predictions: xr.Dataset | None = None
+              ) -> dict[str, float]:
         """On held-out units: the mean log-likelihood per unit (compare with the training value)."""
         life = read_life_data(data, self.params, "weibull", min_failures=0, intervals=True)
         if life.censored is None:
