@@ -232,45 +232,9 @@ def plugins_show(name: Annotated[str, typer.Argument(help="a component name")]) 
         console.print(f"outputs: {', '.join(cls.outputs)}")
 
 
-STATISTICS = ("min", "max", "mean", "median", "std", "rmse", "mae")
-"""Metric suffixes whose value has the units of the variable they follow (``warpage_um_max``)."""
-
-
-def metric_units(metric: str, units: dict[str, str]) -> str:
-    """The units of a metric from the declared ``units`` of the variable it is about (the variable itself,
-    ``best_<var>`` or ``<var>_<statistic>``); "" when it is about none. Never guessed from a name's suffix:
-    ``r_ja_k_w`` is in K/W only because its variable says so."""
-    if metric in units:
-        return units[metric]
-    if metric.startswith("best_") and metric[len("best_"):] in units:
-        return units[metric[len("best_"):]]
-    base, _, statistic = metric.rpartition("_")
-    return units.get(base, "") if statistic in STATISTICS else ""
-
-
-def stage_units(folder: Path, declared: list[str] | tuple[str, ...] = ()) -> dict[str, str]:
-    """``{variable: units}`` as a stage's stored outputs declare them (the ``units`` attr). Only the attributes
-    are read, through h5netcdf (the store's engine) rather than xarray, which would triple the time of
-    ``reflow show``; a time's netCDF encoding (``days since ...``) is no declared unit, and a damaged output
-    adds none."""
-    import h5netcdf
-    from reflow.store import StageStore
-
-    store = StageStore(folder)
-    units: dict[str, str] = {}
-    for name in store.output_names(declared):
-        try:
-            with h5netcdf.File(store.output_path(name), "r") as file:
-                for var, values in file.variables.items():
-                    unit = str(values.attrs.get("units", ""))
-                    if unit and " since " not in unit:
-                        units.setdefault(str(var), unit)
-        except (OSError, ValueError, KeyError):
-            continue
-    return units
-
-
 def _metric_text(name: str, value: object, units: dict[str, str]) -> str:
+    from reflow.units import metric_units
+
     text = f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
     unit = metric_units(name, units) if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
     return f"{text} {unit}" if unit else text
@@ -280,7 +244,8 @@ def _metric_text(name: str, value: object, units: dict[str, str]) -> str:
 def show(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     """Stages of a run with status, time and key metrics (with the units their variables declare)."""
     from reflow.errors import ReflowError
-    from reflow.store import read_manifest
+    from reflow.report import declared_units
+    from reflow.store import StageStore, read_manifest
     from rich.console import Console
     from rich.table import Table
 
@@ -295,7 +260,7 @@ def show(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> None:
     table.add_column("key metrics", ratio=1)
     for name, info in manifest.get("stages", {}).items():
         metrics = list((info.get("metrics") or {}).items())[:5]
-        units = stage_units(run_dir / name, info.get("outputs") or ()) if metrics else {}
+        units = declared_units(StageStore(run_dir / name), info, info.get("outputs") or []) if metrics else {}
         key = "\n".join(_metric_text(k, v, units) for k, v in metrics)  # one metric a line: never cut inside one
         if info.get("error"):
             key = f"error: {info['error']}"

@@ -33,10 +33,10 @@ from reflow.report_summary import (
     format_value,
     key_numbers,
     units_of,
-    variable_units,
 )
 from reflow.stagevalues import read_used
 from reflow.store import RESOLVED, StageStore, atomic_write_text, read_manifest
+from reflow.units import variable_units
 
 __all__ = [
     "MAX_KEY_NUMBERS", "REPORT", "SUMMARY_KEY_NUMBERS", "KeyNumber", "Link", "caption", "declared_units",
@@ -90,19 +90,7 @@ def declared_units(store: StageStore, info: dict[str, Any], outputs: list[str]) 
     recorded = info.get("units")
     if isinstance(recorded, dict):
         return {str(k): str(v) for k, v in recorded.items()}
-    import xarray as xr
-
-    datasets = []
-    for name in outputs:
-        try:
-            datasets.append(xr.open_dataset(store.output_path(name), engine="h5netcdf"))
-        except Exception as exc:  # a damaged output costs its units only: names still state theirs
-            log.info("report: no units from %s: %s", store.output_path(name), exc)
-    try:
-        return variable_units(datasets)
-    finally:
-        for ds in datasets:
-            ds.close()
+    return store.output_units(outputs)
 
 
 def _metrics(store: StageStore) -> tuple[dict[str, Any], str]:

@@ -12,18 +12,16 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from reflow.units import units_from_name
+from reflow.units import metric_units
 
 MAX_KEY_NUMBERS = 8
 """Key numbers per stage section; the summary table shows the first :data:`SUMMARY_KEY_NUMBERS`."""
 SUMMARY_KEY_NUMBERS = 4
 
-QUALIFIERS = ("_min", "_max", "_lower", "_upper", "_mean", "_std")
-"""Endings that qualify a variable's name in a metric (``warpage_um_max``) and keep its units."""
 _DISPLAY_UNITS = {"um": "µm", "degC": "°C"}
 
 # ---- numbers and units ---------------------------------------------------------------------------------
@@ -34,49 +32,11 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _strip_qualifier(name: str) -> str:
-    for q in QUALIFIERS:
-        if name.endswith(q):
-            return name[: -len(q)]
-    return name
-
-
-def _declared_units(name: str, declared: Mapping[str, str]) -> str | None:
-    """The units a stage declared for the variable ``name`` speaks of, or None when none declares any."""
-    for candidate in (name, _strip_qualifier(name)):
-        for base in (candidate, candidate[5:] if candidate.startswith("best_") else None):
-            if base and declared.get(base):
-                return declared[base]
-    return None
-
-
 def units_of(name: str, declared: Mapping[str, str] | None = None) -> str:
-    """The units of a metric, for display: the ``units`` its variable was declared with (``declared``: variable
-    name -> units), else what the name states (``b10_cycles_lower`` -> ``cycles``, ``warpage_um`` -> ``µm``).
-
-    A declared unit always wins over the suffix: ``r_ja_k_w`` declared in ``K/W`` is shown in K/W, not W.
-    """
-    units = _declared_units(name, declared) if declared else None
-    if units is None:
-        base = _strip_qualifier(name)
-        if "seconds" in base.split("_") or base.endswith("_seconds"):
-            return "s"
-        if base.startswith("best_"):
-            base = base[5:]
-        units = units_from_name(base)
+    """The units of a metric, for display (``um`` as µm): :func:`reflow.units.metric_units`, the declared
+    units of its variable first, else what its name states."""
+    units = metric_units(name, declared)
     return _DISPLAY_UNITS.get(units, units)
-
-
-def variable_units(datasets: Iterable[Any]) -> dict[str, str]:
-    """The ``units`` attribute of every variable of ``datasets`` that declares one (evaluators' declared
-    Variables, design spaces and data sources set it), by variable name; the first dataset naming one wins."""
-    units: dict[str, str] = {}
-    for ds in datasets:
-        for var, variable in ds.variables.items():
-            value = variable.attrs.get("units")
-            if isinstance(value, str) and value.strip():
-                units.setdefault(str(var), value.strip())
-    return units
 
 
 def format_number(value: Any) -> str:

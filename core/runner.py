@@ -16,7 +16,6 @@ from reflow.components import StageResult
 from reflow.context import RunContext, stage_seed
 from reflow.device import resolve_device, resolve_now
 from reflow.errors import ReflowError, RunError, StudyError, WaitingForResults
-from reflow.report_summary import variable_units
 from reflow.specs import ComponentSpec, DataRef
 from reflow.stagevalues import write_used
 from reflow.store import (
@@ -30,6 +29,7 @@ from reflow.store import (
     write_json,
 )
 from reflow.study import Study, _walk, stage_reads, validate_study
+from reflow.units import variable_units
 from reflow.yamlio import dump, load_with_lines
 
 log = logging.getLogger("reflow")

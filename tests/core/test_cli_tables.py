@@ -6,9 +6,10 @@ import json
 
 import pytest
 import xarray as xr
-from reflow.cli import _fitted_columns, app, metric_units
+from reflow.cli import _fitted_columns, app
 from reflow.registry import get_registry
 from reflow.store import StageStore, write_json
+from reflow.units import metric_units
 from typer.testing import CliRunner
 
 
@@ -92,7 +93,7 @@ def test_show_takes_units_from_the_declared_variable_not_the_name(tmp_path):
     out = _invoke("show", str(run))
     _assert_fits(out)
     assert "r_ja_k_w_max=1.5 K/W" in out and "best_r_ja_k_w=1.25 K/W" in out
-    assert "delay_s_min=3 " in out and "delay_s_min=3 s" not in out  # no units declared: none guessed
+    assert "delay_s_min=3 s" in out  # no units declared: its name states them (as in the report)
     assert "trials=2 " in out
 
 
@@ -103,7 +104,9 @@ def test_metric_units():
     assert metric_units("best_warpage_um", units) == "um"
     assert metric_units("warpage_um_r2", units) == ""  # a ratio, not in the variable's units
     assert metric_units("warpage_um_mse", units) == ""  # squared units
-    assert metric_units("length_mm_max", units) == ""  # not declared: nothing from the suffix
+    assert metric_units("length_mm_max", units) == "mm"  # declared nowhere: the name's suffix says it
+    assert metric_units("length_mm_max", units, guess=False) == ""
+    assert metric_units("verified_r_ja_k_w", units) == "K/W" and metric_units("r_ja_k_w_upper", units) == "K/W"
 
 
 def test_show_at_80_columns_with_a_long_error(tmp_path):
