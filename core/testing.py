@@ -456,8 +456,8 @@ def _told(problem: OptimizationProblem, records: list[dict[str, Any]]) -> xr.Dat
 def check_optimizer(optimizer: Optimizer, folder: Path, problem: OptimizationProblem | None = None,
                     seed: int = 0, n: int = 2) -> None:
     """Traits well formed; ``ask(n)`` gives n points of the space on dim ``trial``; ``tell`` takes them (a failed
-    trial among them); ``state()`` is JSON-able, and a fresh optimizer set up alike, restored from it and told
-    the same trials (as a resumed ``optimize`` stage does) asks the same next points."""
+    trial among them, as among the initial ones); ``state()`` is JSON-able, and a fresh optimizer set up alike,
+    restored from it and told the same trials (as a resumed ``optimize`` stage does) asks the same next points."""
     cls = type(optimizer)
     name = cls.__name__
     assert cls.role == "optimizer", f"{name}.role must be 'optimizer' (it derives from reflow.Optimizer)"
@@ -476,8 +476,9 @@ def check_optimizer(optimizer: Optimizer, folder: Path, problem: OptimizationPro
     optimizer.setup(problem, seed)
     _tell(optimizer, _told(problem, first_records), "the initial trials (one failed)")
     asked = _ask(optimizer, n, ctx, problem)
-    second_records = _trials(problem, {p: asked[p].values for p in problem.space.names}, len(first_records), 1)
-    _tell(optimizer, _told(problem, second_records), "the trials of its own ask")
+    second_records = _trials(problem, {p: asked[p].values for p in problem.space.names}, len(first_records), 1,
+                             failed=(0,))
+    _tell(optimizer, _told(problem, second_records), "the trials of its own ask (one failed)")
     state = optimizer.state()
     assert isinstance(state, dict), f"{name}.state() must return a dict, got {type(state).__name__}"
     try:
