@@ -24,7 +24,7 @@ from reflow.components import Evaluator, Variable
 from reflow.errors import EvaluationError, ReflowError
 from reflow.executors import call_safely
 from reflow.frames import describe, source_location
-from reflow.tables import row_dim
+from reflow.tables import plain, row_dim
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -184,12 +184,6 @@ def _rows(ids: np.ndarray, columns: Mapping[str, np.ndarray]) -> list[tuple[int,
     names = list(columns)
     lists = [columns[n].tolist() for n in names]  # python scalars, converted once per column
     return [(tid, dict(zip(names, values, strict=True))) for tid, *values in zip(ids.tolist(), *lists, strict=True)]
-
-
-def _scalar(v: Any) -> Any:
-    if isinstance(v, np.generic):
-        return v.item()
-    return v
 
 
 TrialRecord = dict[str, Any]
@@ -655,7 +649,7 @@ def _batch_rows(step: Any, alive: np.ndarray, names: list[str], result: xr.Datas
             results[i] = (None, errors[pos])
             continue
         try:
-            results[i] = (check_outputs(step, {n: _scalar(columns[n][k]) for n in names}), None)
+            results[i] = (check_outputs(step, {n: plain(columns[n][k]) for n in names}), None)
         except Exception as exc:
             exc.location = source_location(step)
             results[i] = (None, describe(exc))

@@ -25,10 +25,10 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from reflow.components import LabTask
 from reflow.errors import UserInputError
 from reflow.store import lock_run
+from reflow.tables import plain
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -87,7 +87,7 @@ def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, st
         row = [int(trial)]
         for p in space.parameters:
             v = experiments[p.name].values[i]
-            v = v.item() if isinstance(v, np.generic) else v
+            v = plain(v)
             if p.kind == "continuous":
                 row.append(lab_value(p, float(v)))
             elif p.kind == "integer":
@@ -95,7 +95,7 @@ def experiments_csv(experiments: xr.Dataset, space: Space, outputs: dict[str, st
             elif p.kind == "fixed":
                 row.append(str(p.value))
             else:  # the choice as written in the study (numeric choices come back from a Dataset as floats)
-                row.append(str(next((c for c in p.choices if c == v or str(c) == str(v)), v)))
+                row.append(str(p.as_choice(v)))
         writer.writerow(row + [""] * len(outputs) + [""])
     return buf.getvalue()
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from reflow.plotting import pyplot
+from reflow.tables import plain
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -97,8 +98,8 @@ def classification_metrics(y_true: Any, y_pred: Any, classes: list[Any] | None =
     out: dict[str, Any] = {
         "accuracy": float(accuracy_score(y, p)) if y.size else math.nan,
         "macro_f1": float(f1_score(y, p, labels=labels, average="macro", zero_division=0)),
-        "classes": [_plain(c) for c in labels],
-        "per_class": {str(_plain(c)): {"precision": float(pr), "recall": float(rc), "f1": float(f),
+        "classes": [plain(c) for c in labels],
+        "per_class": {str(plain(c)): {"precision": float(pr), "recall": float(rc), "f1": float(f),
                                        "support": int(n)}
                       for c, pr, rc, f, n in zip(labels, precision, recall, f1, support, strict=True)},
         "confusion": confusion_matrix(y, p, labels=labels).astype(int).tolist(),
@@ -185,8 +186,3 @@ def _pair(a: Any, b: Any, dtype: Any) -> tuple[np.ndarray, np.ndarray]:
     if a.shape != b.shape:
         raise ValueError(f"truth and prediction differ in length: {a.size} vs {b.size}")
     return a, b
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars -> Python ones, for JSON."""
-    return value.item() if isinstance(value, np.generic) else value

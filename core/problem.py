@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from reflow.errors import UserInputError
 from reflow.expressions import LinearConstraint
+from reflow.tables import plain
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -130,7 +131,7 @@ class OptimizationProblem:
                         lookup.setdefault(str(float(c)), i)
                 idx = np.array([lookup.get(str(x), -1) for x in v], dtype=float)
                 if (idx < 0).any():
-                    bad = [_py(x) for x in v if str(x) not in lookup][0]
+                    bad = [plain(x) for x in v if str(x) not in lookup][0]
                     raise UserInputError(f"{p.name}: {bad!r} is not one of {list(p.choices)}")
                 cols.append(idx / max(len(p.choices) - 1, 1))
             elif p.log:
@@ -191,8 +192,3 @@ class OptimizationProblem:
             slack = self.outcome_slack(trials)
             ok &= np.all(np.nan_to_num(slack, nan=-1.0) >= 0, axis=1)
         return ok
-
-
-def _py(value: Any) -> Any:
-    """A numpy scalar as the Python value (so messages show 'Z', not np.str_('Z'))."""
-    return value.item() if isinstance(value, np.generic) else value

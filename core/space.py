@@ -190,6 +190,13 @@ class Parameter:
             return np.full(u.shape[0], self.value, dtype=object)
         return np.full(u.shape[0], self.value, dtype=float)
 
+    def as_choice(self, value: Any) -> Any:
+        """A categorical value as the study wrote the choice (a Dataset hands numeric choices back as floats);
+        other kinds as given."""
+        if self.kind != "categorical":
+            return value
+        return next((c for c in self.choices if c == value or str(c) == str(value)), value)
+
     def _choice_array(self) -> np.ndarray:
         """The choices as an object array, indexed by level (a gather, not a Python loop per point)."""
         out = np.empty(len(self.choices), dtype=object)

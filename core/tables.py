@@ -41,6 +41,11 @@ def successful_rows(data: Any, dim: str | None = None) -> Any:
     return data
 
 
+def plain(value: Any) -> Any:
+    """A numpy scalar as the Python value (for JSON, journals and messages: 'Z', not np.str_('Z'))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def safe_name(value: Any, empty: str = "class") -> str:
     """A value (a class label) usable in a metric key or a file name: ``"ball void"`` -> ``ball_void``."""
     return re.sub(r"[^0-9A-Za-z_]+", "_", str(value)).strip("_") or empty

@@ -21,9 +21,10 @@ from reflow.errors import UserInputError
 from reflow.evaluation import Pipeline, build_evaluator, evaluate_trials, records_to_dataset
 from reflow.problem import OptimizationProblem
 from reflow.store import atomic_write_text
+from reflow.tables import plain
 
 from ._pareto import best_history, hypervolume_history, pareto_mask, reference_point
-from ._recommend import model_report, plain, reference_report, suggestion_metrics
+from ._recommend import model_report, reference_report, suggestion_metrics
 
 if TYPE_CHECKING:
     from reflow.context import RunContext
@@ -132,7 +133,7 @@ class OptimizeLoop:
             self._save_state()
             label = str(ds.attrs.get("acquisition", self.p.optimizer.name))
             by_name = self.problem.space.by_name
-            records += [{"inputs": {name: as_choice(by_name[name], plain(ds[name].values[i]))
+            records += [{"inputs": {name: by_name[name].as_choice(plain(ds[name].values[i]))
                                     for name in self.problem.space.names},
                          "acquisition": label, "seconds": seconds} for i in range(n - k)]
         for i, rec in enumerate(records):
@@ -256,10 +257,3 @@ def did_you_mean(name: str, known: list[str]) -> str:
     """``; did you mean 'x'?`` for the closest of ``known`` to a misspelt output or parameter name, or ``""``."""
     close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
     return f"; did you mean {close[0]!r}?" if close else ""
-
-
-def as_choice(parameter: Any, value: Any) -> Any:
-    """A categorical value as the study wrote the choice (a Dataset hands numeric choices back as floats)."""
-    if parameter.kind != "categorical":
-        return value
-    return next((c for c in parameter.choices if c == value or str(c) == str(value)), value)

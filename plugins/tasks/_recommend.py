@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from reflow.tables import plain
 
 from ._pareto import pareto_mask
 
@@ -18,11 +19,6 @@ if TYPE_CHECKING:
     import reflow
     from reflow.context import RunContext
     from reflow.problem import OptimizationProblem
-
-
-def plain(value: Any) -> Any:
-    """A numpy scalar as the Python value (for the journals and the metrics)."""
-    return value.item() if isinstance(value, np.generic) else value
 
 
 def recommend(trials: Any, problem: OptimizationProblem, objective: str, verified: Any = None) -> dict[str, Any]:

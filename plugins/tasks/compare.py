@@ -20,7 +20,7 @@ import numpy as np
 import reflow
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from reflow.specs import ModelSpec, StageData
-from reflow.tables import row_dim, row_variables, successful_rows
+from reflow.tables import plain, row_dim, row_variables, successful_rows
 
 from ._compare_figures import plot_confusion, plot_parity, plot_scores, plot_times
 from ._crossval import (
@@ -289,5 +289,6 @@ def _metrics(summary, labels: list[str], best: int, rank_by: str, n: int, cv: Cr
 
 
 def _num(v: Any) -> Any:
-    v = v.item() if isinstance(v, np.generic) else v
+    """A number for the metrics JSON: None for NaN and inf."""
+    v = plain(v)
     return None if isinstance(v, float) and not np.isfinite(v) else v

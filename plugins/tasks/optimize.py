@@ -29,10 +29,11 @@ from reflow.expressions import ExpressionError, parse_constraint
 from reflow.problem import Objective, OptimizationProblem
 from reflow.space import ParameterSpec, Space, design_size_problem
 from reflow.specs import ComponentSpec, EvaluatorPipeline, OptimizerSpec
+from reflow.tables import plain
 
 from ._optimize_figures import plot_convergence, plot_front, plot_parameters
-from ._optimize_loop import ASKED, OptimizeLoop, as_choice, did_you_mean
-from ._recommend import plain, recommend, verified_headline
+from ._optimize_loop import ASKED, OptimizeLoop, did_you_mean
+from ._recommend import recommend, verified_headline
 from ._trials import check_space_inputs, max_failed_field, pipeline_for_check, plot_trials, say_failures
 from ._verify import JOURNAL as VERIFY_JOURNAL
 from ._verify import VerifySpec, build_verifier, check_verify, plot_verify, verify_designs, verify_metrics
@@ -210,7 +211,7 @@ class OptimizeTask(reflow.LabTask):
         space = loop.problem.space
 
         def inputs_of(i: int) -> dict[str, Any]:
-            return {prm.name: as_choice(prm, plain(trials[prm.name].values[i])) for prm in space.parameters}
+            return {prm.name: prm.as_choice(plain(trials[prm.name].values[i])) for prm in space.parameters}
 
         checked = verify_designs(verifier, self.params.verify, trials, loop.problem, ctx, inputs_of)
         say_failures(checked, ctx, self.params.max_failed, part="verify", what="verify evaluations",
