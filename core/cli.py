@@ -359,9 +359,10 @@ def tell(
         _fail(exc)
     note = f"; {repeated} row(s) were already stored by an earlier tell, unchanged" if repeated else ""
     note += f"; {skipped} row(s) without results skipped" if skipped else ""
-    nxt = (f"ask for more with reflow ask {run_dir} --stage {stage}" if told < budget
+    nxt = (f"ask for more with reflow ask {run_dir} --stage {stage}" if budget is None or told < budget
            else f"the budget is measured: reflow run --resume {run_dir}")
-    typer.echo(f"stored {stored} result(s){note}; {told} of {budget} evaluations measured; {nxt}")
+    of = f" of {budget}" if budget is not None else ""
+    typer.echo(f"stored {stored} result(s){note}; {told}{of} evaluations measured; {nxt}")
 
 
 def main() -> None:

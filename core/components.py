@@ -381,8 +381,13 @@ class LabTask(Task):
 
     ``lab_columns`` says whether this stage is a lab stage (None when its evaluators run themselves) and which
     columns the experiments sheet has; ``lab_ask`` hands out ``n`` new points and journals them as asked;
-    ``lab_journals`` reads what was asked and told; ``lab_tell`` stores measured trials.
+    ``lab_journals`` reads what was asked and told; ``lab_tell`` stores measured trials; ``lab_budget`` says how
+    many measurements the stage wants in all (``reflow tell`` reports progress against it).
     """
+
+    def lab_budget(self) -> int | None:
+        """How many trials the stage measures in all; None when it sets no number."""
+        return None
 
     def lab_columns(self, ctx: RunContext) -> tuple[Space, dict[str, str]] | None:
         raise NotImplementedError(f"{type(self).__name__} must implement lab_columns(ctx)")

@@ -346,9 +346,9 @@ def ask(run_dir: Path, stage: str, n: int) -> str:
         return experiments_csv(task.lab_ask(ctx, n), space, outputs)
 
 
-def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int, int]:
+def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int, int | None]:
     """Store the measurements of ``results``; return (stored, rows skipped without results, rows stored before,
-    told in all, budget). Holds the run folder's lock, like :func:`ask`."""
+    told in all, the stage's budget or None). Holds the run folder's lock, like :func:`ask`."""
     with lock_run(run_dir, f"reflow tell --stage {stage}"):
         task, ctx, space, outputs = open_lab_stage(run_dir, stage)
         asked, told = task.lab_journals(ctx)
@@ -356,4 +356,4 @@ def tell(run_dir: Path, stage: str, results: Path) -> tuple[int, int, int, int, 
                                                   {r["trial"]: r for r in told})
         if records:
             task.lab_tell(ctx, records)
-        return len(records), skipped, repeated, len(told) + len(records), task.params.budget.evaluations
+        return len(records), skipped, repeated, len(told) + len(records), task.lab_budget()

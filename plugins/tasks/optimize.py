@@ -258,6 +258,10 @@ class OptimizeTask(reflow.LabTask):
         """(asked, told) records of a lab stage."""
         return ctx.store.read_journal(ASKED), ctx.store.read_journal()
 
+    def lab_budget(self) -> int:
+        """The stage's evaluation budget: ``reflow tell`` says how many of them are measured."""
+        return self.params.budget.evaluations
+
     # ---- plots -----------------------------------------------------------------------------------
     def plot(self, result: reflow.StageResult, folder: Path) -> list[Path]:
         trials = result.outputs["trials"]
