@@ -18,7 +18,7 @@ import sys
 import time
 
 import numpy as np
-from reflow.plugins.physics import fea
+from reflow.plugins.physics import fea, fem
 from reflow.plugins.physics import materials as matlib
 from reflow.plugins.physics.bilayer import bilayer
 
@@ -34,7 +34,7 @@ def strip_error(density: int) -> float:
 
     (e1, a1), (e2, a2) = ps(si), ps(fr4)
     ref = bilayer(0.5, 1.0, e1, e2, a1, a2, 20.0, -200.0)["curvature_1_per_m"]
-    fe = fea.solve_strip([(fr4, 1.0), (si, 0.5)], 20.0, -200.0, density)["curvature_1_per_m"]
+    fe = fem.solve_strip([(fr4, 1.0), (si, 0.5)], 20.0, -200.0, density)["curvature_1_per_m"]
     return fe / ref - 1.0
 
 
