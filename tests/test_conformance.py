@@ -44,6 +44,11 @@ PARAMS = {
     "compare": {"data": "doe.trials", "target": "warpage_um", "models": ["gp", "elm"]},
     "sensitivity": {"space": {"die_thickness_mm": {"low": 0.1, "high": 1}}, "evaluate": "bilayer-warpage",
                     "samples": 8},
+    # the synthetic image sources, small: the check loads them and draws their example figure
+    "synthetic-wlp": {"images": 24, "size": 64},
+    "synthetic-sam": {"leds": 12},
+    "synthetic-ic-package": {"per_class": 8, "size": 48},
+    "synthetic-sem-sinter": {"images_per_class": 5, "size": 64},
     # the Bayesian optimizers with the smallest acquisition search: the check asks three times
     "qlognei": FAST_BO,
     "qnehvi": FAST_BO,
