@@ -8,7 +8,7 @@ In a plugin's test suite::
     def test_contract(tmp_path):
         check_component(MyEvaluator, tmp_path=tmp_path)
         check_component(MyModel, data=my_small_dataset, features=["x"], targets=["y"], tmp_path=tmp_path)
-        check_component(MyOptimizer, {"budget_hint": 4}, tmp_path=tmp_path)
+        check_component(MyOptimizer, tmp_path=tmp_path)  # on a small built-in problem, or problem=...
 
 What is checked is what the base classes in :mod:`reflow.components` declare, rule by rule:
 
