@@ -148,6 +148,15 @@ class ImagesFlagNotBool(Line):
     uses_images = "yes"
 
 
+class UnknownFamily(Line):
+    family = "oracle"
+
+
+class SummaryList(Line):
+    def summary(self):
+        return [1.0]
+
+
 @pytest.mark.parametrize(("cls", "rule"), [
     (FitReturnsNone, "fit must return self"),
     (FitWithoutValidation, "fit must take validation=None"),
@@ -162,6 +171,8 @@ class ImagesFlagNotBool(Line):
     (PickleSaver, "saved a pickle"),
     (ForgetfulLoad, "predictions change after save/load"),
     (ImagesFlagNotBool, "uses_images must be a bool"),
+    (UnknownFamily, "family must be one of"),
+    (SummaryList, "summary must return a dict keyed by name"),
 ])
 def test_a_model_breaking_one_rule_fails_that_rule(cls, rule, tmp_path):
     with pytest.raises(AssertionError, match=rule):
@@ -244,6 +255,11 @@ class OneTooMany(Blobs):
         return super().generate({c: n + 1 for c, n in n_per_class.items()}, seed, source, device)
 
 
+class UnlabelledSamples(Blobs):
+    def generate(self, n_per_class, seed=0, source=None, device="cpu"):
+        return super().generate(n_per_class, seed, source, device).drop_vars("label")
+
+
 class ForgetfulGenerator(Blobs):
     def load_state(self, directory):
         super().load_state(directory)
@@ -255,6 +271,7 @@ class ForgetfulGenerator(Blobs):
     (NoClasses, "fit must set classes_"),
     (OneClassOnly, "must give n samples per class"),
     (OneTooMany, "must give 3 samples on dim 'sample'"),
+    (UnlabelledSamples, "must give each sample's class as 'label'"),
     (ForgetfulGenerator, "generated samples change after save/load"),
 ])
 def test_a_generator_breaking_one_rule_fails_that_rule(cls, rule, tmp_path):
@@ -342,6 +359,10 @@ class NegativeInitial(RandomSearch):
     min_initial = -1
 
 
+class PosesAsADesign(RandomSearch):
+    role = "design"
+
+
 @pytest.mark.parametrize(("cls", "rule"), [
     (Escapes, "x leaves the space"),
     (AsksOneMore, r"ask\(2\) must return 2 points on dim 'trial'"),
@@ -351,6 +372,7 @@ class NegativeInitial(RandomSearch):
     (ReportList, r"report\(\) must return a dict"),
     (NoObjectives, "max_objectives must be None or a positive int"),
     (NegativeInitial, "min_initial must be an int >= 0"),
+    (PosesAsADesign, "role must be 'optimizer'"),
 ])
 def test_an_optimizer_breaking_one_rule_fails_that_rule(cls, rule, tmp_path):
     with pytest.raises(AssertionError, match=rule):
@@ -367,9 +389,23 @@ class Outside(reflow.Design):
         return space.to_dataset(values)
 
 
-def test_a_design_leaving_its_space_fails(tmp_path):
-    with pytest.raises(AssertionError, match="factor a leaves its range"):
-        check_component(Outside, tmp_path=tmp_path)
+class CategoricalFlagNotBool(reflow.Design):
+    supports_categorical = None
+
+    class Params(reflow.Params):
+        pass
+
+    def generate(self, space, rng):
+        return space.to_dataset(space.from_unit(rng.random((4, len(space.free)))))
+
+
+@pytest.mark.parametrize(("cls", "rule"), [
+    (Outside, "factor a leaves its range"),
+    (CategoricalFlagNotBool, "supports_categorical must be a bool"),
+])
+def test_a_design_breaking_one_rule_fails_that_rule(cls, rule, tmp_path):
+    with pytest.raises(AssertionError, match=rule):
+        check_component(cls, tmp_path=tmp_path)
 
 
 # ---- evaluators -----------------------------------------------------------------------------------------------
@@ -418,7 +454,24 @@ class ArraysHideNan(Square):
         return {"y": np.nan_to_num(inputs["x"]) ** 2}
 
 
+class ArraysRaise(Square):
+    def evaluate_arrays(self, inputs):
+        raise TypeError("only floats")
+
+
+class ArraysNan(Square):
+    def evaluate_arrays(self, inputs):
+        return {"y": np.full(len(inputs["x"]), np.nan)}
+
+
+class ManualNotBool(Square):
+    manual = "no"
+
+
 @pytest.mark.parametrize(("cls", "rule"), [
+    (ArraysRaise, "evaluate_arrays fails at its default inputs: TypeError"),
+    (ArraysNan, "evaluate_arrays gives non-finite outputs at its default inputs"),
+    (ManualNotBool, "manual must be a bool"),
     (ExitsOnNan, r"a NaN input \(x\) must fail that trial, not raise out of the evaluation"),
     (ArraysDisagree, "evaluate_arrays and evaluate_one disagree at its default inputs"),
     (ArraysHideNan, r"evaluate_arrays gives finite outputs with a NaN input \(x\) where evaluate_one fails"),
