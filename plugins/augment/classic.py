@@ -26,7 +26,6 @@ from .common import (
     label_values,
     sample_dim,
     unit_images,
-    with_target_means,
 )
 
 if TYPE_CHECKING:
@@ -43,7 +42,7 @@ class ClassicAugmenter(reflow.Generator):
     1/2 each (when enabled), rotates it by one of ``angles`` (counter-clockwise, drawn uniformly), then shifts its
     brightness by up to +-``brightness`` and scales its contrast about its mean by up to +-``contrast``. Multiples
     of 90 degrees rotate exactly (square images); other angles interpolate bilinearly and fill the corners with the
-    mean of the image's border pixels (or ``fill``). ``predict(data)`` transforms every sample of ``data`` once.
+    mean of the image's border pixels (or ``fill``).
     """
 
     class Params(reflow.Params):
@@ -128,23 +127,6 @@ class ClassicAugmenter(reflow.Generator):
                      "vflip": np.zeros(0, bool)}
         labels_out = [c for c, n in request.items() for _ in range(n)]
         return generated_dataset(images, labels_out, classes, extra, attrs={"generator": "classic", "seed": int(seed)})
-
-    def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
-        """Every sample of ``data`` transformed once (seeded by ``ctx.seed``); ``<target>_mean`` repeats each
-        configured target that is one of the output variables (the model contract's name for an output).
-
-        The augment task calls :meth:`generate`; this label-to-image map overrides :class:`reflow.Generator`'s
-        refusal because :func:`reflow.testing.check_model` (and so the conformance suite) predicts every model."""
-        self.require_fitted("classes_")
-        labels = label_values(data, self.params.label)
-        classes = list(dict.fromkeys([*self.classes_, *class_order(data, self.params.label)]))
-        images, info = self.transform(unit_images(data), np.random.default_rng(int(ctx.seed)))
-        out = generated_dataset(images, labels, classes, {"source_index": np.arange(labels.size), **info},
-                                attrs={"generator": "classic", "seed": int(ctx.seed)})
-        dim = sample_dim(data)
-        if dim in data.coords:
-            out = out.assign_coords(sample=np.asarray(data[dim].values))
-        return with_target_means(out, self.targets)
 
     def save_state(self, directory: Path) -> None:
         self.require_fitted("classes_")

@@ -112,15 +112,6 @@ def generated_dataset(images: np.ndarray, labels: Sequence[str], classes: Sequen
     return ds
 
 
-def with_target_means(ds: xr.Dataset, targets: Sequence[str]) -> xr.Dataset:
-    """``<target>_mean`` repeating each configured target that is a variable of ``ds``: the model contract's name
-    for an output, so a generator's ``predict`` reads like any model's."""
-    for t in targets:
-        if t in ds and f"{t}_mean" not in ds:
-            ds[f"{t}_mean"] = ds[t]
-    return ds
-
-
 def resize_images(images: np.ndarray, height: int, width: int) -> np.ndarray:
     """Images (n, C, H, W) resized to (height, width): area averaging when shrinking, bilinear when growing."""
     import torch

@@ -31,9 +31,7 @@ from .common import (
     generated_dataset,
     label_values,
     resize_images,
-    sample_dim,
     unit_images,
-    with_target_means,
 )
 
 if TYPE_CHECKING:
@@ -60,8 +58,7 @@ class WGANGP(reflow.Generator):
     """Conditional DCGAN generator trained with the WGAN-GP loss plus feature matching (seed 001).
 
     ``fit`` trains on the images of the data with their classes (``label``); ``generate({class: n}, seed)``
-    returns new images in the same dataset format (``synthetic`` = True). ``predict(data)`` draws one image per
-    sample of ``data``, of that sample's class. Per-epoch losses go to ``epochs.csv``; ``plot`` draws a sample
+    returns new images in the same dataset format (``synthetic`` = True). Per-epoch losses go to ``epochs.csv``; ``plot`` draws a sample
     grid per class (``wgan_samples.png``) and the loss curves (``wgan_losses.png``).
     """
 
@@ -269,30 +266,6 @@ class WGANGP(reflow.Generator):
         stacked = (np.concatenate(images) if images
                    else np.zeros((0, self.channels_, self.image_size_, self.image_size_), np.float32))
         return generated_dataset(stacked, labels, self.classes_, attrs={"generator": "wgan-gp", "seed": int(seed)})
-
-    def predict(self, data: xr.Dataset, ctx: RunContext) -> xr.Dataset:
-        """One generated image per sample of ``data``, of that sample's class (``image``, ``label``,
-        ``label_index``, ``synthetic``), seeded by ``ctx.seed``; ``<target>_mean`` repeats each configured target
-        that is one of these variables (the model contract's name for an output).
-
-        The augment task calls :meth:`generate`; this label-to-image map overrides :class:`reflow.Generator`'s
-        refusal because :func:`reflow.testing.check_model` (and so the conformance suite) predicts every model."""
-        self.require_fitted("generator_")
-        labels = label_values(data, self.params.label)
-        unknown = sorted(set(labels.tolist()) - set(self.classes_))
-        if unknown:
-            raise reflow.DataError(f"wgan-gp: class(es) {', '.join(unknown)} are not among the trained classes "
-                                   f"({', '.join(self.classes_)})")
-        images = np.zeros((labels.size, self.channels_, self.image_size_, self.image_size_), np.float32)
-        for c in self.classes_:
-            rows = np.flatnonzero(labels == c)
-            if rows.size:
-                images[rows] = self.sample(c, rows.size, ctx.seed, ctx.device)
-        out = generated_dataset(images, labels, self.classes_, attrs={"generator": "wgan-gp", "seed": int(ctx.seed)})
-        dim = sample_dim(data)
-        if dim in data.coords:
-            out = out.assign_coords(sample=np.asarray(data[dim].values))
-        return with_target_means(out, self.targets)
 
     # --- reporting ---------------------------------------------------------------------------------------------
 
