@@ -6,15 +6,15 @@ import json
 
 import pytest
 import xarray as xr
-from reflow.cli import _fitted_columns, app
+from _cli import cli
+from reflow.cli import _fitted_columns
 from reflow.registry import get_registry
 from reflow.store import StageStore, write_json
 from reflow.units import metric_units
-from typer.testing import CliRunner
 
 
 def _invoke(*args: str, columns: int = 80):
-    res = CliRunner().invoke(app, list(args), env={"COLUMNS": str(columns)})
+    res = cli(*args, columns=columns)
     assert res.exit_code == 0, res.output
     return res.output
 

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 import reflow
+from _cli import cli
 from pydantic import Field
 from reflow import docgen
 from reflow.registry import get_registry
 from reflow.schema import declared_variables
-from typer.testing import CliRunner
 
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
@@ -155,21 +155,18 @@ def test_docstrings_become_markdown():
 
 
 def test_reflow_docs_writes_then_checks(tmp_path):
-    from reflow.cli import app
-
-    runner = CliRunner()
     guide = tmp_path / "plugin-guide.md"
     guide.write_text(f"# Guide\n\n{docgen.BEGIN_HOOKS}\nold table\n{docgen.END_HOOKS}\nafter\n")
-    res = runner.invoke(app, ["docs", "--out", str(tmp_path)])
+    res = cli("docs", "--out", tmp_path)
     assert res.exit_code == 0, res.output
     assert {p.name for p in tmp_path.iterdir()} == {"plugin-guide.md", "yaml-reference.md", "hooks.md"}
     text = guide.read_text()
     assert "old table" not in text and "| [`on_stage_end`](hooks.md#on_stage_end) |" in text
     assert text.startswith("# Guide\n") and text.endswith(f"{docgen.END_HOOKS}\nafter\n")
-    res = runner.invoke(app, ["docs", "--out", str(tmp_path), "--check"])
+    res = cli("docs", "--out", tmp_path, "--check")
     assert res.exit_code == 0 and "up to date" in res.output
     (tmp_path / "hooks.md").write_text("edited by hand\n")
-    res = runner.invoke(app, ["docs", "--out", str(tmp_path), "--check"])
+    res = cli("docs", "--out", tmp_path, "--check")
     assert res.exit_code == 1
     assert "out of date" in res.output and "hooks.md" in res.output and "reflow docs --out" in res.output
     assert (tmp_path / "hooks.md").read_text() == "edited by hand\n"  # --check writes nothing

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _cli import cli
 from reflow.errors import StudyError
 from reflow.runner import execute, open_run, resume_run, start_run
 from reflow.store import TrialJournal, read_dataset, read_manifest, write_json
@@ -609,18 +610,14 @@ def test_resume_from_journals_cut_mid_batch(study, optimizer, params, no_plots):
 
 
 def test_resume_through_the_cli_after_a_crash(study, monkeypatch, no_plots):
-    from reflow.cli import app
-    from typer.testing import CliRunner
-
     monkeypatch.setenv("CRASH_AT", "3")  # inside the initial design
     path = study.folder / "study.yaml"
     path.write_text(yaml.safe_dump(study.raw(quad_stage("sobol", function="crashing", evaluations=6))))
-    runner = CliRunner()
-    res = runner.invoke(app, ["run", str(path), "--out", str(study.folder / "runs"), "-q"])
+    res = cli("run", path, "--out", study.folder / "runs", "-q")
     assert res.exit_code == 130, res.output
     (run_dir,) = (study.folder / "runs" / "opt-test").iterdir()
     assert len(TrialJournal(run_dir / "opt" / "trials.jsonl").read()) == 2
-    res = runner.invoke(app, ["run", "--resume", str(run_dir), "-q"])
+    res = cli("run", "--resume", run_dir, "-q")
     assert res.exit_code == 0, res.output
     trials = read_dataset(run_dir / "opt" / "trials.nc")
     assert trials["trial"].values.tolist() == list(range(6))
@@ -755,12 +752,9 @@ def test_lab_with_another_pipeline_step(study):
 
 
 def test_validate_command_exit_code_and_message(study):
-    from reflow.cli import app
-    from typer.testing import CliRunner
-
     path = study.folder / "study.yaml"
     path.write_text(yaml.safe_dump(study.raw(bilayer_stage(objectives={"warpage_mm": "min"}))))
-    res = CliRunner().invoke(app, ["validate", str(path)])
+    res = cli("validate", path)
     assert res.exit_code == 2
     assert "'warpage_mm' is not an output of the evaluator" in res.output
     assert "Traceback" not in res.output
