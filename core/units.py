@@ -20,6 +20,8 @@ STATISTICS = ("min", "max", "lower", "upper", "mean", "median", "std", "rmse", "
 """Endings of a metric about a variable that keep the variable's units (``warpage_um_max``); r2 and mse do not."""
 PREFIXES = ("best_", "verified_", "surrogate_")
 """Beginnings of a metric that is a value of the variable (``best_warpage_um``)."""
+DIMENSIONLESS = ("1", "-", "dimensionless")
+"""Declared units of a pure number (CF's ``1``): declared, so never guessed from the name, but shown as none."""
 
 
 def units_from_name(name: str) -> str:
@@ -64,7 +66,7 @@ def metric_units(metric: str, declared: Mapping[str, str] | None = None, guess: 
     names = _variable_of(metric)
     for name in names:
         if declared.get(name):
-            return declared[name]
+            return "" if declared[name] in DIMENSIONLESS else declared[name]
     if not guess:
         return ""
     base = names[-1]

@@ -106,6 +106,8 @@ def test_metric_units():
     assert metric_units("warpage_um_mse", units) == ""  # squared units
     assert metric_units("length_mm_max", units) == "mm"  # declared nowhere: the name's suffix says it
     assert metric_units("length_mm_max", units, guess=False) == ""
+    assert metric_units("delta_bmax_rmse", {"delta_bmax": "1"}) == ""  # a pure number: declared, shown as none
+    assert metric_units("ratio_w_max", {"ratio_w": "1"}) == ""  # and its name's suffix is not taken instead
     assert metric_units("verified_r_ja_k_w", units) == "K/W" and metric_units("r_ja_k_w_upper", units) == "K/W"
 
 
