@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from collections import Counter
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from _cli import REFLOW, process_env
 from reflow.errors import ReflowError
 from reflow.runner import resume_run, run_study
 from reflow.store import StageStore, TrialJournal, read_dataset, read_manifest
@@ -76,8 +76,8 @@ def test_killed_run_resumes_without_repeating_a_finished_evaluation(tmp_path, wr
     study = write_study(STUDY)
     out = tmp_path / "runs"
     stdout = open(tmp_path / "first.out", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "reflow.cli", "run", str(study), "--out", str(out), "-q"],
-                            cwd=tmp_path, stdout=stdout, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*REFLOW, "run", str(study), "--out", str(out), "-q"], cwd=tmp_path, stdout=stdout,
+                            stderr=subprocess.STDOUT, env=process_env())
     try:
         _wait_for(lambda: len(_calls(log)) >= 10, 90, "10 evaluations", proc)
         os.kill(proc.pid, signal.SIGKILL)
