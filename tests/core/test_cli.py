@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _cli import run_cli
 from reflow.store import read_dataset, read_manifest
 from reflow.study import load_study
 
@@ -18,10 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 QUICKSTART = REPO / "studies" / "quickstart.yaml"
 
 
-def reflow(*args, cwd=None, timeout=180) -> subprocess.CompletedProcess:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run([sys.executable, "-m", "reflow.cli", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=timeout, env=env, check=False)
+reflow = run_cli  # these tests run reflow as a real process: exit codes, stderr, start-up
 
 
 def only_run(out: Path, study: str) -> Path:
