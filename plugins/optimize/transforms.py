@@ -4,8 +4,11 @@ values (a stress of 1e7 next to a few hundred) do not dominate the Gaussian proc
 For each output the GP models (an objective or an output an outcome constraint reads), from the values of
 the trials that finished:
 
-- ``log`` when every value is positive and they span at least ``LOG_DECADES`` decades (``max / min >= 100``):
-  a quantity that varies multiplicatively is smooth in its logarithm (BoTorch's ``Log`` outcome transform);
+- ``log`` when every value is positive, they span at least ``LOG_DECADES`` decades (``max / min >= 100``) and
+  their logarithm is less skewed than they are (a long tail of high values): a quantity that varies
+  multiplicatively is smooth in its logarithm (BoTorch's ``Log`` outcome transform). Values that span decades
+  only because some approach zero (an objective whose front lies near 0, DTLZ2's) are not logged: in log space
+  their smallest values would become the extremes;
 - ``bilog`` otherwise, when some value lies beyond Tukey's far-out fences (more than 3 interquartile ranges
   outside the quartiles): ``sign(z) log(1 + |z|)`` (BoTorch's ``Bilog``) of the output centred on its median
   and scaled by its interquartile range, so the bulk stays nearly linear and the tails are compressed;
@@ -102,8 +105,8 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
         tf.reason = f"only {len(v)} values: too few to judge"
         return tf
     lo, hi = float(v.min()), float(v.max())
-    if lo > 0 and np.log10(hi / lo) >= LOG_DECADES and all(b > 0 for b in bounds):
-        tf.kind, tf.reason = "log", f"positive, spans {np.log10(hi / lo):.1f} decades"
+    if lo > 0 and np.log10(hi / lo) >= LOG_DECADES and all(b > 0 for b in bounds) and _log_evens(v):
+        tf.kind, tf.reason = "log", f"positive, spans {np.log10(hi / lo):.1f} decades, skewed to high values"
     else:
         q1, med, q3 = _quartiles(v)
         iqr = q3 - q1
@@ -118,6 +121,20 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
         bound = max(bounds) if worse == "high" else min(bounds)
     _winsorize(tf, v, worse, bound)
     return tf
+
+
+def _skewness(v: np.ndarray) -> float:
+    """Moment skewness (0 for a constant)."""
+    d = v - v.mean()
+    sd = float(np.sqrt(np.mean(d * d)))
+    return float(np.mean(d ** 3)) / sd ** 3 if sd > 0 else 0.0
+
+
+def _log_evens(v: np.ndarray) -> bool:
+    """True when the logarithm makes positive values less skewed: a long tail of high values (a stress of 1e7
+    next to hundreds), not values that merely approach zero (an objective whose front lies near 0: in log space
+    its few smallest values would become the extremes and the acquisition would chase them)."""
+    return abs(_skewness(np.log(v))) < abs(_skewness(v))
 
 
 def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: float | None) -> None:

@@ -29,6 +29,16 @@ def test_log_for_a_positive_output_spanning_five_decades():
     assert tf.winsorized == 0, "in log space the values are benign: nothing to winsorize"
 
 
+def test_no_log_for_values_that_span_decades_only_by_approaching_zero():
+    """DTLZ2's objectives near their front: a few values approach 0, the rest lie in [0.3, 2.5]. In log space the
+    smallest would become the extremes the hypervolume chases."""
+    rng = np.random.default_rng(4)
+    values = np.concatenate([rng.uniform(0.3, 2.5, 27), [1e-3, 5e-3, 2e-2]])
+    assert np.log10(values.max() / values.min()) > 3
+    tf = choose("f1", values, worse="high")
+    assert tf.kind != "log", tf.reason
+
+
 def test_bilog_for_heavy_tails_with_negative_values():
     values = np.random.default_rng(1).standard_cauchy(40)
     assert (values < 0).any() and (values > 0).any()
