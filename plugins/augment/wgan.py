@@ -58,8 +58,8 @@ class WGANGP(reflow.Generator):
     """Conditional DCGAN generator trained with the WGAN-GP loss plus feature matching (seed 001).
 
     ``fit`` trains on the images of the data with their classes (``label``); ``generate({class: n}, seed)``
-    returns new images in the same dataset format (``synthetic`` = True). Per-epoch losses go to ``epochs.csv``; ``plot`` draws a sample
-    grid per class (``wgan_samples.png``) and the loss curves (``wgan_losses.png``).
+    returns new images in the same dataset format (``synthetic`` = True). Per-epoch losses go to ``epochs.csv``;
+    ``plot`` draws a sample grid per class (``wgan_samples.png``) and the loss curves (``wgan_losses.png``).
     """
 
     class Params(reflow.Params):
