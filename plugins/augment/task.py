@@ -161,7 +161,7 @@ class AugmentTask(reflow.Task):
                                             f"({model.family or 'model'}), not a generator; use wgan-gp, classic "
                                             "or another generator")
             # the name it was saved under there: {stage: ...} names no component itself
-            return model, StageStore(ctx.run.stage_dir(spec.stage)).model_info()["name"], False
+            return model, ctx.run.store(spec.stage).model_info()["name"], False
         model = spec.create()
         field = type(model).Params.model_fields.get("label")
         # decided by value, not by "was it set": a resolved study (and so a resume) writes the default out

@@ -105,7 +105,7 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
         tf.reason = f"only {len(v)} values: too few to judge"
         return tf
     lo, hi = float(v.min()), float(v.max())
-    if lo > 0 and np.log10(hi / lo) >= LOG_DECADES and all(b > 0 for b in bounds) and _log_evens(v):
+    if lo > 0 and np.log10(hi / lo) >= LOG_DECADES and all(b > 0 for b in bounds) and _log_reduces_skew(v):
         tf.kind, tf.reason = "log", f"positive, spans {np.log10(hi / lo):.1f} decades, skewed to high values"
     else:
         q1, med, q3 = _quartiles(v)
@@ -130,7 +130,7 @@ def _skewness(v: np.ndarray) -> float:
     return float(np.mean(d ** 3)) / sd ** 3 if sd > 0 else 0.0
 
 
-def _log_evens(v: np.ndarray) -> bool:
+def _log_reduces_skew(v: np.ndarray) -> bool:
     """True when the logarithm makes positive values less skewed: a long tail of high values (a stress of 1e7
     next to hundreds), not values that merely approach zero (an objective whose front lies near 0: in log space
     its few smallest values would become the extremes and the acquisition would chase them)."""

@@ -7,7 +7,6 @@ import reflow
 from pydantic import Field
 from reflow.plotting import pyplot, save_figure
 from reflow.specs import ModelSpec, StageData
-from reflow.store import StageStore
 from reflow.tables import row_dim
 
 from ._predictions import carry_units, variable_units
@@ -53,7 +52,7 @@ class PredictTask(reflow.Task):
                 out[name] = values
                 continue
             out[name] = values.rename({values.dims[0]: dim}) if values.dims and values.dims[0] != dim else values
-        trained = (StageStore(ctx.run.stage_dir(self.params.model.stage)).model_info() or {}).get("units", {})
+        trained = (ctx.run.store(self.params.model.stage).model_info() or {}).get("units", {})
         carry_units(out, {**variable_units(data, model.targets), **trained}, model.targets, pred.data_vars)
         metrics: dict = {"samples": int(data.sizes[dim])}
         for t in model.targets:
