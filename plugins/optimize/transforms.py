@@ -4,6 +4,14 @@ values (a stress of 1e7 next to a few hundred) do not dominate the Gaussian proc
 For each output the GP models (an objective or an output an outcome constraint reads), from the values of
 the trials that finished:
 
+- ``bilog`` *at the bound* for an output that only a one-output constraint reads (``c0 >= 0``, ``mass_kg <= 5``,
+  not an objective): ``sign(y - bound) log(1 + |y - bound|)`` in the output's own units, whatever its values
+  (Ax's ``BilogY``, which adds back the bound). What the model must get right about a constraint is which side
+  of its bound a design lies on: the map keeps that sign, is nearly linear within a unit of the bound and
+  compresses the far values (a slack of 1e7 next to slacks of -1) that would otherwise flatten the GP where
+  feasibility is decided. Measured on BoTorch's TensionCompressionString (four such constraints, 30
+  evaluations, 5 seeds): median score 0.000 -> 0.803 (Ax 0.766); benchmarks/optimizers.py;
+
 - ``log`` when every value is positive, they span at least ``LOG_DECADES`` decades (``max / min >= 100``) and
   their logarithm is less skewed than they are (a long tail of high values): a quantity that varies
   multiplicatively is smooth in its logarithm (BoTorch's ``Log`` outcome transform). Values that span decades
@@ -87,19 +95,26 @@ def _quartiles(v: np.ndarray) -> tuple[float, float, float]:
 
 
 def choose(name: str, values, worse: str | None = None, bounds: list[float] | tuple[float, ...] = (),
-           linear: bool = False) -> OutcomeTransform:
+           linear: bool = False, constraint_only: bool = False) -> OutcomeTransform:
     """The transform of output ``name`` from its observed ``values``.
 
     ``worse`` is the bad side of the output (``"high"`` for a minimized objective or a ``<=`` constraint,
     ``"low"`` for the opposite, None when unknown); ``bounds`` the references and constraint bounds on it in raw
     units (mapped alike, so log needs them positive too; winsorization never crosses them); ``linear`` says the
-    output enters a linear constraint of several outputs.
+    output enters a linear constraint of several outputs; ``constraint_only`` that only one-output constraints
+    read it (then one bound means a bilog at that bound).
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
     tf = OutcomeTransform(name)
     if linear:
         tf.reason = "in a linear outcome constraint of several outputs: kept linear"
+        return tf
+    if constraint_only and len(bounds) == 1:
+        tf.kind, tf.center = "bilog", float(bounds[0])
+        tf.reason = f"constraint: bilog at its bound {tf.center:g} (Ax's BilogY)"
+        if len(v) >= MIN_VALUES:
+            _winsorize(tf, v, worse, tf.center)
         return tf
     if len(v) < MIN_VALUES:
         tf.reason = f"only {len(v)} values: too few to judge"

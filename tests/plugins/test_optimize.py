@@ -411,6 +411,42 @@ def test_mixed_gp_is_used_for_categorical_spaces():
         assert type(opt.fit(x, y)) is cls
 
 
+@pytest.mark.parametrize("specs", [{"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}},
+                                   {"x": {"low": 0, "high": 1}, "m": {"choices": ["A", "B", "C"]}}])
+def test_several_outputs_are_fitted_apart_and_asked_as_one_batched_gp(specs, monkeypatch):
+    """Independent GPs fitted one by one, then asked as one batched multi-output GP: the same posterior as the
+    ModelListGP they came from, in one call per acquisition evaluation instead of one per output."""
+    import torch
+    from botorch.models import ModelListGP
+    from reflow.plugins.optimize import bayes
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    rng = np.random.default_rng(1)
+    x = rng.random((12, 2))
+    x[:, 1] = np.round(x[:, 1] * 2) / 2 if "m" in specs else x[:, 1]
+    y = np.column_stack([x.sum(1), 100 * x[:, 0] ** 2, np.sin(5 * x[:, 1])])
+    space = Space.from_specs({k: ParameterSpec(**v) for k, v in specs.items()})
+
+    def fitted(batched: bool):
+        opt = bayes.QNEHVI(**FAST_BO)
+        opt.setup(OptimizationProblem(space, [Objective("a", "min"), Objective("b", "min"), Objective("c", "min")]), 0)
+        with monkeypatch.context() as m:
+            if not batched:
+                m.setattr(bayes, "_batched", lambda model_list, batched: None)
+            torch.manual_seed(0)
+            return opt.fit(x, y)
+
+    one, listed = fitted(True), fitted(False)
+    assert isinstance(listed, ModelListGP) and not isinstance(one, ModelListGP)
+    assert one.num_outputs == 3
+    points = torch.as_tensor(rng.random((20, 2)), dtype=torch.double)
+    with torch.no_grad():
+        a, b = one.posterior(points), listed.posterior(points)
+        np.testing.assert_allclose(a.mean.numpy(), b.mean.numpy(), rtol=1e-6, atol=1e-8)
+        np.testing.assert_allclose(a.variance.numpy(), b.variance.numpy(), rtol=1e-6, atol=1e-8)
+
+
 def test_batches_of_two(study, no_plots):
     stage_dir = study.run(quad_stage("qlognei", batch_size=2, evaluations=9))
     trials, _, _, metrics = outputs(stage_dir)

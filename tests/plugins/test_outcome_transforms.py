@@ -77,6 +77,34 @@ def test_winsorization_clips_only_the_bad_side_and_never_past_a_bound():
     assert bounded.for_fit(values).max() > bounded.forward(np.array([20.0]))[0]
 
 
+def test_a_constraint_only_output_is_bilogged_at_its_bound():
+    """A slack that is -1 for most designs and 1e7 for a few (BoTorch's TensionCompressionString): Ax's BilogY,
+    centred on the bound in the output's own units, keeps which side of it each design lies on."""
+    values = np.concatenate([-np.linspace(0.9, 1.0, 20), [0.3, 2.0, 40.0, 3e4, 1e7]])
+    tf = choose("c0", values, worse="low", bounds=[0.0], constraint_only=True)
+    assert tf.kind == "bilog" and "bound" in tf.reason and (tf.center, tf.scale) == (0.0, 1.0)
+    out = tf.forward(values)
+    assert tf.forward(np.array([0.0]))[0] == 0.0
+    np.testing.assert_array_equal(np.sign(out), np.sign(values))
+    np.testing.assert_allclose(tf.forward(np.array([0.5, -0.5])), [np.log(1.5), -np.log(1.5)])
+    assert out.max() < 17, "1e7 is compressed to log(1e7 + 1)"
+    assert tf.clip_high is None, "a >= constraint is never clipped on its good side"
+    # an output that objectives or several constraints read keeps the data-driven choice
+    assert choose("c0", values, worse="low", bounds=[0.0]).center != 0.0
+    assert choose("c0", values, worse="low", bounds=[0.0, 5.0], constraint_only=True).center != 0.0
+
+
+def test_only_outputs_read_by_constraints_alone_get_the_bound_bilog():
+    from reflow.problem import Objective
+
+    opt = _optimizer("QLogNEI", [Objective("m", "min")], ["c >= 0", "m <= 40"])
+    rng = np.random.default_rng(5)
+    y = np.column_stack([10 ** rng.uniform(0, 3, 20), rng.normal(0, 3, 20)])
+    kinds = {t.name: (t.kind, t.center) for t in opt.choose_transforms(y)}
+    assert kinds["c"] == ("bilog", 0.0)
+    assert kinds["m"][0] != "bilog" or kinds["m"][1] != 40.0, "an objective keeps its own rule"
+
+
 def _optimizer(cls_name: str, objectives, constraints=(), **params):
     from reflow.expressions import parse_constraint
     from reflow.plugins.optimize import bayes
