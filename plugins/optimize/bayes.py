@@ -142,6 +142,7 @@ class _Bayes(reflow.Optimizer):
         self._hyper: dict[str, Any] | None = None
         self.device = "cpu"
         self.transforms: list[OutcomeTransform] = []
+        self.raw_y = np.zeros((0, len(problem.metric_names)))
         self._numerical_warnings = 0
         self._transform_text = ""
 
@@ -250,18 +251,29 @@ class _Bayes(reflow.Optimizer):
         return model.eval()
 
     # ---- acquisition -----------------------------------------------------------------------------
-    def objective(self):
-        """The MC objective: signed objective columns (BoTorch maximizes)."""
+    def objective(self, raw_units: bool = False):
+        """The MC objective: signed objective columns (BoTorch maximizes), in the model's space or, with
+        ``raw_units``, mapped back to the user's units.
+
+        A monotone transform keeps one objective's improving region where it is, and a scalarization
+        (qLogNParEGO) is better off with tails compressed. A hypervolume (qLogNEHVI) is measured in raw units:
+        it is not invariant under a nonlinear map (in log space a change of 0.5 to 0.4 weighs as much as 50 to
+        40), so the front the acquisition would grow is not the front the user measures."""
         import torch
-        from botorch.acquisition.multi_objective.objective import WeightedMCMultiOutputObjective
+        from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
         from botorch.acquisition.objective import GenericMCObjective
 
         objs = self.problem.objectives
         if len(objs) == 1:
             sign = objs[0].sign
             return GenericMCObjective(lambda z, X=None: sign * z[..., 0])
-        weights = torch.tensor([o.sign for o in objs], dtype=torch.double, device=self.device)
-        return WeightedMCMultiOutputObjective(weights=weights, outcomes=list(range(len(objs))))
+        maps = [(o.sign, j, self.transform_of(o.name).inverse if raw_units else (lambda z: z))
+                for j, o in enumerate(objs)]
+
+        def signed_raw(z, X=None):
+            return torch.stack([sign * inverse(z[..., j]) for sign, j, inverse in maps], dim=-1)
+
+        return GenericMCMultiOutputObjective(signed_raw)
 
     def choose_transforms(self, y: np.ndarray) -> list[OutcomeTransform]:
         """The outcome transform of every metric column, from the raw values ``y`` of the finished trials.
@@ -395,6 +407,7 @@ class _Bayes(reflow.Optimizer):
         import torch
 
         p = self.problem
+        self.raw_y = y  # the told outputs in the user's units (the hypervolume's reference is inferred from them)
         self.transforms = self.choose_transforms(y)
         key = repr([(t.name, t.kind, t.winsorized > 0) for t in self.transforms])
         if key != self._transform_text:  # a line when the choice changes, not at every ask
@@ -464,16 +477,17 @@ def log_nei(opt: _Bayes, model, x, y, pending):
 
 
 def reference_point(opt: _Bayes, y) -> list[float]:
-    """The hypervolume reference in the signed (maximized) transformed objective space: each given reference
-    mapped by its output's transform (kept even while no trial beats it: qLogNEHVI then rewards the posterior
-    mass beyond it, which steers the search there), the others inferred from the observed front."""
+    """The hypervolume reference in the signed (maximized) objective space, in the user's units (see
+    :meth:`_Bayes.objective`): each given reference as it is (kept even while no trial beats it: qLogNEHVI then
+    rewards the posterior mass beyond it, which steers the search there), the others inferred from the observed
+    front of the raw values ``y``."""
     import torch
     from botorch.utils.multi_objective.hypervolume import infer_reference_point
     from botorch.utils.multi_objective.pareto import is_non_dominated
 
     objs = opt.problem.objectives
     signed = y[:, :len(objs)] * torch.tensor([o.sign for o in objs], dtype=y.dtype, device=y.device)
-    given = [o.sign * opt.threshold(o.name, o.reference) if o.reference is not None else None for o in objs]
+    given = [o.sign * float(o.reference) if o.reference is not None else None for o in objs]
     if all(g is not None for g in given):
         return [float(g) for g in given]
     inferred = infer_reference_point(signed[is_non_dominated(signed)])
@@ -481,12 +495,15 @@ def reference_point(opt: _Bayes, y) -> list[float]:
 
 
 def log_nehvi(opt: _Bayes, model, x, y, pending):
-    """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021)."""
+    """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021), measured
+    in the user's units."""
+    import torch
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 
     kernels.fused_logehvi()  # BoTorch's C++ kernel when built; never a compile stall in an ask
     acqf = qLogNoisyExpectedHypervolumeImprovement(
-        model, ref_point=reference_point(opt, y), X_baseline=x, sampler=opt.sampler(), objective=opt.objective(),
+        model, ref_point=reference_point(opt, torch.as_tensor(opt.raw_y, dtype=y.dtype, device=y.device)),
+        X_baseline=x, sampler=opt.sampler(), objective=opt.objective(raw_units=True),
         constraints=opt.constraints() or None, X_pending=pending, prune_baseline=True, cache_root=True)
     return acqf, "qLogNEHVI"
 

@@ -74,6 +74,17 @@ class OutcomeTransform:
             out = tf(t)[0].reshape(v.shape).numpy()
         return out
 
+    def inverse(self, z):
+        """The raw value of transformed values ``z`` (a torch tensor, differentiable): the acquisition of several
+        objectives measures hypervolume in the user's units, whatever space the GP models."""
+        import torch
+
+        if self.kind == "none":
+            return z
+        if self.kind == "log":
+            return torch.exp(z) * self.scale + self.center
+        return torch.sign(z) * torch.expm1(z.abs()) * self.scale + self.center
+
     def for_fit(self, values) -> np.ndarray:
         """The transformed values, winsorized for the model fit."""
         out = self.forward(values)
@@ -120,8 +131,11 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
         tf.reason = f"only {len(v)} values: too few to judge"
         return tf
     lo, hi = float(v.min()), float(v.max())
-    if lo > 0 and np.log10(hi / lo) >= LOG_DECADES and all(b > 0 for b in bounds) and _log_reduces_skew(v):
-        tf.kind, tf.reason = "log", f"positive, spans {np.log10(hi / lo):.1f} decades, skewed to high values"
+    high_out = _far_out_high(v)
+    if (lo > 0 and np.log10(hi / lo) >= LOG_DECADES and all(b > 0 for b in bounds) and high_out
+            and _log_reduces_skew(v)):
+        tf.kind = "log"
+        tf.reason = f"positive, spans {np.log10(hi / lo):.1f} decades, {high_out} far-out high value(s)"
     else:
         q1, med, q3 = _quartiles(v)
         iqr = q3 - q1
@@ -136,6 +150,12 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
         bound = max(bounds) if worse == "high" else min(bounds)
     _winsorize(tf, v, worse, bound)
     return tf
+
+
+def _far_out_high(v: np.ndarray) -> int:
+    """Values beyond the upper far-out fence: the long tail of high values a logarithm is for."""
+    q1, _, q3 = _quartiles(v)
+    return int(np.sum(v > q3 + FAR_OUT * (q3 - q1))) if q3 > q1 else 0
 
 
 def _skewness(v: np.ndarray) -> float:

@@ -134,6 +134,41 @@ def test_constraint_bounds_and_references_map_with_the_outputs_transform():
     assert (r(z) < 0).tolist() == [True, True, False], "the reference is a threshold: feasible where it is beaten"
 
 
+def test_the_hypervolume_is_measured_in_the_users_units():
+    """qLogNEHVI's objective maps the model's log/bilog values back to raw units (a hypervolume is not invariant
+    under a nonlinear map); the reference is the given one, unmapped; qLogNParEGO's scalarization stays in the
+    model's space."""
+    import torch
+    from reflow.problem import Objective
+
+    opt = _optimizer("QNEHVI", [Objective("m", "min", reference=2.0), Objective("s", "max", reference=300.0)])
+    rng = np.random.default_rng(4)
+    y = np.column_stack([rng.uniform(1, 2, 20), np.r_[10 ** rng.uniform(2, 3, 17), 1e6, 3e6, 1e7]])
+    opt.transforms = opt.choose_transforms(y)
+    assert [t.kind for t in opt.transforms] == ["none", "log"]
+    z = torch.tensor([[1.5, np.log(400.0)]], dtype=torch.double)
+    np.testing.assert_allclose(opt.objective(raw_units=True)(z).numpy(), [[-1.5, 400.0]])
+    np.testing.assert_allclose(opt.objective()(z).numpy(), [[-1.5, np.log(400.0)]])
+    from reflow.plugins.optimize.bayes import reference_point
+
+    assert reference_point(opt, torch.as_tensor(y)) == [-2.0, 300.0]
+    bilog = choose("g", np.random.default_rng(1).standard_cauchy(40))
+    values = np.array([-30.0, -1.0, 0.0, 2.0, 500.0])
+    np.testing.assert_allclose(bilog.inverse(torch.as_tensor(bilog.forward(values))).numpy(), values, atol=1e-9)
+
+
+def test_log_needs_a_long_tail_of_high_values():
+    """Branin over its domain: positive, 3 decades because its minimum approaches 0.4, but no far-out high
+    value: modelled raw (in log space its few smallest values become the extremes)."""
+    import torch
+    from botorch.test_functions.synthetic import Branin
+
+    x = torch.as_tensor(np.random.default_rng(0).random((30, 2)) * [15, 15] + [-5, 0])
+    values = Branin()(x).numpy()
+    assert values.min() > 0 and np.log10(values.max() / values.min()) >= 2
+    assert choose("f", values, worse="high").kind != "log"
+
+
 def test_outcome_transform_none_models_the_raw_outputs():
     from reflow.problem import Objective
 
