@@ -12,11 +12,12 @@ the trials that finished:
   feasibility is decided. Measured on BoTorch's TensionCompressionString (four such constraints, 30
   evaluations, 5 seeds): median score 0.000 -> 0.803 (Ax 0.766); benchmarks/optimizers.py;
 
-- ``log`` when every value is positive, they span at least ``LOG_DECADES`` decades (``max / min >= 100``) and
-  their logarithm is less skewed than they are (a long tail of high values): a quantity that varies
-  multiplicatively is smooth in its logarithm (BoTorch's ``Log`` outcome transform). Values that span decades
-  only because some approach zero (an objective whose front lies near 0, DTLZ2's) are not logged: in log space
-  their smallest values would become the extremes;
+- ``log`` when every value is positive, they span at least ``LOG_DECADES`` decades (``max / min >= 100``), some
+  lie beyond the upper far-out fence and their logarithm is less skewed than they are (a long tail of high
+  values): a quantity that varies multiplicatively is smooth in its logarithm (BoTorch's ``Log`` outcome
+  transform). Values that span decades only because some approach zero (an objective whose front lies near 0,
+  DTLZ2's; Branin's minimum of 0.4) are not logged: in log space their smallest values would become the
+  extremes;
 - ``bilog`` otherwise, when some value lies beyond Tukey's far-out fences (more than 3 interquartile ranges
   outside the quartiles): ``sign(z) log(1 + |z|)`` (BoTorch's ``Bilog``) of the output centred on its median
   and scaled by its interquartile range, so the bulk stays nearly linear and the tails are compressed;
