@@ -256,9 +256,8 @@ class _Bayes(reflow.Optimizer):
         ``raw_units``, mapped back to the user's units.
 
         A monotone transform keeps one objective's improving region where it is, and a scalarization
-        (qLogNParEGO) is better off with tails compressed. A hypervolume (qLogNEHVI) is measured in raw units:
-        it is not invariant under a nonlinear map (in log space a change of 0.5 to 0.4 weighs as much as 50 to
-        40), so the front the acquisition would grow is not the front the user measures."""
+        (qLogNParEGO) is better off with tails compressed; qLogNEHVI measures a hypervolume bounded by given
+        references in raw units (:func:`raw_hypervolume`)."""
         import torch
         from botorch.acquisition.multi_objective.objective import GenericMCMultiOutputObjective
         from botorch.acquisition.objective import GenericMCObjective
@@ -476,18 +475,31 @@ def log_nei(opt: _Bayes, model, x, y, pending):
     return acqf, "qLogNEI"
 
 
-def reference_point(opt: _Bayes, y) -> list[float]:
-    """The hypervolume reference in the signed (maximized) objective space, in the user's units (see
-    :meth:`_Bayes.objective`): each given reference as it is (kept even while no trial beats it: qLogNEHVI then
-    rewards the posterior mass beyond it, which steers the search there), the others inferred from the observed
-    front of the raw values ``y``."""
+def raw_hypervolume(opt: _Bayes) -> bool:
+    """Whether qLogNEHVI measures the hypervolume in the user's units: when every objective has a reference.
+
+    The references bound the box the user scores, and a hypervolume is not invariant under a nonlinear map (in
+    log space a change of 0.5 to 0.4 weighs as much as 50 to 40), so the model's log/bilog values are mapped
+    back (heavy-cantilever with references, 30 evaluations: 0.795 -> 0.889, Ax 0.686). Without references the
+    whole front counts, and in raw units its long tail would dominate it (a stress of 1e5 MPa improving to 5e4
+    outweighs every design an engineer would build: heavy-truss 0.865 -> 0.810, under Sobol's 0.854); the
+    model's space keeps the tail compressed there."""
+    return all(o.reference is not None for o in opt.problem.objectives)
+
+
+def reference_point(opt: _Bayes, y, raw_units: bool = False) -> list[float]:
+    """The hypervolume reference in the signed (maximized) objective space: each given reference (kept even
+    while no trial beats it: qLogNEHVI then rewards the posterior mass beyond it, which steers the search there)
+    as it is with ``raw_units``, else mapped by its output's transform; the others inferred from the observed
+    front of ``y`` (raw values with ``raw_units``, else the model's)."""
     import torch
     from botorch.utils.multi_objective.hypervolume import infer_reference_point
     from botorch.utils.multi_objective.pareto import is_non_dominated
 
     objs = opt.problem.objectives
     signed = y[:, :len(objs)] * torch.tensor([o.sign for o in objs], dtype=y.dtype, device=y.device)
-    given = [o.sign * float(o.reference) if o.reference is not None else None for o in objs]
+    given = [o.sign * (float(o.reference) if raw_units else opt.threshold(o.name, o.reference))
+             if o.reference is not None else None for o in objs]
     if all(g is not None for g in given):
         return [float(g) for g in given]
     inferred = infer_reference_point(signed[is_non_dominated(signed)])
@@ -495,15 +507,17 @@ def reference_point(opt: _Bayes, y) -> list[float]:
 
 
 def log_nehvi(opt: _Bayes, model, x, y, pending):
-    """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021), measured
-    in the user's units."""
+    """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021), in the
+    user's units when every objective has a reference (:func:`raw_hypervolume`)."""
     import torch
     from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
 
     kernels.fused_logehvi()  # BoTorch's C++ kernel when built; never a compile stall in an ask
+    raw = raw_hypervolume(opt)
+    ys = torch.as_tensor(opt.raw_y, dtype=y.dtype, device=y.device) if raw else y
     acqf = qLogNoisyExpectedHypervolumeImprovement(
-        model, ref_point=reference_point(opt, torch.as_tensor(opt.raw_y, dtype=y.dtype, device=y.device)),
-        X_baseline=x, sampler=opt.sampler(), objective=opt.objective(raw_units=True),
+        model, ref_point=reference_point(opt, ys, raw_units=raw),
+        X_baseline=x, sampler=opt.sampler(), objective=opt.objective(raw_units=raw),
         constraints=opt.constraints() or None, X_pending=pending, prune_baseline=True, cache_root=True)
     return acqf, "qLogNEHVI"
 

@@ -135,9 +135,9 @@ def test_constraint_bounds_and_references_map_with_the_outputs_transform():
 
 
 def test_the_hypervolume_is_measured_in_the_users_units():
-    """qLogNEHVI's objective maps the model's log/bilog values back to raw units (a hypervolume is not invariant
-    under a nonlinear map); the reference is the given one, unmapped; qLogNParEGO's scalarization stays in the
-    model's space."""
+    """With every reference given, qLogNEHVI's objective maps the model's log/bilog values back to raw units (a
+    hypervolume is not invariant under a nonlinear map) and the reference is the given one, unmapped; without,
+    and for qLogNParEGO's scalarization, they stay in the model's space."""
     import torch
     from reflow.problem import Objective
 
@@ -151,7 +151,13 @@ def test_the_hypervolume_is_measured_in_the_users_units():
     np.testing.assert_allclose(opt.objective()(z).numpy(), [[-1.5, np.log(400.0)]])
     from reflow.plugins.optimize.bayes import reference_point
 
-    assert reference_point(opt, torch.as_tensor(y)) == [-2.0, 300.0]
+    assert reference_point(opt, torch.as_tensor(y), raw_units=True) == [-2.0, 300.0]
+    assert reference_point(opt, torch.as_tensor(y)) == pytest.approx([-2.0, np.log(300.0)])
+    from reflow.plugins.optimize.bayes import raw_hypervolume
+
+    assert raw_hypervolume(opt), "every objective has a reference: the box the user scores"
+    unbounded = _optimizer("QNEHVI", [Objective("m", "min"), Objective("s", "max", reference=300.0)])
+    assert not raw_hypervolume(unbounded), "without references a raw-unit long tail would dominate the front"
     bilog = choose("g", np.random.default_rng(1).standard_cauchy(40))
     values = np.array([-30.0, -1.0, 0.0, 2.0, 500.0])
     np.testing.assert_allclose(bilog.inverse(torch.as_tensor(bilog.forward(values))).numpy(), values, atol=1e-9)
