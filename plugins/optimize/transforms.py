@@ -10,7 +10,7 @@ the trials that finished:
   of its bound a design lies on: the map keeps that sign, is nearly linear within a unit of the bound and
   compresses the far values (a slack of 1e7 next to slacks of -1) that would otherwise flatten the GP where
   feasibility is decided. Measured on BoTorch's TensionCompressionString (four such constraints, 30
-  evaluations, 5 seeds): median score 0.000 -> 0.803 (Ax 0.766); benchmarks/optimizers.py;
+  evaluations, 5 seeds): median score 0.000 -> 0.737 (Ax 0.766); benchmarks/optimizers.py;
 
 - ``log`` when every value is positive, they span at least ``LOG_DECADES`` decades (``max / min >= 100``) and
   their logarithm is less skewed than they are (a long tail of high values): a quantity that varies
