@@ -76,8 +76,8 @@ class OutcomeTransform:
         return out
 
     def inverse(self, z):
-        """The raw value of transformed values ``z`` (a torch tensor, differentiable): the acquisition of several
-        objectives measures hypervolume in the user's units, whatever space the GP models."""
+        """The raw value of transformed values ``z`` (a torch tensor, differentiable): qLogNEHVI measures a
+        hypervolume bounded by given references in the user's units, whatever space the GP models."""
         import torch
 
         if self.kind == "none":

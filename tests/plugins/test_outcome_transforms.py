@@ -151,13 +151,23 @@ def test_the_hypervolume_is_measured_in_the_users_units():
     np.testing.assert_allclose(opt.objective()(z).numpy(), [[-1.5, np.log(400.0)]])
     from reflow.plugins.optimize.bayes import reference_point
 
-    assert reference_point(opt, torch.as_tensor(y), raw_units=True) == [-2.0, 300.0]
-    assert reference_point(opt, torch.as_tensor(y)) == pytest.approx([-2.0, np.log(300.0)])
+    modelled = torch.as_tensor(np.column_stack([t.forward(y[:, j]) for j, t in enumerate(opt.transforms)]))
+    assert reference_point(opt, modelled, raw_units=True) == [-2.0, 300.0]
+    assert reference_point(opt, modelled) == pytest.approx([-2.0, np.log(300.0)])
     from reflow.plugins.optimize.bayes import raw_hypervolume
 
     assert raw_hypervolume(opt), "every objective has a reference: the box the user scores"
     unbounded = _optimizer("QNEHVI", [Objective("m", "min"), Objective("s", "max", reference=300.0)])
     assert not raw_hypervolume(unbounded), "without references a raw-unit long tail would dominate the front"
+    from botorch.utils.multi_objective.hypervolume import infer_reference_point
+    from botorch.utils.multi_objective.pareto import is_non_dominated
+
+    unbounded.transforms = unbounded.choose_transforms(y)
+    signed_raw = torch.as_tensor(y * [-1.0, 1.0])
+    inferred = infer_reference_point(signed_raw[is_non_dominated(signed_raw)])
+    assert reference_point(unbounded, modelled, raw_units=True) == pytest.approx([float(inferred[0]), 300.0],
+                                                                                   rel=1e-9), \
+        "an inferred reference in raw units comes from the raw front, recovered from the model's values"
     bilog = choose("g", np.random.default_rng(1).standard_cauchy(40))
     values = np.array([-30.0, -1.0, 0.0, 2.0, 500.0])
     np.testing.assert_allclose(bilog.inverse(torch.as_tensor(bilog.forward(values))).numpy(), values, atol=1e-9)
