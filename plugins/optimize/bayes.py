@@ -48,6 +48,8 @@ MAX_CATEGORY_COMBINATIONS = 32
 """Category combinations the mixed acquisition optimizer tries at most per ask (a random subset beyond)."""
 FULL_EFFORT_UNTIL = 50
 """Trials up to which the acquisition search gets its full default budget; beyond, it shrinks as 1/sqrt(n)."""
+DUPLICATE_TOLERANCE = 1e-6
+"""A candidate closer than this (in every coordinate of the unit box) to a trial counts as a repeat of it."""
 
 log = logging.getLogger("reflow")
 
@@ -428,6 +430,12 @@ class _Bayes(reflow.Optimizer):
                 acqf, label = self.acquisition(model, torch.as_tensor(x, dtype=torch.double, device=self.device),
                                                torch.as_tensor(yt, dtype=torch.double, device=self.device), xp)
             unit = self.optimize(acqf, n)
+        seen = x if xp is None else np.vstack([x, xp.cpu().numpy()])
+        unit, replaced = replace_duplicates(p, unit, seen, self._draw_seed)
+        if replaced:
+            label += f"; {replaced} already evaluated point(s) replaced by space-filling ones"
+            log.info("the acquisition's optimum was already evaluated: %d point(s) replaced by the space-filling "
+                     "point(s) farthest from the trials", replaced)
         ds = p.space.to_dataset(p.decode(unit))
         ds.attrs["acquisition"] = label
         return ds
@@ -466,6 +474,29 @@ class _Bayes(reflow.Optimizer):
         return [dict(zip(dims, c, strict=True)) for c in combos]
 
 
+def replace_duplicates(problem, unit: np.ndarray, seen: np.ndarray, seed: int) -> tuple[np.ndarray, int]:
+    """``unit`` with every point that repeats one of ``seen`` (or an earlier one of ``unit``) replaced by the
+    space-filling point farthest from all of them, and the number replaced.
+
+    Where the acquisition is flat (no design is expected to improve on what was seen: a Pareto front collapsed
+    onto one point), its search ends on a corner already evaluated, and a deterministic evaluation of the same
+    design teaches nothing. On ZDT2 without references reflow asked the point (0, ..., 0) seven times in 30
+    evaluations; Ax, which deduplicates its candidates, went on to find the front's other end."""
+    unit = np.array(unit, dtype=float, copy=True)
+    known = np.asarray(seen, dtype=float).reshape(-1, unit.shape[1])
+    pool = None
+    replaced = 0
+    for i in range(len(unit)):
+        if len(known) and np.min(np.max(np.abs(known - unit[i]), axis=1)) < DUPLICATE_TOLERANCE:
+            if pool is None:
+                pool = space_filling(problem, 256, seed)
+            far = np.min(np.linalg.norm(pool[:, None, :] - known[None, :, :], axis=2), axis=1)
+            unit[i] = pool[int(np.argmax(far))]
+            replaced += 1
+        known = np.vstack([known, unit[i:i + 1]])
+    return unit, replaced
+
+
 def log_nei(opt: _Bayes, model, x, y, pending):
     """qLogNEI: the noisy expected improvement of the single objective (log form, Ament et al. 2023); a given
     reference is a feasibility weight, so while nothing beats it the search heads for the region that does."""
@@ -494,7 +525,9 @@ def reference_point(opt: _Bayes, y, raw_units: bool = False) -> list[float]:
     """The hypervolume reference in the signed (maximized) objective space of ``opt.objective(raw_units)``: each
     given reference (kept even while no trial beats it: qLogNEHVI then rewards the posterior mass beyond it,
     which steers the search there) as it is with ``raw_units``, else mapped by its output's transform; the
-    others inferred from the observed front of the told outputs ``y`` (in the model's space)."""
+    others inferred from the observed front of the told outputs ``y`` (in the model's space): BoTorch's
+    ``infer_reference_point`` (the front's nadir less 10 % of its range), or for a front of one point the nadir of
+    all trials less 10 % of their range."""
     from botorch.utils.multi_objective.hypervolume import infer_reference_point
     from botorch.utils.multi_objective.pareto import is_non_dominated
 
@@ -504,7 +537,16 @@ def reference_point(opt: _Bayes, y, raw_units: bool = False) -> list[float]:
              if o.reference is not None else None for o in objs]
     if all(g is not None for g in given):
         return [float(g) for g in given]
-    inferred = infer_reference_point(signed[is_non_dominated(signed)])
+    front = signed[is_non_dominated(signed)]
+    if len(front) == 1:
+        # BoTorch's rule for a lone point (the point less 10 % of its absolute value) gives a box of zero width
+        # in an objective whose best value is 0, where nothing can improve the hypervolume and the search
+        # repeats that point: ZDT's fronts collapse onto f0 = 0. The nadir of every trial less 10 % of their
+        # range credits any design that beats the lone point in one objective within the observed values.
+        low, high = signed.min(dim=0).values, signed.max(dim=0).values
+        inferred = low - 0.1 * (high - low).clamp_min(1e-12)
+    else:
+        inferred = infer_reference_point(front)
     return [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
 
 

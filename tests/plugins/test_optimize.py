@@ -499,6 +499,42 @@ def test_failed_trials_are_left_out_of_the_fit():
     np.testing.assert_allclose(tx, np.column_stack([(x[[0, 2, 3]] + 1) / 2, (y[[0, 2, 3]] + 1) / 2]))
 
 
+def test_an_asked_point_that_repeats_a_trial_is_replaced_by_a_space_filling_one(monkeypatch):
+    """Where the acquisition is flat its search ends on a corner already evaluated (ZDT2: (0, ..., 0) seven times
+    in 30 evaluations); a repeat teaches a deterministic evaluator nothing, so it is replaced, and said so."""
+    from types import SimpleNamespace
+
+    import xarray as xr
+    from reflow.plugins.optimize import bayes
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    space = Space.from_specs({k: ParameterSpec(low=0, high=1) for k in ("x", "y")})
+    problem = OptimizationProblem(space, [Objective("f", "min")])
+    seen = np.array([[0.0, 0.0], [1.0, 1.0], [0.5, 0.2]])
+    unit, replaced = bayes.replace_duplicates(problem, np.array([[0.0, 0.0], [0.3, 0.7], [0.3, 0.7]]), seen, 0)
+    assert replaced == 2, "a repeat of a trial and a repeat within the batch"
+    np.testing.assert_allclose(unit[1], [0.3, 0.7])
+    known = np.vstack([seen, unit[1:2]])
+    for point in unit[[0, 2]]:
+        assert np.min(np.abs(known - point).max(axis=1)) > 0.1
+    pool = bayes.space_filling(problem, 256, 0)
+    far = np.min(np.linalg.norm(pool[:, None] - seen[None], axis=2), axis=1)
+    np.testing.assert_allclose(unit[0], pool[np.argmax(far)])
+    assert bayes.replace_duplicates(problem, np.array([[0.3, 0.7]]), seen, 0)[1] == 0
+
+    opt = bayes.QLogNEI(**FAST_BO)
+    opt.setup(problem, 0)
+    rng = np.random.default_rng(0)
+    x, y = rng.random(6), rng.random(6)
+    opt.tell(xr.Dataset({"x": ("trial", x), "y": ("trial", y), "f": ("trial", x + y),
+                         "status": ("trial", np.full(6, "ok"))}, coords={"trial": np.arange(6)}))
+    monkeypatch.setattr(bayes.QLogNEI, "optimize", lambda self, acqf, q: np.array([[x[2], y[2]]]))
+    asked = opt.ask(1, SimpleNamespace(device=None))
+    assert (float(asked["x"][0]), float(asked["y"][0])) != (x[2], y[2])
+    assert "replaced by space-filling" in asked.attrs["acquisition"]
+
+
 def test_every_evaluation_failing_still_spends_the_budget(study, no_plots):
     """Then the stage fails with the error (issue 17), and its journals hold the whole budget."""
     from reflow.evaluation import TrialsFailed, records_to_dataset

@@ -299,3 +299,25 @@ def test_transformed_model_wastes_fewer_suggestions_on_extreme_stress_than_the_r
     extreme = 1e4  # 40 times the reference stress
     assert np.sum(auto_stress > extreme) < np.sum(raw_stress > extreme), (auto_stress, raw_stress)
     assert auto_hv > raw_hv
+
+
+def test_a_front_of_one_point_gets_a_reference_box_that_can_be_improved():
+    """ZDT's fronts collapse onto f0 = 0: BoTorch's reference for a lone point (the point less 10 % of its
+    absolute value) has zero width in that objective, so no design could improve the hypervolume; the
+    reference is then the nadir of every trial less 10 % of their range."""
+    import torch
+    from botorch.utils.multi_objective.hypervolume import infer_reference_point
+    from reflow.plugins.optimize.bayes import reference_point
+    from reflow.problem import Objective
+
+    opt = _optimizer("QNEHVI", [Objective("f0", "min"), Objective("f1", "min")], outcome_transform="none")
+    y = np.array([[0.0, 1.0], [0.5, 5.5], [0.9, 4.5], [0.1, 6.8], [0.0, 3.5]])  # (0, 1) dominates every other
+    opt.transforms = opt.choose_transforms(y)
+    signed = torch.as_tensor(-y)
+    lone = infer_reference_point(signed[:1])
+    assert float(lone[0]) > -1e-6, "BoTorch's lone-point box: f0 <= ~0, nothing improves on it"
+    assert reference_point(opt, torch.as_tensor(y)) == pytest.approx([-(0.9 + 0.09), -(6.8 + 0.58)])
+    spread = np.array([[0.0, 1.0], [0.5, 0.5], [1.0, 0.0], [0.9, 4.5]])
+    front = torch.as_tensor(-spread[:3])
+    assert reference_point(opt, torch.as_tensor(spread)) == pytest.approx(infer_reference_point(front).tolist()), \
+        "a front of several points keeps BoTorch's rule"
