@@ -134,6 +134,8 @@ class _Bayes(reflow.Optimizer):
         warm_start: bool = Field(True, description="start the GP fit from the previous hyperparameters")
         cpu_threads: int = Field(1, ge=1, description="torch threads on the CPU: small GPs run fastest on one, "
                                                       "and more oversubscribe the cores the evaluations use")
+        repeats: bool = Field(False, description="allow asking a point already evaluated (replicates of a noisy "
+                                                 "experiment); else a repeat is replaced by a space-filling point")
         outcome_transform: Literal["auto", "none"] = Field(
             "auto", description="auto: log, bilog or winsorization per output, chosen from the data (see the "
                                 "optimization docs); none: model the raw outputs (standardized only)")
@@ -430,8 +432,10 @@ class _Bayes(reflow.Optimizer):
                 acqf, label = self.acquisition(model, torch.as_tensor(x, dtype=torch.double, device=self.device),
                                                torch.as_tensor(yt, dtype=torch.double, device=self.device), xp)
             unit = self.optimize(acqf, n)
-        seen = x if xp is None else np.vstack([x, xp.cpu().numpy()])
-        unit, replaced = replace_duplicates(p, unit, seen, self._draw_seed)
+        replaced = 0
+        if not self.params.repeats:
+            seen = x if xp is None else np.vstack([x, xp.cpu().numpy()])
+            unit, replaced = replace_duplicates(p, unit, seen, self._draw_seed)
         if replaced:
             label += f"; {replaced} already evaluated point(s) replaced by space-filling ones"
             log.info("the acquisition's optimum was already evaluated: %d point(s) replaced by the space-filling "

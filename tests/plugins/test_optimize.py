@@ -533,6 +533,11 @@ def test_an_asked_point_that_repeats_a_trial_is_replaced_by_a_space_filling_one(
     asked = opt.ask(1, SimpleNamespace(device=None))
     assert (float(asked["x"][0]), float(asked["y"][0])) != (x[2], y[2])
     assert "replaced by space-filling" in asked.attrs["acquisition"]
+    replicates = bayes.QLogNEI(**FAST_BO, repeats=True)  # replicates of a noisy experiment, asked for
+    replicates.setup(problem, 0)
+    replicates.tell(opt._told())
+    asked = replicates.ask(1, SimpleNamespace(device=None))
+    assert (float(asked["x"][0]), float(asked["y"][0])) == pytest.approx((x[2], y[2]))
 
 
 def test_every_evaluation_failing_still_spends_the_budget(study, no_plots):
