@@ -411,6 +411,45 @@ def test_mixed_gp_is_used_for_categorical_spaces():
         assert type(opt.fit(x, y)) is cls
 
 
+def test_three_objectives_get_fewer_mc_samples_than_two():
+    """qLogNEHVI partitions the objective space once per MC sample with three or more objectives: 64 there, 128
+    with two (from 4 parameters), 64 up to 3 parameters; a given mc_samples is kept."""
+    from reflow.plugins.optimize.bayes import QNEHVI
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    def mc(objectives, dim, **params):
+        space = Space.from_specs({f"x{i}": ParameterSpec(low=0, high=1) for i in range(dim)})
+        opt = QNEHVI(**params)
+        opt.setup(OptimizationProblem(space, [Objective(f"f{j}", "min") for j in range(objectives)]), 0)
+        return opt.effort()[2]
+
+    assert (mc(2, 6), mc(3, 6), mc(4, 6), mc(2, 3), mc(3, 6, mc_samples=256)) == (128, 64, 64, 64, 256)
+
+
+def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_category():
+    """One batched L-BFGS-B run over the starts of every category combination finds the same optimum as
+    BoTorch's search per combination, with each start's category left where it started."""
+    import torch
+    from botorch.optim import optimize_acqf_mixed
+    from reflow.plugins.optimize.bayes import optimize_mixed_at_once
+
+    def acqf(x):  # a peak per category of dim 2, highest (2.0) for the middle one at (0.45, 0.55)
+        c = x[..., 0, 2]
+        center = torch.stack([0.2 + 0.5 * c, 0.8 - 0.5 * c], dim=-1)
+        return 1 + 4 * c * (1 - c) - 10 * ((x[..., 0, :2] - center) ** 2).sum(-1) + 0.3 * x[..., 0, 2]
+
+    bounds = torch.tensor([[0.0, 0.0, 0.0], [1.0, 1.0, 1.0]], dtype=torch.double)
+    combos = [{2: 0.0}, {2: 0.5}, {2: 1.0}]
+    torch.manual_seed(0)
+    best = optimize_mixed_at_once(acqf, bounds, combos, restarts=3, raw=64, options={"maxiter": 100})
+    assert best.shape == (1, 3)
+    assert best[0, 2] == 0.5  # the category of the best start, exactly
+    np.testing.assert_allclose(best[0, :2], [0.45, 0.55], atol=1e-4)
+    reference, _ = optimize_acqf_mixed(acqf, bounds, q=1, num_restarts=3, raw_samples=64, fixed_features_list=combos)
+    np.testing.assert_allclose(best, reference.numpy(), atol=1e-4)
+
+
 @pytest.mark.parametrize("specs", [{"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}},
                                    {"x": {"low": 0, "high": 1}, "m": {"choices": ["A", "B", "C"]}}])
 def test_several_outputs_are_fitted_apart_and_asked_as_one_batched_gp(specs, monkeypatch):
