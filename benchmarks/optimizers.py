@@ -172,6 +172,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rerun-tool", default="", help="rerun this tool's cells even if present (e.g. reflow after "
                                                      "a change of its defaults)")
     ap.add_argument("--table-only", action="store_true", help="print the tables of --out and stop")
+    ap.add_argument("--against", type=Path, default=None,
+                    help="with --table-only: compare reflow's cells of --out with those of this earlier results "
+                         "file (a copy kept before --rerun-tool reflow), paired by seed")
     args = ap.parse_args(argv)
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if int(c) <= args.budget} | {args.budget})
     data: dict[str, Any] = {"cells": {}}
@@ -179,6 +182,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         data = json.loads(args.out.read_text())
     if args.table_only:
         print_tables(data)
+        if args.against:
+            print_change(data, json.loads(args.against.read_text()))
         return data
     commit = reflow_commit()
     data.setdefault("runs", []).append({
@@ -330,6 +335,40 @@ def print_tables(data: dict[str, Any]) -> None:
     errors = [k for k, c in data["cells"].items() if "error" in c]
     if errors:
         print(f"\n{len(errors)} cell(s) failed: " + ", ".join(errors[:10]))
+
+
+def print_change(data: dict[str, Any], before: dict[str, Any], tool: str = "reflow") -> None:
+    """``tool``'s cells of ``data`` against the same cells of ``before`` (an earlier results file): medians,
+    W/T/L paired by seed, and the ratio of mean seconds per step (now / before), per problem-variant-checkpoint."""
+    def cells(d: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
+        return {(c["problem"], c["variant"], c["budget"], c["seed"]): c for c in d["cells"].values()
+                if c.get("tool") == tool and "error" not in c}
+
+    now, old = cells(data), cells(before)
+    groups = sorted({k[:3] for k in now} & {k[:3] for k in old})
+    if not groups:
+        print(f"\nno {tool} cells in common")
+        return
+    print(f"\n#### {LABELS[tool]} now against the earlier results (paired by seed; W: now ahead)\n")
+    print("| problem | refs | at | seeds | before | now | W/T/L (p) | time now/before | code before -> now |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    tally = dict.fromkeys("WTL", 0)
+    for problem, variant, budget in groups:
+        seeds = sorted(s for (p, v, b, s) in now if (p, v, b) == (problem, variant, budget)
+                       and (p, v, b, s) in old)
+        pairs = [(now[(problem, variant, budget, s)], old[(problem, variant, budget, s)]) for s in seeds]
+        for cp in sorted({k for a, b in pairs for k in a["score"] if k in b["score"]}, key=int):
+            a = [x["score"][cp] for x, _ in pairs]
+            b = [y["score"][cp] for _, y in pairs]
+            res, p = paired(a, b)
+            tally[res] += 1
+            ratio = (np.mean([t for x, _ in pairs for t in x["step_seconds"]])
+                     / np.mean([t for _, y in pairs for t in y["step_seconds"]]))
+            codes = (sorted({str(y.get("reflow_commit")) for _, y in pairs}),
+                     sorted({str(x.get("reflow_commit")) for x, _ in pairs}))
+            print(f"| {problem} | {variant} | {cp} | {len(seeds)} | {np.median(b):.3f} | {np.median(a):.3f} | "
+                  f"{res} ({p:.2f}) | {ratio:.2f} | {', '.join(codes[0])} -> {', '.join(codes[1])} |")
+    print(f"\ntotal W/T/L: {tally['W']}/{tally['T']}/{tally['L']}")
 
 
 if __name__ == "__main__":

@@ -49,14 +49,13 @@ MAX_CATEGORY_COMBINATIONS = 32
 FULL_EFFORT_UNTIL = 50
 """Trials up to which the acquisition search gets its full default budget; beyond, it shrinks as 1/sqrt(n)."""
 DUPLICATE_TOLERANCE = 1e-6
+"""A candidate closer than this (in every coordinate of the unit box) to a trial counts as a repeat of it."""
 INIT_BATCH_LIMIT = 128
 """Raw samples scored per call when picking the starting points: per-call overhead, not arithmetic, dominated
 the screen in batches of 8 (ZDT1, 30 trials: 0.19 -> 0.07 s per ask, the same points)."""
-WARM_FIT_MAXITER = 25
-"""L-BFGS iterations of a warm-started GP fit: from the last optimum the marginal likelihood moves little (30
-trials: median loss against 50 iterations 0.014 nats per trial on WeldedBeam, below 0.001 on ZDT1 and
-VehicleSafety) and the fit takes a third less time."""
-"""A candidate closer than this (in every coordinate of the unit box) to a trial counts as a repeat of it."""
+WARM_FIT_MAXITER = 50
+"""L-BFGS iterations of a warm-started GP fit. 25 saved a third of the fit's time, but in a benchmark run with
+25 (and 64 MC samples for 3+ objectives) CarSideImpact scored lower on every seed: not kept (README)."""
 
 log = logging.getLogger("reflow")
 
@@ -136,8 +135,7 @@ class _Bayes(reflow.Optimizer):
         raw_samples: int | None = Field(None, ge=8, description="random points scored to pick the starting points "
                                                                 "(default: 64 per parameter, 128 to 1024)")
         mc_samples: int | None = Field(None, ge=16, description="quasi-Monte-Carlo samples of the posterior "
-                                                                "(default: 64 up to 3 parameters or with 3 or "
-                                                                "more objectives, else 128)")
+                                                                "(default: 64 up to 3 parameters, else 128)")
         maxiter: int = Field(100, ge=5, description="L-BFGS-B iterations per start")
         warm_start: bool = Field(True, description="start the GP fit from the previous hyperparameters")
         cpu_threads: int = Field(1, ge=1, description="torch threads on the CPU: small GPs run fastest on one, "
@@ -387,19 +385,15 @@ class _Bayes(reflow.Optimizer):
         Each acquisition evaluation costs more as trials accumulate (the posterior over the baseline, the
         box decomposition of a longer Pareto front), so beyond ``FULL_EFFORT_UNTIL`` trials the default
         restarts and raw samples shrink as ``sqrt(FULL_EFFORT_UNTIL / n)`` (at least 2 restarts and 64 raw
-        samples): the time per suggestion then grows under linearly (benchmarks/optimizer_cost.py). With three
-        or more objectives qLogNEHVI partitions the objective space once per MC sample of the baseline (a Python
-        loop, most of an ask's time), so they get 64 MC samples: on VehicleSafety and Penicillin the points asked
-        with 64 scored as high as those asked with 128 under a 512-sample acquisition (median difference below
-        0.001 in log units) in half the time. Values given in the params are used as they are.
+        samples): the time per suggestion then grows under linearly (benchmarks/optimizer_cost.py). Values
+        given in the params are used as they are.
         """
         d = self.problem.dim
         p = self.params
         shrink = min(1.0, math.sqrt(FULL_EFFORT_UNTIL / max(self._n_train, 1)))
         restarts = p.num_restarts or max(2, round(min(20, 2 + d) * shrink))
         raw = p.raw_samples or max(64, int(min(1024, max(128, 64 * d)) * shrink))
-        few = d <= 3 or len(self.problem.objectives) >= 3
-        return restarts, raw, p.mc_samples or (64 if few else 128)
+        return restarts, raw, p.mc_samples or (64 if d <= 3 else 128)
 
     def ask(self, n, ctx, pending=None):
         import torch

@@ -411,22 +411,6 @@ def test_mixed_gp_is_used_for_categorical_spaces():
         assert type(opt.fit(x, y)) is cls
 
 
-def test_three_objectives_get_fewer_mc_samples_than_two():
-    """qLogNEHVI partitions the objective space once per MC sample with three or more objectives: 64 there, 128
-    with two (from 4 parameters), 64 up to 3 parameters; a given mc_samples is kept."""
-    from reflow.plugins.optimize.bayes import QNEHVI
-    from reflow.problem import Objective, OptimizationProblem
-    from reflow.space import ParameterSpec, Space
-
-    def mc(objectives, dim, **params):
-        space = Space.from_specs({f"x{i}": ParameterSpec(low=0, high=1) for i in range(dim)})
-        opt = QNEHVI(**params)
-        opt.setup(OptimizationProblem(space, [Objective(f"f{j}", "min") for j in range(objectives)]), 0)
-        return opt.effort()[2]
-
-    assert (mc(2, 6), mc(3, 6), mc(4, 6), mc(2, 3), mc(3, 6, mc_samples=256)) == (128, 64, 64, 64, 256)
-
-
 def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_category():
     """One batched L-BFGS-B run over the starts of every category combination finds the same optimum as
     BoTorch's search per combination, with each start's category left where it started."""
