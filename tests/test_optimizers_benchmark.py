@@ -38,6 +38,36 @@ def test_grid_runs_scores_times_and_resumes(tmp_path: Path, capsys: pytest.Captu
     assert again["cells"] == cells
 
 
+def test_against_compares_reflow_cells_with_an_earlier_file_seed_by_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    def cells(scores: list[float], seconds: float) -> dict:
+        return {"cells": {f"zdt1|none|reflow|{s}|30": {
+            "problem": "zdt1", "variant": "none", "tool": "reflow", "seed": s, "budget": 30, "reflow_commit": "abc",
+            "score": {"30": v}, "step_seconds": [seconds] * 30} for s, v in enumerate(scores)}}
+
+    before = cells([0.80, 0.81, 0.82, 0.83, 0.84], 1.0)
+    optimizers.print_change(cells([0.90, 0.91, 0.92, 0.93, 0.94], 0.5), before)
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| zdt1"))
+    assert row.split(" | ")[4:8] == ["0.820", "0.920", "W (0.03)", "0.50"]  # ahead on every seed, half the time
+    optimizers.print_change(before, before)
+    assert "total W/T/L: 0/1/0" in capsys.readouterr().out
+
+
+def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: pytest.CaptureFixture[str]) -> None:
+    import ask_breakdown
+    import botorch.optim.optimize as optimize_module
+    import reflow.plugins.optimize.bayes as bayes
+
+    fit, screen, limit = bayes._Bayes.fit, optimize_module.gen_batch_initial_conditions, bayes.INIT_BATCH_LIMIT
+    ask_breakdown.main(["branin", "--budget", "12", "--init-batch-limit", "16"])
+    out = capsys.readouterr().out
+    assert "init_batch_limit 16" in out
+    line = next(x for x in out.splitlines() if "seed 0" in x)
+    parts = dict(p.rsplit(" ", 1) for p in line.split("= ")[1].split(" + "))
+    assert set(parts) == {"gp_fit", "screen", "lbfgs", "rest"} and float(parts["gp_fit"]) > 0
+    assert (bayes._Bayes.fit, optimize_module.gen_batch_initial_conditions, bayes.INIT_BATCH_LIMIT) == (
+        fit, screen, limit)
+
+
 def test_paired_test_needs_every_seed_for_a_win_with_five() -> None:
     a = [0.9, 0.8, 0.85, 0.95, 0.7]
     assert optimizers.paired(a, [x - 0.1 for x in a])[0] == "W"

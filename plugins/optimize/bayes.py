@@ -52,7 +52,8 @@ DUPLICATE_TOLERANCE = 1e-6
 """A candidate closer than this (in every coordinate of the unit box) to a trial counts as a repeat of it."""
 INIT_BATCH_LIMIT = 128
 """Raw samples scored per call when picking the starting points: per-call overhead, not arithmetic, dominated
-the screen in batches of 8 (ZDT1, 30 trials: 0.19 -> 0.07 s per ask, the same points)."""
+the screen in batches of 8 (ZDT1, 30 evaluations: 0.22 -> 0.08-0.10 s per step, the same points asked;
+benchmarks/ask_breakdown.py)."""
 WARM_FIT_MAXITER = 50
 """L-BFGS iterations of a warm-started GP fit. 25 saved a third of the fit's time, but in a benchmark run with
 25 (and 64 MC samples for 3+ objectives) CarSideImpact scored lower on every seed: not kept (README)."""
