@@ -55,8 +55,9 @@ INIT_BATCH_LIMIT = 128
 the screen in batches of 8 (ZDT1, 30 evaluations: 0.22 -> 0.08-0.10 s per step, the same points asked;
 benchmarks/ask_breakdown.py)."""
 WARM_FIT_MAXITER = 50
-"""L-BFGS iterations of a warm-started GP fit. 25 saved a third of the fit's time, but in a benchmark run with
-25 (and 64 MC samples for 3+ objectives) CarSideImpact scored lower on every seed: not kept (README)."""
+"""L-BFGS iterations of a warm-started GP fit. 25 cut the fit from 0.14-0.18 to 0.11 s per step (ZDT1 seed 0,
+benchmarks/ask_breakdown.py --warm-fit-maxiter), but in a benchmark run with 25 (and 64 MC samples for 3+
+objectives) CarSideImpact scored lower on every seed: not kept (README)."""
 
 log = logging.getLogger("reflow")
 
