@@ -50,10 +50,14 @@ FULL_EFFORT_UNTIL = 50
 """Trials up to which the acquisition search gets its full default budget; beyond, it shrinks as 1/sqrt(n)."""
 DUPLICATE_TOLERANCE = 1e-6
 """A candidate closer than this (in every coordinate of the unit box) to a trial counts as a repeat of it."""
-INIT_BATCH_LIMIT = 128
-"""Raw samples scored per call when picking the starting points: per-call overhead, not arithmetic, dominated
-the screen in batches of 8 (ZDT1, 30 evaluations: 0.22 -> 0.08-0.10 s per step, the same points asked;
-benchmarks/ask_breakdown.py)."""
+INIT_BATCH_LIMIT = 32
+"""Raw samples scored per call when picking the starting points (Ax's value): per-call overhead, not
+arithmetic, dominated the screen in batches of 8 (ZDT1 seed 0, 30 evaluations: 0.22 s per step at 8, 0.10 at
+32, 0.08 at 128, the same points asked; benchmarks/ask_breakdown.py). 128 raised CarSideImpact's peak memory
+from 0.94 to 1.17 GB (0.90 at 32) for no gain (its screen is arithmetic-bound), and the box decompositions
+grow with the front: 32 keeps most of the gain."""
+MIXED_STARTS_PER_RUN = 64
+"""Starting points refined together by one L-BFGS-B run of the mixed search (:func:`optimize_mixed_at_once`)."""
 WARM_FIT_MAXITER = 50
 """L-BFGS iterations of a warm-started GP fit. 25 cut the fit from 0.14-0.18 to 0.11 s per step (ZDT1 seed 0,
 benchmarks/ask_breakdown.py --warm-fit-maxiter), but in a benchmark run with 25 (and 64 MC samples for 3+
@@ -494,9 +498,10 @@ def optimize_mixed_at_once(acqf, bounds, combos: list[dict[int, float]], restart
     of all combinations refined in one batched L-BFGS-B run over the continuous parameters; a (1, d) array.
 
     BoTorch's ``optimize_acqf_mixed`` runs one search per combination, and on a 3-parameter space its
-    per-iteration overhead, paid once per combination, was most of an ask (mixed-branin: 3 combinations, 1.6x
-    Ax's time per suggestion). The starts and the restarts per combination are those of ``optimize_acqf_mixed``
-    (the best of ``raw`` random points with the categories fixed); every start converges on its own."""
+    per-iteration overhead, paid once per combination, was most of an ask (mixed-branin, 3 combinations: 1.86x
+    Ax's time per suggestion before, 0.73x after; benchmarks/optimizers.py). The starts and the restarts per
+    combination are those of ``optimize_acqf_mixed`` (the best of ``raw`` random points with the categories
+    fixed); every start converges on its own, in runs of at most ``MIXED_STARTS_PER_RUN`` starts."""
     import torch
     from botorch.generation.gen import gen_candidates_scipy
     from botorch.optim.initializers import gen_batch_initial_conditions
@@ -513,11 +518,16 @@ def optimize_mixed_at_once(acqf, bounds, combos: list[dict[int, float]], restart
     def restricted(x):
         return acqf(x * (1 - pinned) + x.detach() * pinned)
 
-    x, values = gen_candidates_scipy(starts, restricted, lower_bounds=bounds[0], upper_bounds=bounds[1],
-                                     options={"maxiter": options["maxiter"]})
-    best = x[int(values.argmax())].detach()
-    if not torch.equal(best[..., fixed], starts[int(values.argmax())][..., fixed]):
-        raise RuntimeError("the acquisition search moved a categorical parameter")
+    best, best_value = None, -math.inf
+    for lo in range(0, len(starts), MIXED_STARTS_PER_RUN):  # up to 32 combinations x 20 restarts: bound memory
+        part = starts[lo:lo + MIXED_STARTS_PER_RUN]
+        x, values = gen_candidates_scipy(part, restricted, lower_bounds=bounds[0], upper_bounds=bounds[1],
+                                         options={"maxiter": options["maxiter"]})
+        i = int(values.argmax())
+        if not torch.equal(x[i][..., fixed], part[i][..., fixed]):
+            raise RuntimeError("the acquisition search moved a categorical parameter")
+        if float(values[i]) > best_value:
+            best, best_value = x[i].detach(), float(values[i])
     return best.cpu().numpy().reshape(1, d)
 
 

@@ -411,11 +411,12 @@ def test_mixed_gp_is_used_for_categorical_spaces():
         assert type(opt.fit(x, y)) is cls
 
 
-def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_category():
+def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_category(monkeypatch):
     """One batched L-BFGS-B run over the starts of every category combination finds the same optimum as
     BoTorch's search per combination, with each start's category left where it started."""
     import torch
     from botorch.optim import optimize_acqf_mixed
+    from reflow.plugins.optimize import bayes
     from reflow.plugins.optimize.bayes import optimize_mixed_at_once
 
     def acqf(x):  # a peak per category of dim 2, highest (2.0) for the middle one at (0.45, 0.55)
@@ -432,6 +433,10 @@ def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_categ
     np.testing.assert_allclose(best[0, :2], [0.45, 0.55], atol=1e-4)
     reference, _ = optimize_acqf_mixed(acqf, bounds, q=1, num_restarts=3, raw_samples=64, fixed_features_list=combos)
     np.testing.assert_allclose(best, reference.numpy(), atol=1e-4)
+    monkeypatch.setattr(bayes, "MIXED_STARTS_PER_RUN", 4)  # 9 starts in runs of 4, 4 and 1: the same optimum
+    torch.manual_seed(0)
+    np.testing.assert_allclose(optimize_mixed_at_once(acqf, bounds, combos, restarts=3, raw=64,
+                                                      options={"maxiter": 100}), best, atol=1e-4)
 
 
 @pytest.mark.parametrize("specs", [{"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}},
