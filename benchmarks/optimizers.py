@@ -17,6 +17,7 @@ Run (the full grid; resumable: cells already in --out are skipped):
   OMP_NUM_THREADS=1 nice -n 10 python benchmarks/optimizers.py --budget 100 --seeds 5 --jobs 2
   python benchmarks/optimizers.py --problems branin,zdt1 --tools reflow,sobol --seeds 1 --budget 6
   python benchmarks/optimizers.py --table-only            # the tables of an existing --out
+  python benchmarks/optimizers.py --merge rerun.json      # a re-run kept apart joins --out (same cells replaced)
   touch benchmarks/optimizers.stop                         # finish the running cells, start no more
 Writes benchmarks/optimizers.json (gitignored) after every cell and prints markdown tables.
 """
@@ -175,12 +176,22 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--against", type=Path, default=None,
                     help="with --table-only: compare reflow's cells of --out with those of this earlier results "
                          "file (a copy kept before --rerun-tool reflow), paired by seed")
+    ap.add_argument("--merge", type=Path, default=None,
+                    help="copy every cell of this results file into --out (a cell of the same problem, variant, "
+                         "tool, seed and budget is replaced), save, and print the tables: a re-run kept in a "
+                         "separate file joins the grid once it is accepted")
     args = ap.parse_args(argv)
     checkpoints = sorted({int(c) for c in args.checkpoints.split(",") if int(c) <= args.budget} | {args.budget})
     data: dict[str, Any] = {"cells": {}}
     if args.out.exists() and not args.fresh:
         data = json.loads(args.out.read_text())
-    if args.table_only:
+    if args.merge:
+        merged = json.loads(args.merge.read_text())
+        data.setdefault("cells", {}).update(merged.get("cells", {}))
+        data.setdefault("runs", []).extend(merged.get("runs", []))
+        _save(args.out, data)
+        print(f"{len(merged.get('cells', {}))} cell(s) of {args.merge} merged into {args.out}")
+    if args.table_only or args.merge:
         print_tables(data)
         if args.against:
             print_change(data, json.loads(args.against.read_text()))

@@ -52,6 +52,25 @@ def test_against_compares_reflow_cells_with_an_earlier_file_seed_by_seed(capsys:
     assert "total W/T/L: 0/1/0" in capsys.readouterr().out
 
 
+def test_merge_replaces_the_same_cells_and_keeps_the_rest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def cell(tool: str, seed: int, score: float) -> dict:
+        return {"problem": "zdt1", "variant": "none", "tool": tool, "seed": seed, "budget": 30,
+                "reflow_commit": "abc", "score": {"30": score}, "step_seconds": [0.1] * 30}
+
+    grid, rerun = tmp_path / "grid.json", tmp_path / "rerun.json"
+    grid.write_text(json.dumps({"runs": [{"argv": ["grid"]}], "cells": {
+        "zdt1|none|reflow|0|30": cell("reflow", 0, 0.5), "zdt1|none|sobol|0|30": cell("sobol", 0, 0.4)}}))
+    rerun.write_text(json.dumps({"runs": [{"argv": ["rerun"]}], "cells": {
+        "zdt1|none|reflow|0|30": cell("reflow", 0, 0.9)}}))
+    data = optimizers.main(["--out", str(grid), "--merge", str(rerun)])
+    saved = json.loads(grid.read_text())
+    assert saved == data
+    assert saved["cells"]["zdt1|none|reflow|0|30"]["score"]["30"] == 0.9, "the re-run's cell replaces the old one"
+    assert saved["cells"]["zdt1|none|sobol|0|30"]["score"]["30"] == 0.4, "cells it does not have are kept"
+    assert [r["argv"] for r in saved["runs"]] == [["grid"], ["rerun"]]
+    assert "| zdt1 | none | 1 | 0.900 |" in capsys.readouterr().out
+
+
 def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: pytest.CaptureFixture[str]) -> None:
     import ask_breakdown
     import botorch.optim.optimize as optimize_module
