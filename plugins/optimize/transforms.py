@@ -24,12 +24,10 @@ the trials that finished:
 - ``none`` for benign outputs (and for too few values to judge, or an output in a linear outcome constraint
   of several outputs, whose linearity a nonlinear map would break).
 
-After the transform, values beyond Tukey's inner fence (1.5 interquartile ranges) on the *bad* side (large for
-a minimized output or the upper bound of a ``<=`` constraint) are winsorized, for the model fit only, onto the
-fence; never past a given reference or constraint bound, so the model keeps seeing which side of them each
-trial lies on (Ax's automatic winsorization: the same fence, the same choice). The inner fence rather than the
-far-out one: on ZDT2 without references the tail of f1 (1 to 8 where the front has f1 <= 1) hid x0's effect
-on it, and the search never left x0 = 0 (median score 0.928 -> 0.999 at 30 evaluations, seeds 0-4). Every map is monotone increasing: objectives keep their direction and
+After the transform, values still beyond the far-out fence on the *bad* side (large for a minimized output or
+the upper bound of a ``<=`` constraint) are winsorized, for the model fit only, onto the fence; never past a
+given reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
+winsorization makes the same choice). Every map is monotone increasing: objectives keep their direction and
 references and constraint bounds are mapped with the same function, so the acquisition works in the
 transformed space consistently.
 """
@@ -44,9 +42,6 @@ LOG_DECADES = 2.0
 """Decades (log10 of max/min) a positive output must span to be modelled in log space."""
 FAR_OUT = 3.0
 """Tukey's far-out fence, in interquartile ranges beyond the quartiles: beyond it a value is an outlier."""
-WINSOR_FENCE = 1.5
-"""Tukey's inner fence, in interquartile ranges beyond the quartiles: values beyond it on the bad side are
-winsorized onto it for the model fit (Ax's automatic winsorization uses the same fence)."""
 MIN_VALUES = 8
 """Values needed to judge an output's distribution."""
 
@@ -182,14 +177,14 @@ def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: 
     if b is not None and not np.isfinite(b):
         b = None
     if worse == "high":
-        cut = q3 + WINSOR_FENCE * iqr
+        cut = q3 + FAR_OUT * iqr
         if b is not None:
             cut = max(cut, b + 0.5 * iqr)  # values beyond the bound stay beyond it
         n = int(np.sum(t > cut))
         if n:
             tf.clip_high, tf.winsorized = cut, n
     else:
-        cut = q1 - WINSOR_FENCE * iqr
+        cut = q1 - FAR_OUT * iqr
         if b is not None:
             cut = min(cut, b - 0.5 * iqr)
         n = int(np.sum(t < cut))
