@@ -67,7 +67,10 @@ def default_optimizer(problem: Problem) -> str:
     return "qnehvi" if problem.multi else "qlognei"
 
 
-def run_reflow(problem: Problem, budget: int, seed: int, ref: bool, optimizer: str | None = None) -> Recorder:
+def run_reflow(problem: Problem, budget: int, seed: int, ref: bool, optimizer: str | None = None,
+               initial: int | None = None) -> Recorder:
+    """reflow's default optimizer through the study path; ``initial`` overrides the size of its initial design
+    (the default budget split when None)."""
     global _CURRENT
     from reflow.plugins.tasks.optimize import Budget
     from reflow.runner import stage_context, start_run
@@ -85,7 +88,9 @@ def run_reflow(problem: Problem, budget: int, seed: int, ref: bool, optimizer: s
                       for j, o in enumerate(problem.objectives)}
         budget_spec: dict[str, Any] = {"evaluations": budget}
         default_initial = Budget.model_fields["initial"].default
-        if default_initial >= budget:  # only tiny smoke-test budgets
+        if initial is not None:
+            budget_spec["initial"] = initial
+        elif default_initial >= budget:  # only tiny smoke-test budgets
             budget_spec["initial"] = max(budget // 2, 1)
         raw = {"study": "optimizer-benchmark", "seed": seed, "stages": {"opt": {
             "task": "optimize", "space": space,
@@ -198,8 +203,11 @@ def run_baybe(problem: Problem, budget: int, seed: int, ref: bool) -> Recorder:
 TOOLS = {"reflow": run_reflow, "ax": run_ax, "tpe": run_tpe, "baybe": run_baybe, "sobol": run_sobol}
 
 
-def run_tool(tool: str, problem: Problem, budget: int, seed: int, ref: bool) -> Recorder:
+def run_tool(tool: str, problem: Problem, budget: int, seed: int, ref: bool, reflow_initial: int | None = None
+             ) -> Recorder:
     """Run one cell with warnings silenced (they are the tools' own, not the benchmark's)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        if tool == "reflow" and reflow_initial is not None:
+            return run_reflow(problem, budget, seed, ref, initial=reflow_initial)
         return TOOLS[tool](problem, budget, seed, ref)

@@ -112,7 +112,7 @@ def _init_worker() -> None:
 
 
 def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int, checkpoints: list[int],
-             commit: str) -> dict[str, Any]:
+             commit: str, reflow_initial: int | None = None) -> dict[str, Any]:
     """One (problem, variant, tool, seed) run: scores at the checkpoints and the seconds of every step."""
     from _opt_tools import run_tool
 
@@ -122,8 +122,10 @@ def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int,
     out: dict[str, Any] = {"problem": problem_name, "variant": variant, "tool": tool, "seed": seed,
                            "budget": budget, "started": started, "load_start": round(load, 2),
                            "reflow_commit": commit if tool == "reflow" else None}
+    if tool == "reflow" and reflow_initial is not None:
+        out["reflow_commit"] = f"{commit} (initial {reflow_initial})"
     try:
-        rec = run_tool(tool, problem, budget, seed, variant == "ref")
+        rec = run_tool(tool, problem, budget, seed, variant == "ref", reflow_initial)
     except Exception as exc:  # a tool that fails is reported, never silently dropped
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc()[-3000:]
@@ -176,6 +178,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--against", type=Path, default=None,
                     help="with --table-only: compare reflow's cells of --out with those of this earlier results "
                          "file (a copy kept before --rerun-tool reflow), paired by seed")
+    ap.add_argument("--reflow-initial", type=int, default=None,
+                    help="size of reflow's initial design instead of its default (an A/B of the budget split; "
+                         "the cells' reflow code says so): write such cells to their own --out")
     ap.add_argument("--merge", type=Path, default=None,
                     help="copy every cell of this results file into --out (a cell of the same problem, variant, "
                          "tool, seed and budget is replaced), save, and print the tables: a re-run kept in a "
@@ -236,7 +241,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for p, variant, tool, seed in todo:
             if args.out.with_suffix(".stop").exists():
                 break
-            record(run_cell(p, variant, tool, seed, args.budget, checkpoints, commit))
+            record(run_cell(p, variant, tool, seed, args.budget, checkpoints, commit, args.reflow_initial))
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
             pending: set[Future] = set()
@@ -247,7 +252,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                     queue.clear()
                 while queue and len(pending) < args.jobs:
                     p, variant, tool, seed = queue.pop(0)
-                    pending.add(pool.submit(run_cell, p, variant, tool, seed, args.budget, checkpoints, commit))
+                    pending.add(pool.submit(run_cell, p, variant, tool, seed, args.budget, checkpoints, commit,
+                                            args.reflow_initial))
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     record(fut.result())

@@ -71,6 +71,20 @@ def test_merge_replaces_the_same_cells_and_keeps_the_rest(tmp_path: Path, capsys
     assert "| zdt1 | none | 1 | 0.900 |" in capsys.readouterr().out
 
 
+def test_reflow_initial_sets_the_initial_design_and_labels_the_cells(tmp_path: Path) -> None:
+    from _opt_problems import get_problem
+    from _opt_tools import run_reflow
+
+    problem = get_problem("branin")
+    default = np.array(run_reflow(problem, 4, 0, False).rows)  # a tiny budget: 2 initial points
+    fewer = np.array(run_reflow(problem, 4, 0, False, initial=1).rows)
+    np.testing.assert_allclose(fewer[0], default[0])  # the same centre point first
+    assert not np.allclose(fewer[1], default[1]), "the second point is the model's, not the design's"
+    data = optimizers.main(["--problems", "branin", "--tools", "reflow", "--seeds", "1", "--budget", "4",
+                            "--reflow-initial", "1", "--out", str(tmp_path / "a.json")])
+    assert data["cells"]["branin|none|reflow|0|4"]["reflow_commit"].endswith("(initial 1)")
+
+
 def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: pytest.CaptureFixture[str]) -> None:
     import ask_breakdown
     import botorch.optim.optimize as optimize_module
