@@ -123,6 +123,7 @@ def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int,
                            "budget": budget, "started": started, "load_start": round(load, 2),
                            "reflow_commit": commit if tool == "reflow" else None}
     if tool == "reflow" and reflow_initial is not None:
+        out["reflow_initial"] = reflow_initial
         out["reflow_commit"] = f"{commit} (initial {reflow_initial})"
     try:
         rec = run_tool(tool, problem, budget, seed, variant == "ref", reflow_initial)
@@ -201,6 +202,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.against:
             print_change(data, json.loads(args.against.read_text()))
         return data
+    other = {c.get("reflow_initial") for c in data.get("cells", {}).values() if c.get("tool") == "reflow"}
+    other.discard(args.reflow_initial)
+    if other:  # resuming would count those cells as this configuration's, or mix two in one grid
+        def name(n: int | None) -> str:
+            return "the default" if n is None else str(n)
+        ap.error(f"--reflow-initial {name(args.reflow_initial)}: {args.out} holds reflow cells run with initial "
+                 f"design {', '.join(sorted(name(n) for n in other))}; give another --out for this configuration")
     commit = reflow_commit()
     data.setdefault("runs", []).append({
         "argv": sys.argv if argv is None else argv, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -83,6 +83,11 @@ def test_reflow_initial_sets_the_initial_design_and_labels_the_cells(tmp_path: P
     data = optimizers.main(["--problems", "branin", "--tools", "reflow", "--seeds", "1", "--budget", "4",
                             "--reflow-initial", "1", "--out", str(tmp_path / "a.json")])
     assert data["cells"]["branin|none|reflow|0|4"]["reflow_commit"].endswith("(initial 1)")
+    # the same --out with the default design would resume those cells as if they were the default's
+    with pytest.raises(SystemExit) as stop:
+        optimizers.main(["--problems", "branin", "--tools", "reflow", "--seeds", "1", "--budget", "4",
+                         "--out", str(tmp_path / "a.json")])
+    assert stop.value.code == 2
 
 
 def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: pytest.CaptureFixture[str]) -> None:
