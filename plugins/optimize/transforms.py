@@ -24,12 +24,17 @@ the trials that finished:
 - ``none`` for benign outputs (and for too few values to judge, or an output in a linear outcome constraint
   of several outputs, whose linearity a nonlinear map would break).
 
-After the transform, values still beyond the far-out fence on the *bad* side (large for a minimized output or
-the upper bound of a ``<=`` constraint) are winsorized, for the model fit only, onto the fence; never past a
-given reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
-winsorization makes the same choice). Every map is monotone increasing: objectives keep their direction and
-references and constraint bounds are mapped with the same function, so the acquisition works in the
-transformed space consistently.
+After the transform, values on the *bad* side (large for a minimized output or the upper bound of a ``<=``
+constraint) beyond a fence are winsorized, for the model fit only, onto the fence; never past a given
+reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
+winsorization makes the same choice). The fence is Tukey's inner one (1.5 interquartile ranges, Ax's) for an
+objective without a reference: the bulk of its bad values would otherwise hide the trend toward the good side
+(ZDT2: the tail of f1 hid x0's effect, and the search never left x0 = 0). It is the far-out one (3) for an
+output a reference or a constraint bounds: there the model must keep seeing how far beyond the bound each
+trial lies (the inner fence on constraints took TensionCompressionString from 0.737 to 0.167, on references
+WeldedBeam 0.903 -> 0.834 and heavy-cantilever 0.879 -> 0.846; 30 evaluations, 5 seeds). Every map is
+monotone increasing: objectives keep their direction and references and constraint bounds are mapped with the
+same function, so the acquisition works in the transformed space consistently.
 """
 
 from __future__ import annotations
@@ -42,6 +47,9 @@ LOG_DECADES = 2.0
 """Decades (log10 of max/min) a positive output must span to be modelled in log space."""
 FAR_OUT = 3.0
 """Tukey's far-out fence, in interquartile ranges beyond the quartiles: beyond it a value is an outlier."""
+INNER_FENCE = 1.5
+"""Tukey's inner fence, in interquartile ranges: an objective without a reference is winsorized there (Ax's
+automatic winsorization of an objective without a threshold)."""
 MIN_VALUES = 8
 """Values needed to judge an output's distribution."""
 
@@ -146,7 +154,8 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
     bound = None
     if bounds and worse is not None:
         bound = max(bounds) if worse == "high" else min(bounds)
-    _winsorize(tf, v, worse, bound)
+    fence = INNER_FENCE if bound is None and not constraint_only else FAR_OUT
+    _winsorize(tf, v, worse, bound, fence)
     return tf
 
 
@@ -164,8 +173,10 @@ def _log_reduces_skew(v: np.ndarray) -> bool:
     return abs(_skewness(np.log(v))) < abs(_skewness(v))
 
 
-def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: float | None) -> None:
-    """Set the fit's clipping bound on the bad side: the far-out fence, never on the good side of ``bound``."""
+def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: float | None,
+               fence: float = FAR_OUT) -> None:
+    """Set the fit's clipping bound on the bad side: ``fence`` interquartile ranges beyond the quartile, never
+    on the good side of ``bound``."""
     if worse is None:
         return
     t = tf.forward(raw)
@@ -177,14 +188,14 @@ def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: 
     if b is not None and not np.isfinite(b):
         b = None
     if worse == "high":
-        cut = q3 + FAR_OUT * iqr
+        cut = q3 + fence * iqr
         if b is not None:
             cut = max(cut, b + 0.5 * iqr)  # values beyond the bound stay beyond it
         n = int(np.sum(t > cut))
         if n:
             tf.clip_high, tf.winsorized = cut, n
     else:
-        cut = q1 - FAR_OUT * iqr
+        cut = q1 - fence * iqr
         if b is not None:
             cut = min(cut, b - 0.5 * iqr)
         n = int(np.sum(t < cut))

@@ -321,3 +321,21 @@ def test_a_front_of_one_point_gets_a_reference_box_that_can_be_improved():
     front = torch.as_tensor(-spread[:3])
     assert reference_point(opt, torch.as_tensor(spread)) == pytest.approx(infer_reference_point(front).tolist()), \
         "a front of several points keeps BoTorch's rule"
+
+
+
+def test_an_objective_without_reference_is_winsorized_at_the_inner_fence_a_bounded_output_at_the_far_out_one():
+    """Two values of 2.0 beside a bulk on [0, 1] lie between Tukey's inner fence (1.5 IQR) and the far-out one
+    (3 IQR): no transform, clipped for an objective without a reference (Ax's rule), kept where a reference or
+    a constraint bound says how far beyond it each trial lies."""
+    values = np.concatenate([np.linspace(0.0, 1.0, 41), [2.0, 2.0]])
+    q1, q3 = np.percentile(values, [25, 75])
+    assert q3 + 1.5 * (q3 - q1) < 2.0 < q3 + 3.0 * (q3 - q1)
+    free = choose("f", values, worse="high")
+    assert free.kind == "none" and free.winsorized == 2
+    assert free.clip_high == pytest.approx(q3 + 1.5 * (q3 - q1))
+    np.testing.assert_allclose(free.for_fit(values)[-2:], q3 + 1.5 * (q3 - q1))
+    assert choose("f", values, worse="low").winsorized == 0, "the good side is never clipped"
+    referenced = choose("f", values, worse="high", bounds=[0.5])
+    assert referenced.winsorized == 0 and referenced.clip_high is None
+    np.testing.assert_array_equal(referenced.for_fit(values), values)
