@@ -29,7 +29,9 @@ constraint) beyond a fence are winsorized, for the model fit only, onto the fenc
 reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
 winsorization makes the same choice). The fence is Tukey's inner one (1.5 interquartile ranges, Ax's) for an
 objective without a reference: the bulk of its bad values would otherwise hide the trend toward the good side
-(ZDT2: the tail of f1 hid x0's effect, and the search never left x0 = 0). It is the far-out one (3) for an
+(ZDT2: the tail of f1 hid x0's effect, and the search never left x0 = 0), but never onto the Pareto front
+(the worst value of the objective over the front stands in for the reference: the front's extremes, where the
+hypervolume's reference is inferred, keep their values). It is the far-out one (3) for an
 output a reference or a constraint bounds: there the model must keep seeing how far beyond the bound each
 trial lies (the inner fence on constraints took TensionCompressionString from 0.737 to 0.167, on references
 WeldedBeam 0.903 -> 0.834 and heavy-cantilever 0.879 -> 0.846; 30 evaluations, 5 seeds). Every map is
@@ -115,14 +117,15 @@ def _quartiles(v: np.ndarray) -> tuple[float, float, float]:
 
 
 def choose(name: str, values, worse: str | None = None, bounds: list[float] | tuple[float, ...] = (),
-           linear: bool = False, constraint_only: bool = False) -> OutcomeTransform:
+           linear: bool = False, constraint_only: bool = False, front: float | None = None) -> OutcomeTransform:
     """The transform of output ``name`` from its observed ``values``.
 
     ``worse`` is the bad side of the output (``"high"`` for a minimized objective or a ``<=`` constraint,
     ``"low"`` for the opposite, None when unknown); ``bounds`` the references and constraint bounds on it in raw
     units (mapped alike, so log needs them positive too; winsorization never crosses them); ``linear`` says the
     output enters a linear constraint of several outputs; ``constraint_only`` that only one-output constraints
-    read it (then one bound means a bilog at that bound).
+    read it (then one bound means a bilog at that bound); ``front`` the objective's worst value over the Pareto
+    front, which the winsorization of an objective without a reference never clips.
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -154,8 +157,10 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
     bound = None
     if bounds and worse is not None:
         bound = max(bounds) if worse == "high" else min(bounds)
-    fence = INNER_FENCE if bound is None and not constraint_only else FAR_OUT
-    _winsorize(tf, v, worse, bound, fence)
+    if bound is None and not constraint_only:
+        _winsorize(tf, v, worse, front, INNER_FENCE)
+    else:
+        _winsorize(tf, v, worse, bound, FAR_OUT)
     return tf
 
 

@@ -339,3 +339,35 @@ def test_an_objective_without_reference_is_winsorized_at_the_inner_fence_a_bound
     referenced = choose("f", values, worse="high", bounds=[0.5])
     assert referenced.winsorized == 0 and referenced.clip_high is None
     np.testing.assert_array_equal(referenced.for_fit(values), values)
+
+
+def test_the_winsorization_never_clips_the_pareto_front_only_the_dominated_tail_beyond_it():
+    """Two objectives to minimize: a bulk of trials, a front whose end lies at f1 = 2.0 (beyond the inner
+    fence of f1), a dominated trial at f1 = 2.0 too and an infeasible one at 2.35. The front's end is what the
+    hypervolume is inferred from, so f1's clip stays beyond it (half an IQR, as beyond a reference) and only the
+    tail past that is clipped; the inner fence alone would clip the end as well."""
+    from reflow.plugins.optimize.bayes import front_worst
+    from reflow.problem import Objective
+
+    opt = _optimizer("QNEHVI", [Objective("f0", "min"), Objective("f1", "min")], ["g >= 0"])
+    bulk = np.column_stack([np.linspace(0.3, 1.0, 41), np.linspace(0.0, 1.0, 41)[::-1]])
+    end = [0.0, 2.0]  # best f0 of all: on the front, worst f1 of the front
+    dominated = [0.9, 2.0]
+    infeasible = [-1.0, 2.35]  # would dominate the end in f0, but breaks g >= 0: not on the front
+    objs = np.vstack([bulk, end, dominated, infeasible])
+    g = np.r_[np.ones(len(objs) - 1), -1.0]
+    y = np.column_stack([objs, g])
+    assert front_worst(opt.problem, y) == {"f0": pytest.approx(_worst_on_front(objs[:-1])[0]), "f1": 2.0}
+    f1 = next(t for t in opt.choose_transforms(y) if t.name == "f1")
+    assert f1.kind == "none"
+    raw, fit = f1.forward(objs[:, 1]), f1.for_fit(objs[:, 1])
+    assert fit[-3] == raw[-3], "the front's end keeps its value"
+    assert fit[-1] < raw[-1], "the tail beyond the front is clipped"
+    alone = choose("f1", objs[:, 1], worse="high")
+    assert alone.for_fit(objs[:, 1])[-3] < alone.forward(objs[:, 1])[-3], "the inner fence alone clips the end"
+
+
+def _worst_on_front(objs: np.ndarray) -> np.ndarray:
+    """The worst value of each objective over the non-dominated rows (all minimized), by brute force."""
+    keep = [i for i, a in enumerate(objs) if not any(np.all(b <= a) and np.any(b < a) for b in objs)]
+    return objs[keep].max(axis=0)
