@@ -319,7 +319,7 @@ class _Bayes(reflow.Optimizer):
         if self.params.outcome_transform == "none":
             return [OutcomeTransform(n, reason="outcome_transform: none") for n in names]
         objectives = {o.name for o in p.objectives}
-        front = front_worst(p, y)
+        front = front_worst(p, y) if len(p.objectives) > 1 else {}
         return [choose(n, y[:, j], worse.get(n), bounds[n], n in linear, constraint_only=n not in objectives,
                        front=front.get(n)) for j, n in enumerate(names)]
 

@@ -324,18 +324,20 @@ def test_a_front_of_one_point_gets_a_reference_box_that_can_be_improved():
 
 
 
-def test_an_objective_without_reference_is_winsorized_at_the_inner_fence_a_bounded_output_at_the_far_out_one():
+def test_an_objective_of_several_without_reference_is_winsorized_at_the_inner_fence_others_at_the_far_out_one():
     """Two values of 2.0 beside a bulk on [0, 1] lie between Tukey's inner fence (1.5 IQR) and the far-out one
-    (3 IQR): no transform, clipped for an objective without a reference (Ax's rule), kept where a reference or
-    a constraint bound says how far beyond it each trial lies."""
+    (3 IQR): no transform, clipped for an objective of several without a reference (Ax's rule; its front ends at
+    0.4 here), kept where a reference or a constraint bound says how far beyond it each trial lies, and for a
+    single objective."""
     values = np.concatenate([np.linspace(0.0, 1.0, 41), [2.0, 2.0]])
     q1, q3 = np.percentile(values, [25, 75])
     assert q3 + 1.5 * (q3 - q1) < 2.0 < q3 + 3.0 * (q3 - q1)
-    free = choose("f", values, worse="high")
+    assert choose("f", values, worse="high").winsorized == 0, "one objective: the far-out fence"
+    free = choose("f", values, worse="high", front=0.4)
     assert free.kind == "none" and free.winsorized == 2
     assert free.clip_high == pytest.approx(q3 + 1.5 * (q3 - q1))
     np.testing.assert_allclose(free.for_fit(values)[-2:], q3 + 1.5 * (q3 - q1))
-    assert choose("f", values, worse="low").winsorized == 0, "the good side is never clipped"
+    assert choose("f", values, worse="low", front=0.6).winsorized == 0, "the good side is never clipped"
     referenced = choose("f", values, worse="high", bounds=[0.5])
     assert referenced.winsorized == 0 and referenced.clip_high is None
     np.testing.assert_array_equal(referenced.for_fit(values), values)
@@ -357,13 +359,15 @@ def test_the_winsorization_never_clips_the_pareto_front_only_the_dominated_tail_
     objs = np.vstack([bulk, end, dominated, infeasible])
     g = np.r_[np.ones(len(objs) - 1), -1.0]
     y = np.column_stack([objs, g])
+    single = _optimizer("QLogNEI", [Objective("f0", "min")], ["g >= 0"])
+    assert all(t.winsorized == 0 for t in single.choose_transforms(y[:, [1, 2]])), "one objective: far-out fence"
     assert front_worst(opt.problem, y) == {"f0": pytest.approx(_worst_on_front(objs[:-1])[0]), "f1": 2.0}
     f1 = next(t for t in opt.choose_transforms(y) if t.name == "f1")
     assert f1.kind == "none"
     raw, fit = f1.forward(objs[:, 1]), f1.for_fit(objs[:, 1])
     assert fit[-3] == raw[-3], "the front's end keeps its value"
     assert fit[-1] < raw[-1], "the tail beyond the front is clipped"
-    alone = choose("f1", objs[:, 1], worse="high")
+    alone = choose("f1", objs[:, 1], worse="high", front=0.0)
     assert alone.for_fit(objs[:, 1])[-3] < alone.forward(objs[:, 1])[-3], "the inner fence alone clips the end"
 
 
