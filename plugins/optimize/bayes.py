@@ -31,7 +31,7 @@ import itertools
 import logging
 import math
 import warnings
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import reflow
@@ -41,6 +41,9 @@ from reflow.sampling import botorch_constraints, space_filling
 
 from . import kernels
 from .transforms import OutcomeTransform, choose, summary
+
+if TYPE_CHECKING:
+    from reflow.problem import OptimizationProblem
 
 quiet_torch_imports()
 
@@ -581,7 +584,7 @@ def raw_hypervolume(opt: _Bayes) -> bool:
     return all(o.reference is not None for o in opt.problem.objectives)
 
 
-def front_worst(problem, y: np.ndarray) -> dict[str, float]:
+def front_worst(problem: OptimizationProblem, y: np.ndarray) -> dict[str, float]:
     """The worst value of each objective over the Pareto-optimal trials (the feasible ones where any trial is
     feasible), in raw units: the winsorization of an objective without a reference never clips the front it
     is inferred from, only the dominated tail beyond it."""

@@ -36,9 +36,10 @@ cantilever-mo). It is the far-out one (3) elsewhere: where a reference or a cons
 model must keep seeing how far beyond the bound each trial lies (the inner fence on constraints took
 TensionCompressionString from 0.737 to 0.167, on references WeldedBeam 0.903 -> 0.834 and heavy-cantilever
 0.879 -> 0.846), and for one objective the inner fence gained nowhere (Branin lost a seed: 0.9999 -> 0.956);
-30 evaluations, 5 seeds, benchmarks/optimizers.py. Every map is
-monotone increasing: objectives keep their direction and references and constraint bounds are mapped with the
-same function, so the acquisition works in the transformed space consistently.
+30 evaluations, 5 seeds, benchmarks/optimizers.py.
+
+Every map is monotone increasing: objectives keep their direction and references and constraint bounds are
+mapped with the same function, so the acquisition works in the transformed space consistently.
 """
 
 from __future__ import annotations
@@ -52,8 +53,8 @@ LOG_DECADES = 2.0
 FAR_OUT = 3.0
 """Tukey's far-out fence, in interquartile ranges beyond the quartiles: beyond it a value is an outlier."""
 INNER_FENCE = 1.5
-"""Tukey's inner fence, in interquartile ranges: an objective without a reference is winsorized there (Ax's
-automatic winsorization of an objective without a threshold)."""
+"""Tukey's inner fence, in interquartile ranges: an objective of several without a reference is winsorized
+there, never onto its Pareto front (Ax's automatic winsorization of an objective without a threshold)."""
 MIN_VALUES = 8
 """Values needed to judge an output's distribution."""
 
@@ -70,6 +71,7 @@ class OutcomeTransform:
     clip_low: float | None = None  # winsorization bounds in the transformed space (model fit only)
     clip_high: float | None = None
     winsorized: int = 0
+    fence: str = ""  # which fence clipped them: "inner" or "far-out"
     _botorch: object = field(default=None, repr=False, compare=False)
 
     def forward(self, values) -> np.ndarray:
@@ -109,7 +111,7 @@ class OutcomeTransform:
         """One line for the log and the trials attrs."""
         text = f"{self.kind} ({self.reason})"
         if self.winsorized:
-            text += f", {self.winsorized} value(s) winsorized for the fit"
+            text += f", {self.winsorized} value(s) winsorized for the fit at the {self.fence} fence"
         return text
 
 
@@ -202,6 +204,7 @@ def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: 
         n = int(np.sum(t > cut))
         if n:
             tf.clip_high, tf.winsorized = cut, n
+            tf.fence = "inner" if fence == INNER_FENCE else "far-out"
     else:
         cut = q1 - fence * iqr
         if b is not None:
@@ -209,6 +212,7 @@ def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: 
         n = int(np.sum(t < cut))
         if n:
             tf.clip_low, tf.winsorized = cut, n
+            tf.fence = "inner" if fence == INNER_FENCE else "far-out"
 
 
 def summary(transforms: list[OutcomeTransform]) -> str:

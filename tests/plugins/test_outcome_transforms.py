@@ -367,6 +367,7 @@ def test_the_winsorization_never_clips_the_pareto_front_only_the_dominated_tail_
     raw, fit = f1.forward(objs[:, 1]), f1.for_fit(objs[:, 1])
     assert fit[-3] == raw[-3], "the front's end keeps its value"
     assert fit[-1] < raw[-1], "the tail beyond the front is clipped"
+    assert f1.describe().endswith("1 value(s) winsorized for the fit at the inner fence")
     alone = choose("f1", objs[:, 1], worse="high", front=0.0)
     assert alone.for_fit(objs[:, 1])[-3] < alone.forward(objs[:, 1])[-3], "the inner fence alone clips the end"
 
