@@ -31,7 +31,7 @@ import itertools
 import logging
 import math
 import warnings
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import numpy as np
 import reflow
@@ -41,9 +41,6 @@ from reflow.sampling import botorch_constraints, space_filling
 
 from . import kernels
 from .transforms import OutcomeTransform, choose, summary
-
-if TYPE_CHECKING:
-    from reflow.problem import OptimizationProblem
 
 quiet_torch_imports()
 
@@ -322,9 +319,8 @@ class _Bayes(reflow.Optimizer):
         if self.params.outcome_transform == "none":
             return [OutcomeTransform(n, reason="outcome_transform: none") for n in names]
         objectives = {o.name for o in p.objectives}
-        front = front_worst(p, y) if len(p.objectives) > 1 else {}
-        return [choose(n, y[:, j], worse.get(n), bounds[n], n in linear, constraint_only=n not in objectives,
-                       front=front.get(n)) for j, n in enumerate(names)]
+        return [choose(n, y[:, j], worse.get(n), bounds[n], n in linear, constraint_only=n not in objectives)
+                for j, n in enumerate(names)]
 
     def transform_of(self, name: str) -> OutcomeTransform:
         """The current transform of output ``name`` (identity before the first model)."""
@@ -582,26 +578,6 @@ def raw_hypervolume(opt: _Bayes) -> bool:
     outweighs every design an engineer would build: without references, cantilever-mo 0.890 -> 0.813 and
     heavy-cantilever 0.743 -> 0.585 when tried); the model's space keeps the tail compressed there."""
     return all(o.reference is not None for o in opt.problem.objectives)
-
-
-def front_worst(problem: OptimizationProblem, y: np.ndarray) -> dict[str, float]:
-    """The worst value of each objective over the Pareto-optimal trials (the feasible ones where any trial is
-    feasible), in raw units: the winsorization of an objective without a reference never clips the front it
-    is inferred from, only the dominated tail beyond it."""
-    from reflow.plugins.tasks._pareto import pareto_mask
-
-    names = problem.metric_names  # the objectives first
-    signed = np.column_stack([o.sign * y[:, k] for k, o in enumerate(problem.objectives)])
-    ok = np.all(np.isfinite(signed), axis=1)
-    feasible = ok.copy()
-    for c in problem.outcome_constraints:
-        slack = np.asarray(c.slack({n: y[:, names.index(n)] for n in c.names}), dtype=float)
-        feasible &= np.nan_to_num(slack, nan=-1.0) >= 0
-    ok = feasible if feasible.any() else ok
-    if not ok.any():
-        return {}
-    front = signed[ok][pareto_mask(signed[ok])]
-    return {o.name: float(o.sign * front[:, k].min()) for k, o in enumerate(problem.objectives)}
 
 
 def reference_point(opt: _Bayes, y, raw_units: bool = False) -> list[float]:

@@ -24,19 +24,12 @@ the trials that finished:
 - ``none`` for benign outputs (and for too few values to judge, or an output in a linear outcome constraint
   of several outputs, whose linearity a nonlinear map would break).
 
-After the transform, values on the *bad* side (large for a minimized output or the upper bound of a ``<=``
-constraint) beyond a fence are winsorized, for the model fit only, onto the fence; never past a given
-reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
-winsorization makes the same choice). The fence is Tukey's inner one (1.5 interquartile ranges, Ax's) for an
-objective of several without a reference: the bulk of its bad values would otherwise hide the trend toward the
-good side (ZDT2: the tail of f1 hid x0's effect, and the search never left x0 = 0), but never onto the Pareto
-front (the objective's worst value over the front stands in for the reference: the front's extremes, from
-which the hypervolume's reference is inferred, keep their values; clipping them cost CarSideImpact and
-cantilever-mo). It is the far-out one (3) elsewhere: where a reference or a constraint bounds the output the
-model must keep seeing how far beyond the bound each trial lies (the inner fence on constraints took
-TensionCompressionString from 0.737 to 0.167, on references WeldedBeam 0.903 -> 0.834 and heavy-cantilever
-0.879 -> 0.846), and for one objective the inner fence gained nowhere (Branin lost a seed: 0.9999 -> 0.956);
-30 evaluations, 5 seeds, benchmarks/optimizers.py.
+After the transform, values still beyond the far-out fence on the *bad* side (large for a minimized output or
+the upper bound of a ``<=`` constraint) are winsorized, for the model fit only, onto the fence; never past a
+given reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
+winsorization makes the same choice). Ax's inner fence (1.5 interquartile ranges) was tried twice, for every
+output and for objectives of several without a reference short of their Pareto front: each fixed ZDT2 and
+cost as much elsewhere (README, "Optimizers against Ax").
 
 Every map is monotone increasing: objectives keep their direction and references and constraint bounds are
 mapped with the same function, so the acquisition works in the transformed space consistently.
@@ -52,9 +45,6 @@ LOG_DECADES = 2.0
 """Decades (log10 of max/min) a positive output must span to be modelled in log space."""
 FAR_OUT = 3.0
 """Tukey's far-out fence, in interquartile ranges beyond the quartiles: beyond it a value is an outlier."""
-INNER_FENCE = 1.5
-"""Tukey's inner fence, in interquartile ranges: an objective of several without a reference is winsorized
-there, never onto its Pareto front (Ax's automatic winsorization of an objective without a threshold)."""
 MIN_VALUES = 8
 """Values needed to judge an output's distribution."""
 
@@ -71,7 +61,6 @@ class OutcomeTransform:
     clip_low: float | None = None  # winsorization bounds in the transformed space (model fit only)
     clip_high: float | None = None
     winsorized: int = 0
-    fence: str = ""  # which fence clipped them: "inner" or "far-out"
     _botorch: object = field(default=None, repr=False, compare=False)
 
     def forward(self, values) -> np.ndarray:
@@ -111,7 +100,7 @@ class OutcomeTransform:
         """One line for the log and the trials attrs."""
         text = f"{self.kind} ({self.reason})"
         if self.winsorized:
-            text += f", {self.winsorized} value(s) winsorized for the fit at the {self.fence} fence"
+            text += f", {self.winsorized} value(s) winsorized for the fit"
         return text
 
 
@@ -121,16 +110,14 @@ def _quartiles(v: np.ndarray) -> tuple[float, float, float]:
 
 
 def choose(name: str, values, worse: str | None = None, bounds: list[float] | tuple[float, ...] = (),
-           linear: bool = False, constraint_only: bool = False, front: float | None = None) -> OutcomeTransform:
+           linear: bool = False, constraint_only: bool = False) -> OutcomeTransform:
     """The transform of output ``name`` from its observed ``values``.
 
     ``worse`` is the bad side of the output (``"high"`` for a minimized objective or a ``<=`` constraint,
     ``"low"`` for the opposite, None when unknown); ``bounds`` the references and constraint bounds on it in raw
     units (mapped alike, so log needs them positive too; winsorization never crosses them); ``linear`` says the
     output enters a linear constraint of several outputs; ``constraint_only`` that only one-output constraints
-    read it (then one bound means a bilog at that bound); ``front``, for an objective of several without a
-    reference, its worst value over the Pareto front: the output is then winsorized at the inner fence, never
-    onto the front.
+    read it (then one bound means a bilog at that bound).
     """
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -162,10 +149,7 @@ def choose(name: str, values, worse: str | None = None, bounds: list[float] | tu
     bound = None
     if bounds and worse is not None:
         bound = max(bounds) if worse == "high" else min(bounds)
-    if bound is None and front is not None:
-        _winsorize(tf, v, worse, front, INNER_FENCE)
-    else:
-        _winsorize(tf, v, worse, bound, FAR_OUT)
+    _winsorize(tf, v, worse, bound)
     return tf
 
 
@@ -183,10 +167,8 @@ def _log_reduces_skew(v: np.ndarray) -> bool:
     return abs(_skewness(np.log(v))) < abs(_skewness(v))
 
 
-def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: float | None,
-               fence: float = FAR_OUT) -> None:
-    """Set the fit's clipping bound on the bad side: ``fence`` interquartile ranges beyond the quartile, never
-    on the good side of ``bound``."""
+def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: float | None) -> None:
+    """Set the fit's clipping bound on the bad side: the far-out fence, never on the good side of ``bound``."""
     if worse is None:
         return
     t = tf.forward(raw)
@@ -198,21 +180,19 @@ def _winsorize(tf: OutcomeTransform, raw: np.ndarray, worse: str | None, bound: 
     if b is not None and not np.isfinite(b):
         b = None
     if worse == "high":
-        cut = q3 + fence * iqr
+        cut = q3 + FAR_OUT * iqr
         if b is not None:
             cut = max(cut, b + 0.5 * iqr)  # values beyond the bound stay beyond it
         n = int(np.sum(t > cut))
         if n:
             tf.clip_high, tf.winsorized = cut, n
-            tf.fence = "inner" if fence == INNER_FENCE else "far-out"
     else:
-        cut = q1 - fence * iqr
+        cut = q1 - FAR_OUT * iqr
         if b is not None:
             cut = min(cut, b - 0.5 * iqr)
         n = int(np.sum(t < cut))
         if n:
             tf.clip_low, tf.winsorized = cut, n
-            tf.fence = "inner" if fence == INNER_FENCE else "far-out"
 
 
 def summary(transforms: list[OutcomeTransform]) -> str:
