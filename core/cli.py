@@ -274,9 +274,13 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run folder")]) -> Non
     """(Re)build a run's plots and its self-contained report.html."""
     from reflow.errors import ReflowError
     from reflow.report import write_report
+    from reflow.store import lock_run
 
+    _console_warnings()  # a lock left by a killed command is taken over with a warning on the console
     try:
-        path = write_report(run_dir, replot=True)
+        # it rewrites figures and report.html: a writer, refused (exit 2) while a run or an ask/tell holds the folder
+        with lock_run(run_dir, "reflow report"):
+            path = write_report(run_dir, replot=True)
     except ReflowError as exc:
         _fail(exc)
     typer.echo(str(path))

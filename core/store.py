@@ -418,7 +418,7 @@ class RunFolderBusy(UserInputError):
 
 
 class RunLock:
-    """One writer per run folder: ``reflow run``, ``run --resume``, ``ask`` and ``tell`` hold it for their whole work.
+    """One writer per run folder: ``reflow run``, ``run --resume``, ``ask``, ``tell`` and ``report`` hold it throughout.
 
     The lock is an OS file lock on ``run.lock`` (the ``filelock`` library: ``flock`` on Unix), so the operating
     system frees it the moment its holder dies, ``kill -9`` included. Who holds it (command, PID, host, since

@@ -90,11 +90,12 @@ def _trial_ids(run_dir: Path) -> list[int]:
     return [r["trial"] for r in TrialJournal(run_dir / "doe" / "trials.jsonl").read()]
 
 
-def test_resume_ask_and_tell_of_a_running_run_are_refused(gated_run, tmp_path):
+def test_resume_ask_tell_and_report_of_a_running_run_are_refused_and_show_works(gated_run, tmp_path):
     proc, run_dir = gated_run
     commands = {"run --resume": ["run", "--resume", str(run_dir), "-q"],
                 "ask": ["ask", str(run_dir), "--stage", "doe"],
-                "tell": ["tell", str(run_dir), str(tmp_path / "results.csv"), "--stage", "doe"]}
+                "tell": ["tell", str(run_dir), str(tmp_path / "results.csv"), "--stage", "doe"],
+                "report": ["report", str(run_dir)]}
     env = process_env()
     others = {name: subprocess.Popen([*REFLOW, *args], cwd=tmp_path, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, text=True, env=env) for name, args in commands.items()}
@@ -106,6 +107,9 @@ def test_resume_ask_and_tell_of_a_running_run_are_refused(gated_run, tmp_path):
         assert "One command at a time writes to a run folder" in err and "Traceback" not in err
     assert proc.poll() is None, "the running run goes on"
     assert [h["action"] for h in read_manifest(run_dir)["history"]] == ["start"], "the resume wrote to it"
+    assert not (run_dir / "report.html").exists(), "the refused report wrote one"
+    code, text = cli("show", run_dir)  # a reader: no lock needed
+    assert code == 0 and "running" in text, text
 
     (tmp_path / "gate").unlink()
     assert proc.wait(timeout=120) == 0, (tmp_path / "run.out").read_text()
@@ -116,6 +120,10 @@ def test_resume_ask_and_tell_of_a_running_run_are_refused(gated_run, tmp_path):
     assert not (run_dir / LOCK_HOLDER).exists(), "a finished run leaves no holder record"
     code, text = cli("run", "--resume", run_dir, "-q")  # free again: a resume of the finished run works
     assert code == 0 and "warning" not in text, text
+    report = run_dir / "report.html"
+    report.unlink()
+    code, text = cli("report", run_dir)
+    assert code == 0 and report.exists() and not (run_dir / LOCK_HOLDER).exists(), text
 
 
 def test_a_killed_runs_lock_is_taken_over_with_a_warning(gated_run, tmp_path):
