@@ -68,15 +68,16 @@ def default_optimizer(problem: Problem) -> str:
 
 
 def run_reflow(problem: Problem, budget: int, seed: int, ref: bool, optimizer: str | None = None,
-               initial: int | None = None) -> Recorder:
+               initial: int | None = None, params: dict[str, Any] | None = None) -> Recorder:
     """reflow's default optimizer through the study path; ``initial`` overrides the size of its initial design
-    (the default budget split when None)."""
+    (the default budget split when None) and ``params`` its optimizer's params (its defaults when None)."""
     global _CURRENT
     from reflow.plugins.tasks.optimize import Budget
     from reflow.runner import stage_context, start_run
     from reflow.study import validate_study
 
     rec = _CURRENT = Recorder(problem)
+    name = optimizer or default_optimizer(problem)
     with tempfile.TemporaryDirectory(prefix="reflow-bench-") as tmp:
         folder = Path(tmp)
         (folder / "bench_eval.py").write_text(
@@ -95,7 +96,7 @@ def run_reflow(problem: Problem, budget: int, seed: int, ref: bool, optimizer: s
         raw = {"study": "optimizer-benchmark", "seed": seed, "stages": {"opt": {
             "task": "optimize", "space": space,
             "evaluate": {"python": {"function": "bench_eval:evaluate", "outputs": problem.outputs}},
-            "optimizer": optimizer or default_optimizer(problem), "objectives": objectives,
+            "optimizer": {name: params} if params else name, "objectives": objectives,
             "constraints": [f"{c} >= 0" for c in problem.constraints], "budget": budget_spec}}}
         study = validate_study(raw, path=folder / "study.yaml")
         run = start_run(study, folder / "runs", quiet=True)
@@ -203,11 +204,11 @@ def run_baybe(problem: Problem, budget: int, seed: int, ref: bool) -> Recorder:
 TOOLS = {"reflow": run_reflow, "ax": run_ax, "tpe": run_tpe, "baybe": run_baybe, "sobol": run_sobol}
 
 
-def run_tool(tool: str, problem: Problem, budget: int, seed: int, ref: bool, reflow_initial: int | None = None
-             ) -> Recorder:
+def run_tool(tool: str, problem: Problem, budget: int, seed: int, ref: bool, reflow_initial: int | None = None,
+             reflow_params: dict[str, Any] | None = None) -> Recorder:
     """Run one cell with warnings silenced (they are the tools' own, not the benchmark's)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if tool == "reflow" and reflow_initial is not None:
-            return run_reflow(problem, budget, seed, ref, initial=reflow_initial)
+        if tool == "reflow" and (reflow_initial is not None or reflow_params):
+            return run_reflow(problem, budget, seed, ref, initial=reflow_initial, params=reflow_params)
         return TOOLS[tool](problem, budget, seed, ref)

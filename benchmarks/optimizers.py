@@ -112,7 +112,8 @@ def _init_worker() -> None:
 
 
 def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int, checkpoints: list[int],
-             commit: str, reflow_initial: int | None = None) -> dict[str, Any]:
+             commit: str, reflow_initial: int | None = None,
+             reflow_params: dict[str, Any] | None = None) -> dict[str, Any]:
     """One (problem, variant, tool, seed) run: scores at the checkpoints and the seconds of every step."""
     from _opt_tools import run_tool
 
@@ -122,11 +123,12 @@ def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int,
     out: dict[str, Any] = {"problem": problem_name, "variant": variant, "tool": tool, "seed": seed,
                            "budget": budget, "started": started, "load_start": round(load, 2),
                            "reflow_commit": commit if tool == "reflow" else None}
-    if tool == "reflow" and reflow_initial is not None:
+    if tool == "reflow" and (reflow_initial is not None or reflow_params):
         out["reflow_initial"] = reflow_initial
-        out["reflow_commit"] = f"{commit} (initial {reflow_initial})"
+        out["reflow_params"] = reflow_params or None
+        out["reflow_commit"] = f"{commit} ({reflow_configuration(reflow_initial, reflow_params)})"
     try:
-        rec = run_tool(tool, problem, budget, seed, variant == "ref", reflow_initial)
+        rec = run_tool(tool, problem, budget, seed, variant == "ref", reflow_initial, reflow_params)
     except Exception as exc:  # a tool that fails is reported, never silently dropped
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc()[-3000:]
@@ -141,6 +143,13 @@ def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int,
         seconds_mean=float(np.mean(steps)), seconds_median=float(np.median(steps)), seconds_max=float(np.max(steps)),
         load_end=round(os.getloadavg()[0], 2), metrics=rec.metrics)
     return out
+
+
+def reflow_configuration(initial: int | None, params: dict[str, Any] | None) -> str:
+    """How reflow's cells were run, in words: ``the default``, or what --reflow-initial/--reflow-params changed."""
+    parts = ([f"initial {initial}"] if initial is not None else []) \
+        + ([f"params {json.dumps(params, sort_keys=True)}"] if params else [])
+    return ", ".join(parts) or "the default"
 
 
 def _save(path: Path, data: dict[str, Any]) -> None:
@@ -182,6 +191,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--reflow-initial", type=int, default=None,
                     help="size of reflow's initial design instead of its default (an A/B of the budget split; "
                          "the cells' reflow code says so): write such cells to their own --out")
+    ap.add_argument("--reflow-params", type=json.loads, default=None,
+                    help='params of reflow\'s optimizer instead of its defaults, as JSON (an A/B of a default: '
+                         '\'{"outcome_transform": "none"}\', \'{"num_restarts": 20, "raw_samples": 1024}\'); '
+                         "write such cells to their own --out")
     ap.add_argument("--merge", type=Path, default=None,
                     help="copy every cell of this results file into --out (a cell of the same problem, variant, "
                          "tool, seed and budget is replaced), save, and print the tables: a re-run kept in a "
@@ -202,13 +215,14 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         if args.against:
             print_change(data, json.loads(args.against.read_text()))
         return data
-    other = {c.get("reflow_initial") for c in data.get("cells", {}).values() if c.get("tool") == "reflow"}
-    other.discard(args.reflow_initial)
+    if args.reflow_params is not None and not isinstance(args.reflow_params, dict):
+        ap.error(f"--reflow-params: {args.reflow_params!r} is not a JSON object of optimizer params")
+    this = reflow_configuration(args.reflow_initial, args.reflow_params)
+    other = {reflow_configuration(c.get("reflow_initial"), c.get("reflow_params"))
+             for c in data.get("cells", {}).values() if c.get("tool") == "reflow"} - {this}
     if other:  # resuming would count those cells as this configuration's, or mix two in one grid
-        def name(n: int | None) -> str:
-            return "the default" if n is None else str(n)
-        ap.error(f"--reflow-initial {name(args.reflow_initial)}: {args.out} holds reflow cells run with initial "
-                 f"design {', '.join(sorted(name(n) for n in other))}; give another --out for this configuration")
+        ap.error(f"reflow as {this}: {args.out} holds reflow cells run as {', '.join(sorted(other))}; give "
+                 "another --out for this configuration")
     commit = reflow_commit()
     data.setdefault("runs", []).append({
         "argv": sys.argv if argv is None else argv, "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -249,7 +263,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         for p, variant, tool, seed in todo:
             if args.out.with_suffix(".stop").exists():
                 break
-            record(run_cell(p, variant, tool, seed, args.budget, checkpoints, commit, args.reflow_initial))
+            record(run_cell(p, variant, tool, seed, args.budget, checkpoints, commit, args.reflow_initial,
+                            args.reflow_params))
     else:
         with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=_init_worker) as pool:
             pending: set[Future] = set()
@@ -261,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 while queue and len(pending) < args.jobs:
                     p, variant, tool, seed = queue.pop(0)
                     pending.add(pool.submit(run_cell, p, variant, tool, seed, args.budget, checkpoints, commit,
-                                            args.reflow_initial))
+                                            args.reflow_initial, args.reflow_params))
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for fut in done:
                     record(fut.result())

@@ -90,6 +90,29 @@ def test_reflow_initial_sets_the_initial_design_and_labels_the_cells(tmp_path: P
     assert stop.value.code == 2
 
 
+def test_reflow_params_reach_the_optimizer_and_label_the_cells(tmp_path: Path) -> None:
+    """--reflow-params runs reflow's optimizer with other params (an A/B of a default through the same harness):
+    they reach the study, the cells say so, and such cells never resume as the default's."""
+    from _opt_problems import get_problem
+    from _opt_tools import run_reflow
+
+    problem = get_problem("heavy-cantilever")  # its stress spans decades: `auto` logs it
+    auto = run_reflow(problem, 10, 0, False)
+    raw = run_reflow(problem, 10, 0, False, params={"outcome_transform": "none"})
+    assert auto.metrics["outcome_transform_stress_mpa"] == "log"
+    assert raw.metrics["outcome_transform_stress_mpa"] == "none"
+    out = tmp_path / "p.json"
+    argv = ["--problems", "branin", "--tools", "reflow", "--seeds", "1", "--budget", "4", "--out", str(out)]
+    data = optimizers.main([*argv, "--reflow-params", '{"num_restarts": 3}'])
+    cell = data["cells"]["branin|none|reflow|0|4"]
+    assert cell["reflow_params"] == {"num_restarts": 3}
+    assert cell["reflow_commit"].endswith('(params {"num_restarts": 3})')
+    for other in ([], ["--reflow-params", '{"num_restarts": 4}'], ["--reflow-params", "[3]"]):
+        with pytest.raises(SystemExit) as stop:
+            optimizers.main([*argv, *other])
+        assert stop.value.code == 2
+
+
 def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: pytest.CaptureFixture[str]) -> None:
     import ask_breakdown
     import botorch.optim.optimize as optimize_module
