@@ -61,7 +61,7 @@ MIXED_STARTS_PER_RUN = 64
 WARM_FIT_MAXITER = 50
 """L-BFGS iterations of a warm-started GP fit. 25 cut the fit from 0.14-0.18 to 0.11 s per step (ZDT1 seed 0,
 benchmarks/ask_breakdown.py --warm-fit-maxiter), but in a benchmark run with 25 (and 64 MC samples for 3+
-objectives) CarSideImpact scored lower on every seed: not kept (README)."""
+objectives) CarSideImpact scored lower on every seed: not kept (docs/optimizer-benchmark.md)."""
 
 log = logging.getLogger("reflow")
 

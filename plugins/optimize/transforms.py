@@ -29,7 +29,7 @@ the upper bound of a ``<=`` constraint) are winsorized, for the model fit only, 
 given reference or constraint bound, so the model keeps seeing which side of them each trial lies on (Ax's
 winsorization makes the same choice). Ax's inner fence (1.5 interquartile ranges) was tried twice, for every
 output and for objectives of several without a reference short of their Pareto front: each fixed ZDT2 and
-cost as much elsewhere (README, "Optimizers against Ax").
+cost as much elsewhere (docs/optimizer-benchmark.md).
 
 Every map is monotone increasing: objectives keep their direction and references and constraint bounds are
 mapped with the same function, so the acquisition works in the transformed space consistently.
