@@ -209,6 +209,6 @@ def run_tool(tool: str, problem: Problem, budget: int, seed: int, ref: bool, ref
     """Run one cell with warnings silenced (they are the tools' own, not the benchmark's)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        if tool == "reflow" and (reflow_initial is not None or reflow_params):
+        if tool == "reflow":  # None for both: its defaults
             return run_reflow(problem, budget, seed, ref, initial=reflow_initial, params=reflow_params)
         return TOOLS[tool](problem, budget, seed, ref)
