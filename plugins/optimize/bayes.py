@@ -11,7 +11,8 @@ still count against the budget), builds the acquisition function and maximizes i
   with references and constraint bounds mapped by the same functions;
 - ``SingleTaskGP`` (one multi-output GP over every objective and every output an outcome constraint reads)
   or, when the space has categorical parameters, ``MixedSingleTaskGP`` (a categorical kernel on those
-  dimensions) with the acquisition maximized over each category combination (``optimize_acqf_mixed``);
+  dimensions, evaluated in one call by :mod:`.mixed_kernel`) with the acquisition maximized over each category
+  combination (:func:`optimize_mixed_at_once`);
 - hyperparameters by ``fit_gpytorch_mll``, warm-started from the previous ask's values;
 - tensors in double precision on the study's device (a GPU when there is one).
 
@@ -212,7 +213,11 @@ class _Bayes(reflow.Optimizer):
         def single(columns):
             standardize = Standardize(columns.shape[-1])
             if cat and len(cat) < self.problem.dim:
-                return MixedSingleTaskGP(tx, columns, cat_dims=cat, outcome_transform=standardize)
+                from .mixed_kernel import FusedMixedKernel
+
+                mixed = MixedSingleTaskGP(tx, columns, cat_dims=cat, outcome_transform=standardize)
+                mixed.covar_module = FusedMixedKernel(mixed.covar_module)
+                return mixed
             return SingleTaskGP(tx, columns, outcome_transform=standardize)
 
         model = single(ty)

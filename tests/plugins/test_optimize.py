@@ -411,6 +411,74 @@ def test_mixed_gp_is_used_for_categorical_spaces():
         assert type(opt.fit(x, y)) is cls
 
 
+@pytest.mark.parametrize(("outputs", "cat_dims"), [(1, [2]), (3, [1, 3])])
+def test_the_fused_mixed_kernel_is_botorchs_mixed_kernel(outputs, cat_dims):
+    """Evaluated in one forward, the mixed GP's kernel gives BoTorch's marginal likelihood and posterior (the
+    same hyperparameters, one output or a batch of three, one or two categorical parameters), its gradients,
+    and the same parameters, priors and state-dict entries, so a warm start carries over."""
+    import copy
+
+    import torch
+    from botorch.models import MixedSingleTaskGP
+    from botorch.models.transforms import Standardize
+    from gpytorch.kernels import ScaleKernel
+    from gpytorch.mlls import ExactMarginalLogLikelihood
+    from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
+
+    def mixed_points(n):
+        points = torch.rand(n, 4, dtype=torch.double)
+        points[:, cat_dims] = torch.randint(0, 3, (n, len(cat_dims))).double() / 2
+        return points
+
+    torch.manual_seed(0)
+    x = mixed_points(20)
+    y = torch.stack([torch.sin(6 * x[:, 0]) + x[:, j % 4] * (1 + k) for k, j in enumerate(range(outputs))], -1)
+    botorch_model = MixedSingleTaskGP(x, y, cat_dims=cat_dims, outcome_transform=Standardize(outputs))
+    for module in botorch_model.modules():  # hyperparameters away from their starting values, as a fit gives
+        if getattr(module, "has_lengthscale", False):
+            module.lengthscale = 0.2 + torch.rand_like(module.lengthscale)
+        if isinstance(module, ScaleKernel):
+            module.outputscale = 0.5 + torch.rand_like(module.outputscale)
+    botorch_model.likelihood.noise = 0.05
+    fused = copy.deepcopy(botorch_model)
+    fused.covar_module = FusedMixedKernel(fused.covar_module)
+    assert [k.replace(".covar.", ".", 1) for k in fused.state_dict()] == list(botorch_model.state_dict())
+    assert len(list(fused.named_priors())) == len(list(botorch_model.named_priors())) > 0
+
+    values, gradients = [], []
+    for model in (botorch_model, fused):
+        model.train()
+        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        value = mll(model(*model.train_inputs), model.train_targets).sum()
+        values.append(float(value))
+        gradients.append(torch.autograd.grad(value, list(model.parameters())))
+    assert values[1] == pytest.approx(values[0], rel=1e-12)
+    for a, b in zip(*gradients, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+    points = mixed_points(9)
+    expected, got = botorch_model.eval().posterior(points), fused.eval().posterior(points)
+    torch.testing.assert_close(got.mean, expected.mean, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(got.mvn.covariance_matrix, expected.mvn.covariance_matrix, rtol=1e-10, atol=1e-12)
+    with pytest.raises(TypeError, match="MixedSingleTaskGP"):
+        FusedMixedKernel(fused.covar_module.covar.kernels[0])
+
+
+def test_the_mixed_gp_of_a_fit_uses_the_fused_kernel():
+    from reflow.plugins.optimize.bayes import QLogNEI
+    from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    rng = np.random.default_rng(0)
+    x, y = rng.random((6, 2)), rng.random((6, 1))
+    x[:, 1] = np.round(x[:, 1] * 2) / 2
+    space = Space.from_specs({"x": ParameterSpec(low=0, high=1), "m": ParameterSpec(choices=["A", "B", "C"])})
+    opt = QLogNEI(**FAST_BO)
+    opt.setup(OptimizationProblem(space, [Objective("f", "min")]), 0)
+    assert isinstance(opt.fit(x, y).covar_module, FusedMixedKernel)
+
+
 def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_category(monkeypatch):
     """One batched L-BFGS-B run over the starts of every category combination finds the same optimum as
     BoTorch's search per combination, with each start's category left where it started."""
