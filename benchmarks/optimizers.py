@@ -30,6 +30,7 @@ import os
 import platform
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
@@ -93,7 +94,23 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _init_worker() -> None:
+def exit_with_parent(every: float = 2.0) -> None:
+    """End this process (a pool worker) once its parent is gone: a benchmark killed instead of stopped with its
+    stop file would otherwise leave its workers running their cells for minutes, and skew the times of whatever
+    runs next on the machine."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(every)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(pool_worker: bool = True) -> None:
+    if pool_worker:
+        exit_with_parent()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import logging
     import warnings
@@ -259,7 +276,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                   + f" (load {cell['load_start']})", flush=True)
 
     if args.jobs <= 1:
-        _init_worker()
+        _init_worker(pool_worker=False)
         for p, variant, tool, seed in todo:
             if args.out.with_suffix(".stop").exists():
                 break

@@ -146,3 +146,23 @@ def test_scores_are_fractions_of_the_best_known() -> None:
     assert p.score(np.array([[-5.0, 0.0]])) == 0.0  # worse than the reference
     bc = get_problem("branincurrin")
     assert 0.0 < bc.score(np.random.default_rng(0).random((200, 2))) < 1.0
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads process states from /proc")
+def test_a_pool_worker_ends_when_the_benchmark_is_killed(tmp_path: Path) -> None:
+    """A worker (here a child that runs exit_with_parent) outlives its killed parent by one poll at most."""
+    import subprocess
+    import time
+
+    child = (f"import sys, time; sys.path.insert(0, {str(BENCH)!r}); import optimizers; "
+             "optimizers.exit_with_parent(every=0.1); print('ready', flush=True); time.sleep(60)")
+    parent = (f"import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', {child!r}], "
+              "stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True); p.stdout.readline(); "
+              "print(p.pid, flush=True)")
+    pid = int(subprocess.run([sys.executable, "-c", parent], capture_output=True, text=True, timeout=120,
+                             check=True).stdout.split()[-1])
+    status = Path(f"/proc/{pid}/status")
+    deadline = time.monotonic() + 10
+    while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not status.exists() or "zombie" in status.read_text(), f"worker {pid} still running"
