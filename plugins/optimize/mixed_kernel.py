@@ -16,6 +16,7 @@ formula from their values in one forward. tests/plugins/test_optimize.py checks 
 from __future__ import annotations
 
 import torch
+from botorch.models.kernels.categorical import CategoricalKernel
 from gpytorch.kernels import AdditiveKernel, Kernel, ProductKernel, RBFKernel, ScaleKernel
 
 
@@ -31,7 +32,9 @@ class FusedMixedKernel(Kernel):
             rbf_prod, cat_prod = product.base_kernel.kernels
             botorchs = (isinstance(covar, AdditiveKernel) and isinstance(product.base_kernel, ProductKernel)
                         and all(isinstance(k, ScaleKernel) for k in (total, product, cat_scale))
-                        and isinstance(rbf_sum, RBFKernel) and isinstance(rbf_prod, RBFKernel))
+                        and isinstance(rbf_sum, RBFKernel) and isinstance(rbf_prod, RBFKernel)
+                        and isinstance(cat_scale.base_kernel, CategoricalKernel)
+                        and isinstance(cat_prod, CategoricalKernel))
         except (AttributeError, ValueError):
             botorchs = False
         if not botorchs:
