@@ -396,8 +396,10 @@ def test_categorical_parameter_with_qlognei(study, no_plots):
 
 
 def test_mixed_gp_is_used_for_categorical_spaces():
+    """A categorical parameter gets BoTorch's mixed GP, its kernel evaluated in one forward (FusedMixedKernel)."""
     from botorch.models import MixedSingleTaskGP, SingleTaskGP
     from reflow.plugins.optimize.bayes import QLogNEI
+    from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
     from reflow.problem import Objective, OptimizationProblem
     from reflow.space import ParameterSpec, Space
 
@@ -408,7 +410,9 @@ def test_mixed_gp_is_used_for_categorical_spaces():
         space = Space.from_specs({k: ParameterSpec(**v) for k, v in specs.items()})
         opt = QLogNEI(**FAST_BO)
         opt.setup(OptimizationProblem(space, [Objective("f", "min")]), 0)
-        assert type(opt.fit(x, y)) is cls
+        model = opt.fit(x, y)
+        assert type(model) is cls
+        assert isinstance(model.covar_module, FusedMixedKernel) == (cls is MixedSingleTaskGP)
 
 
 @pytest.mark.parametrize(("outputs", "cat_dims"), [(1, [2]), (3, [1, 3])])
@@ -462,21 +466,6 @@ def test_the_fused_mixed_kernel_is_botorchs_mixed_kernel(outputs, cat_dims):
     torch.testing.assert_close(got.mvn.covariance_matrix, expected.mvn.covariance_matrix, rtol=1e-10, atol=1e-12)
     with pytest.raises(TypeError, match="MixedSingleTaskGP"):
         FusedMixedKernel(fused.covar_module.covar.kernels[0])
-
-
-def test_the_mixed_gp_of_a_fit_uses_the_fused_kernel():
-    from reflow.plugins.optimize.bayes import QLogNEI
-    from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
-    from reflow.problem import Objective, OptimizationProblem
-    from reflow.space import ParameterSpec, Space
-
-    rng = np.random.default_rng(0)
-    x, y = rng.random((6, 2)), rng.random((6, 1))
-    x[:, 1] = np.round(x[:, 1] * 2) / 2
-    space = Space.from_specs({"x": ParameterSpec(low=0, high=1), "m": ParameterSpec(choices=["A", "B", "C"])})
-    opt = QLogNEI(**FAST_BO)
-    opt.setup(OptimizationProblem(space, [Objective("f", "min")]), 0)
-    assert isinstance(opt.fit(x, y).covar_module, FusedMixedKernel)
 
 
 def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_category(monkeypatch):
