@@ -586,11 +586,11 @@ def reference_point(opt: _Bayes, y, raw_units: bool = False) -> list[float]:
 def log_nehvi(opt: _Bayes, model, x, y, pending):
     """qLogNEHVI: the noisy expected hypervolume improvement over every objective (Daulton et al. 2021), in the
     user's units when every objective has a reference (:func:`raw_hypervolume`)."""
-    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    from .partitioning import LogNEHVI
 
     kernels.fused_logehvi()  # BoTorch's C++ kernel when built; never a compile stall in an ask
     raw = raw_hypervolume(opt)
-    acqf = qLogNoisyExpectedHypervolumeImprovement(
+    acqf = LogNEHVI(  # BoTorch's qLogNEHVI, its box decompositions computed in NumPy (partitioning.py)
         model, ref_point=reference_point(opt, y, raw_units=raw),
         X_baseline=x, sampler=opt.sampler(), objective=opt.objective(raw_units=raw),
         constraints=opt.constraints() or None, X_pending=pending, prune_baseline=True, cache_root=True)

@@ -496,6 +496,68 @@ def test_the_mixed_search_refines_every_category_at_once_and_never_moves_a_categ
                                                       options={"maxiter": 100}), best, atol=1e-4)
 
 
+@pytest.mark.parametrize("outcomes", [3, 4, 5])
+def test_the_numpy_box_decomposition_is_botorchs(outcomes):
+    """Three or more objectives: the NumPy box decomposition gives BoTorch's cells, local upper bounds and
+    defining points bit for bit (random fronts, repeated points, ties, no point beyond the reference), and so
+    does its incremental update."""
+    import torch
+    from botorch.utils.multi_objective.box_decompositions.non_dominated import FastNondominatedPartitioning
+    from reflow.plugins.optimize.partitioning import NumpyNondominatedPartitioning
+
+    torch.manual_seed(outcomes)
+    ref = torch.full((outcomes,), -1.0, dtype=torch.double)
+    sphere = torch.randn(30, outcomes, dtype=torch.double).abs()  # 30 points none of which dominates another
+    fronts = [torch.randn(n, outcomes, dtype=torch.double) for n in (1, 6)]
+    fronts.append(sphere / sphere.norm(dim=1, keepdim=True))
+    fronts += [torch.cat([fronts[1], fronts[1][:3]]), fronts[2].round(decimals=1), -2 - fronts[1].abs()]
+    cells = []
+    for Y in fronts:
+        botorchs, ours = FastNondominatedPartitioning(ref, Y), NumpyNondominatedPartitioning(ref, Y)
+        assert torch.equal(ours.hypercell_bounds, botorchs.hypercell_bounds)
+        cells.append(ours.hypercell_bounds.shape[1])
+        assert torch.equal(ours.compute_hypervolume(), botorchs.compute_hypervolume())
+        if hasattr(botorchs, "_Z"):  # a front beyond the reference is one cell, without upper bounds
+            assert torch.equal(ours._U, botorchs._U) and torch.equal(ours._Z, botorchs._Z)
+        more = torch.randn(4, outcomes, dtype=torch.double) + 0.5
+        botorchs.update(more)
+        ours.update(more)
+        assert torch.equal(ours.hypercell_bounds, botorchs.hypercell_bounds)
+    assert cells[-1] == 1 and max(cells) > 50  # from one cell (nothing beyond the reference) to many
+
+
+def test_qnehvi_uses_the_numpy_box_decomposition_with_botorchs_values():
+    """qnehvi's acquisition on three objectives builds its per-sample partitions in NumPy, and its values are
+    those of BoTorch's qLogNEHVI on the same model, samples and points."""
+    import torch
+    from botorch.acquisition.multi_objective.logei import qLogNoisyExpectedHypervolumeImprovement
+    from reflow.plugins.optimize import bayes
+    from reflow.plugins.optimize.partitioning import NumpyNondominatedPartitioning
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    rng = np.random.default_rng(3)
+    x = rng.random((10, 3))
+    y = np.column_stack([x.sum(1), (x[:, 0] - 0.5) ** 2 - x[:, 1], np.cos(3 * x[:, 2]) + x[:, 0]])
+    space = Space.from_specs({k: ParameterSpec(low=0, high=1) for k in "abc"})
+    problem = OptimizationProblem(space, [Objective(n, "min") for n in ("f", "g", "h")])
+    opt = bayes.QNEHVI(**FAST_BO)
+    opt.setup(problem, 0)
+    opt._n_train, opt._draw_seed = len(x), 7
+    opt.transforms = opt.choose_transforms(y)
+    model = opt.fit(x, y)
+    X, Y = torch.as_tensor(x), torch.as_tensor(y)
+    ours, _ = opt.acquisition(model, X, Y, None)
+    partitions = ours.partitioning.box_decompositions
+    assert len(partitions) == opt.effort()[2] and all(type(p) is NumpyNondominatedPartitioning for p in partitions)
+    botorchs = qLogNoisyExpectedHypervolumeImprovement(
+        model, ref_point=ours.ref_point.tolist(), X_baseline=X, sampler=opt.sampler(), objective=opt.objective(),
+        prune_baseline=True, cache_root=True)
+    points = torch.as_tensor(rng.random((16, 1, 3)))
+    with torch.no_grad():
+        torch.testing.assert_close(ours(points), botorchs(points), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("specs", [{"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}},
                                    {"x": {"low": 0, "high": 1}, "m": {"choices": ["A", "B", "C"]}}])
 def test_several_outputs_are_one_batched_gp_with_the_fits_of_separate_gps(specs):
