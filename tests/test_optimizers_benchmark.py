@@ -129,6 +129,16 @@ def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: 
         fit, screen, limit)
 
 
+def test_partitioning_benchmark_checks_the_cells_and_prints_both_times(capsys: pytest.CaptureFixture[str]) -> None:
+    import partitioning
+
+    partitioning.main(["--objectives", "3", "--points", "8", "--samples", "4"])
+    rows = [line.split("|")[1:-1] for line in capsys.readouterr().out.splitlines() if line.startswith("| 3 ")]
+    assert [r[1].strip() for r in rows] == ["normal", "sphere"]
+    for row in rows:
+        assert float(row[3]) > 0 and float(row[4]) > 0 and row[5].strip().endswith("x")
+
+
 def test_paired_test_needs_every_seed_for_a_win_with_five() -> None:
     a = [0.9, 0.8, 0.85, 0.95, 0.7]
     assert optimizers.paired(a, [x - 0.1 for x in a])[0] == "W"
