@@ -84,15 +84,13 @@ class NumpyNondominatedPartitioning(FastNondominatedPartitioning):
 
     def _get_partitioning(self) -> None:
         m = self.num_outcomes
-        U2 = np.full((1, m), np.inf, dtype=self._numpy_dtype())
-        Z2 = np.repeat(self.ref_point.detach().cpu().numpy().reshape(1, 1, m), m, axis=1).astype(U2.dtype)
+        ref = self.ref_point.detach().cpu().numpy()
+        U2 = np.full((1, m), np.inf, dtype=ref.dtype)
+        Z2 = np.repeat(ref.reshape(1, 1, m), m, axis=1)
         Z2[0, np.arange(m), np.arange(m)] = U2[0]
         U2, Z2 = insert_all(-self._U.detach().cpu().numpy(), U2, Z2)
         self._U2, self._Z2 = self._tensor(U2), self._tensor(Z2)
         self.hypercell_bounds = self._tensor(cell_bounds(Z2, U2, np.full(m, np.inf, dtype=U2.dtype)))
-
-    def _numpy_dtype(self):
-        return torch.empty((), dtype=self._neg_ref_point.dtype).numpy().dtype
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=self._neg_ref_point.dtype, device=self._neg_ref_point.device)
