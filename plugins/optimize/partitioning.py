@@ -44,6 +44,15 @@ def local_upper_bounds(U: np.ndarray, Z: np.ndarray, z: np.ndarray) -> tuple[np.
     return np.concatenate([U[keep], new_U]), np.concatenate([Z[keep], new_Z])
 
 
+def first_zone(upper: np.ndarray, others: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The one search zone before any point is inserted: local upper bound ``upper`` (m,), its j-th defining point
+    ``others`` (m,) but for its own j-th value, which is ``upper[j]`` (Lacour et al. 2017, Sec. 2.1)."""
+    m = len(upper)
+    Z = np.repeat(others.reshape(1, 1, m), m, axis=1)
+    Z[0, np.arange(m), np.arange(m)] = upper
+    return upper.reshape(1, m).copy(), Z
+
+
 def insert_all(points: np.ndarray, U: np.ndarray, Z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Insert each row of ``points`` in turn (BoTorch's ``update_local_upper_bounds_incremental``)."""
     for z in points:
@@ -72,25 +81,19 @@ class NumpyNondominatedPartitioning(FastNondominatedPartitioning):
         if len(self.batch_shape) > 0:  # BoTorch's own error for a batch in this path
             super()._partition_space()
             return
-        m = self.num_outcomes
-        U = self._neg_ref_point.detach().cpu().numpy().reshape(1, m).copy()
-        Z = np.zeros((1, m, m), dtype=U.dtype)
-        Z[0] = -np.inf
-        Z[0, np.arange(m), np.arange(m)] = U[0]
-        U, Z = insert_all(self._neg_pareto_Y.detach().cpu().numpy(), U, Z)
+        upper = self._neg_ref_point.detach().cpu().numpy()
+        U, Z = insert_all(self._neg_pareto_Y.detach().cpu().numpy(), *first_zone(upper, np.full_like(upper, -np.inf)))
         self.register_buffer("_U", self._tensor(U))
         self._Z = self._tensor(Z)
         self._get_partitioning()
 
     def _get_partitioning(self) -> None:
-        m = self.num_outcomes
+        # the second pass: the first pass's local upper bounds as a front, with the reference as the ideal point
         ref = self.ref_point.detach().cpu().numpy()
-        U2 = np.full((1, m), np.inf, dtype=ref.dtype)
-        Z2 = np.repeat(ref.reshape(1, 1, m), m, axis=1)
-        Z2[0, np.arange(m), np.arange(m)] = U2[0]
-        U2, Z2 = insert_all(-self._U.detach().cpu().numpy(), U2, Z2)
+        infinity = np.full_like(ref, np.inf)
+        U2, Z2 = insert_all(-self._U.detach().cpu().numpy(), *first_zone(infinity, ref))
         self._U2, self._Z2 = self._tensor(U2), self._tensor(Z2)
-        self.hypercell_bounds = self._tensor(cell_bounds(Z2, U2, np.full(m, np.inf, dtype=U2.dtype)))
+        self.hypercell_bounds = self._tensor(cell_bounds(Z2, U2, infinity))
 
     def _tensor(self, array: np.ndarray) -> torch.Tensor:
         return torch.as_tensor(array, dtype=self._neg_ref_point.dtype, device=self._neg_ref_point.device)
