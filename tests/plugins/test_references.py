@@ -48,6 +48,33 @@ def test_the_given_reference_is_kept_while_no_trial_beats_it():
     assert ref[0] == pytest.approx(-0.05) and ref[1] < -0.9, "only the objective without a reference is inferred"
 
 
+@pytest.mark.parametrize(("points", "objectives", "margin"), [
+    (2, 2, 0.1), (7, 2, 0.1), (40, 2, 0.1),  # two objectives: BoTorch's 10 %
+    (5, 3, 1.0), (6, 3, 0.5), (9, 3, 0.5), (10, 3, 1 / 3), (15, 3, 1 / 4), (35, 3, 1 / 6),
+    (3, 4, 1.0), (9, 4, 1.0), (10, 4, 0.5), (20, 4, 1 / 3), (35, 4, 1 / 4),
+])
+def test_the_inferred_reference_margin_follows_ishibuchis_lattice_rule(points, objectives, margin):
+    from reflow.plugins.optimize.bayes import reference_margin
+
+    # H divisions of the simplex lattice fit C(H + m - 1, m - 1) points: (3 objectives) 3, 6, 10, 15, 21, 28, 36
+    assert reference_margin(points, objectives) == pytest.approx(margin)
+
+
+def test_three_objectives_without_references_get_the_wider_inferred_reference():
+    import torch
+    from reflow.plugins.optimize.bayes import reference_point
+    from reflow.problem import Objective
+
+    # seven mutually non-dominated points of three minimized objectives (each a permutation of 1, 2, 3, or 2s)
+    y = torch.tensor([[1, 2, 3], [1, 3, 2], [2, 1, 3], [2, 3, 1], [3, 1, 2], [3, 2, 1], [2, 2, 2]],
+                     dtype=torch.double)
+    opt = _optimizer("QNEHVI", [Objective(n, "min") for n in ("f1", "f2", "f3")])
+    # signed (maximized) nadir -3 in each, range 2; 7 points: H = 2 (C(4, 2) = 6 <= 7 < 10), a margin of 1 / 2
+    assert reference_point(opt, y) == pytest.approx([-4.0, -4.0, -4.0])
+    two = _optimizer("QNEHVI", [Objective("f1", "min"), Objective("f2", "min")])
+    assert reference_point(two, y[[0, 6, 5]][:, [0, 2]]) == pytest.approx([-3.2, -3.2]), "BoTorch's 10 % for two"
+
+
 def test_the_reference_is_a_threshold_for_parego_and_a_single_objective():
     import torch
     from reflow.problem import Objective
