@@ -71,8 +71,18 @@ def test_three_objectives_without_references_get_the_wider_inferred_reference():
     opt = _optimizer("QNEHVI", [Objective(n, "min") for n in ("f1", "f2", "f3")])
     # signed (maximized) nadir -3 in each, range 2; 7 points: H = 2 (C(4, 2) = 6 <= 7 < 10), a margin of 1 / 2
     assert reference_point(opt, y) == pytest.approx([-4.0, -4.0, -4.0])
+    # a dominated trial far beyond the front: BayBE's rule (the worst of all trials less 10 % of their range) is
+    # then the wider in each objective: -5 - 0.1 * (5 - 1)
+    far = torch.cat([y, torch.tensor([[5.0, 5.0, 5.0]], dtype=torch.double)])
+    assert reference_point(opt, far) == pytest.approx([-5.4, -5.4, -5.4])
+    # the wider of the two objective by objective
+    mixed = torch.cat([y, torch.tensor([[5.0, 2.5, 2.5]], dtype=torch.double)])
+    assert reference_point(opt, mixed) == pytest.approx([-5.4, -4.0, -4.0])
     two = _optimizer("QNEHVI", [Objective("f1", "min"), Objective("f2", "min")])
     assert reference_point(two, y[[0, 6, 5]][:, [0, 2]]) == pytest.approx([-3.2, -3.2]), "BoTorch's 10 % for two"
+    assert reference_point(two, torch.tensor([[1.0, 3.0], [2.0, 2.0], [3.0, 1.0], [9.0, 9.0]],
+                                             dtype=torch.double)) == pytest.approx([-3.2, -3.2]), "the front's"
+
 
 
 def test_the_reference_is_a_threshold_for_parego_and_a_single_objective():
