@@ -580,19 +580,18 @@ def reference_point(opt: _Bayes, y, raw_units: bool = False) -> list[float]:
     if all(g is not None for g in given):
         return [float(g) for g in given]
     front = signed[is_non_dominated(signed)]
+    low, high = signed.min(dim=0).values, signed.max(dim=0).values
+    all_trials = low - 0.1 * (high - low).clamp_min(1e-12)  # the worst of all trials less 10 % of their range
     if len(front) == 1:
         # BoTorch's rule for a lone point (the point less 10 % of its absolute value) gives a box of zero width
         # in an objective whose best value is 0, where nothing can improve the hypervolume and the search
         # repeats that point: ZDT's fronts collapse onto f0 = 0. The nadir of every trial less 10 % of their
         # range credits any design that beats the lone point in one objective within the observed values.
-        low, high = signed.min(dim=0).values, signed.max(dim=0).values
-        inferred = low - 0.1 * (high - low).clamp_min(1e-12)
-    elif front.shape[-1] >= 3:  # the wider, objective by objective, of BayBE's reference and the lattice margin's
-        low, high = signed.min(dim=0).values, signed.max(dim=0).values
-        inferred = torch.minimum(low - 0.1 * (high - low).clamp_min(1e-12),
-                                 infer_reference_point(front, scale=reference_margin(len(front), front.shape[-1])))
+        inferred = all_trials
     else:
         inferred = infer_reference_point(front, scale=reference_margin(len(front), front.shape[-1]))
+        if front.shape[-1] >= 3:  # the wider, objective by objective, of that and BayBE's reference
+            inferred = torch.minimum(inferred, all_trials)
     return [g if g is not None else float(inferred[i]) for i, g in enumerate(given)]
 
 
