@@ -28,6 +28,10 @@ from _opt_problems import Problem
 HERE = Path(__file__).resolve().parent
 
 
+LAST_RECORDER: Recorder | None = None
+"""The recorder of the latest run started in this process, kept when its tool raises."""
+
+
 class Recorder:
     """Evaluates the problem for a tool and stamps every evaluation."""
 
@@ -38,6 +42,8 @@ class Recorder:
         self.t_out: list[float] = []
         self.metrics: dict[str, Any] = {}
         self.t0 = time.perf_counter()
+        global LAST_RECORDER
+        LAST_RECORDER = self  # what a tool that fails had evaluated (benchmarks/optimizers.py scores it)
 
     def __call__(self, inputs: dict[str, Any]) -> dict[str, float]:
         self.t_in.append(time.perf_counter())

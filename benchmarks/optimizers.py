@@ -8,6 +8,9 @@ the same reference (benchmarks/_opt_problems.py): the hypervolume as a fraction 
 1-D analogue for one objective. Time per suggestion: every step of every tool, set-up and initial design
 included, measured the same way (benchmarks/_opt_tools.py). reflow runs its default optimizer for the
 problem type (qlognei / qnehvi) through the study path (validate_study, start_run, the optimize task).
+A tool that raises during a run (Ax on a constrained problem with no feasible trial yet) stops there: its cell
+keeps the error and is scored, at every checkpoint, on the trials it evaluated before the failure, as a user of
+the tool would be left with them; the tables list such cells.
 
 W/T/L: per problem, variant and budget, reflow against each peer, paired over seeds with the Wilcoxon
 signed-rank test, one-sided each way at 0.05 (with 5 seeds that means reflow ahead, or behind, on all 5);
@@ -144,17 +147,26 @@ def run_cell(problem_name: str, variant: str, tool: str, seed: int, budget: int,
         out["reflow_initial"] = reflow_initial
         out["reflow_params"] = reflow_params or None
         out["reflow_commit"] = f"{commit} ({reflow_configuration(reflow_initial, reflow_params)})"
+    import _opt_tools
+
+    _opt_tools.LAST_RECORDER = None
     try:
         rec = run_tool(tool, problem, budget, seed, variant == "ref", reflow_initial, reflow_params)
     except Exception as exc:  # a tool that fails is reported, never silently dropped
         out["error"] = f"{type(exc).__name__}: {exc}"
         out["traceback"] = traceback.format_exc()[-3000:]
-        return out
+        rec = _opt_tools.LAST_RECORDER
+        if rec is None or not rec.rows:
+            return out
+        # the run stops at its failure: it is scored on what it evaluated, at every checkpoint (as a user of
+        # the tool would be left with), and the tables say which cells these are
+        out["failed_after"] = len(rec.rows)
     rows = np.array(rec.rows)
     steps = rec.step_seconds()
+    failed = "error" in out
     out.update(
         evaluations=len(rows),
-        score={str(c): problem.score(rows[:c]) for c in checkpoints if c <= len(rows)},
+        score={str(c): problem.score(rows[:c]) for c in checkpoints if c <= len(rows) or failed},
         curve=[problem.score(rows[:k]) for k in range(5, len(rows) + 1, 5)],
         step_seconds=[round(s, 5) for s in steps],
         seconds_mean=float(np.mean(steps)), seconds_median=float(np.median(steps)), seconds_max=float(np.max(steps)),
@@ -270,7 +282,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         _save(args.out, data)
         if "error" in cell:
             print(f"  {key}: ERROR {cell['error']}", flush=True)
-        else:
+        if "score" in cell:
             print(f"  {key}: " + ", ".join(f"@{c} {v:.3f}" for c, v in cell["score"].items())
                   + f"; s/step mean {cell['seconds_mean']:.3f} max {cell['seconds_max']:.2f}"
                   + f" (load {cell['load_start']})", flush=True)
@@ -323,7 +335,7 @@ def paired(a: list[float], b: list[float]) -> tuple[str, float]:
 def summarize(data: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per (problem, variant, checkpoint): medians per tool, W/T/L of reflow against each peer and
     the time ratios (mean seconds per step of reflow over the peer's, all steps of all seeds)."""
-    cells = [c for c in data["cells"].values() if "error" not in c]
+    cells = [c for c in data["cells"].values() if "score" in c]
     rows = []
     groups = dict.fromkeys((c["problem"], c["variant"], c["budget"]) for c in cells)
     for problem, variant, budget in groups:
@@ -376,7 +388,7 @@ def print_tables(data: dict[str, Any]) -> None:
                   + f" | {ratio} | {', '.join(r.get('commits', []))} |")
         tally = {p: {k: sum(r["vs"].get(p, {}).get("result") == k for r in sel) for k in "WTL"} for p in peers}
         print("\ntotal W/T/L: " + "; ".join(f"vs {LABELS[p]} {t['W']}/{t['T']}/{t['L']}" for p, t in tally.items()))
-    cells = [c for c in data["cells"].values() if "error" not in c]
+    cells = [c for c in data["cells"].values() if "score" in c]
     print("\n#### Seconds per suggestion, all steps of all cells (set-up and initial design included)\n")
     print("| tool | cells | mean | median | max | reflow / tool (mean, per-problem median) |")
     print("|---|---|---|---|---|---|")
@@ -389,9 +401,14 @@ def print_tables(data: dict[str, Any]) -> None:
         ratio = f"{np.median(ratios):.2f} (range {min(ratios):.2f}-{max(ratios):.2f})" if ratios else "-"
         print(f"| {LABELS[t]} | {sum(c['tool'] == t for c in cells)} | {np.mean(steps):.3f} | {np.median(steps):.4f} "
               f"| {np.max(steps):.2f} | {ratio} |")
-    errors = [k for k, c in data["cells"].items() if "error" in c]
+    errors = [k for k, c in data["cells"].items() if "error" in c and "score" not in c]
     if errors:
         print(f"\n{len(errors)} cell(s) failed: " + ", ".join(errors[:10]))
+    stopped = [f"{k} after {c['failed_after']} evaluations ({c['error'][:80]})"
+               for k, c in data["cells"].items() if "error" in c and "score" in c]
+    if stopped:
+        print(f"\n{len(stopped)} cell(s) failed during the run and are scored on the trials before the failure: "
+              + "; ".join(stopped))
 
 
 def print_change(data: dict[str, Any], before: dict[str, Any], tool: str = "reflow") -> None:
@@ -399,7 +416,7 @@ def print_change(data: dict[str, Any], before: dict[str, Any], tool: str = "refl
     W/T/L paired by seed, and the ratio of mean seconds per step (now / before), per problem-variant-checkpoint."""
     def cells(d: dict[str, Any]) -> dict[tuple, dict[str, Any]]:
         return {(c["problem"], c["variant"], c["budget"], c["seed"]): c for c in d["cells"].values()
-                if c.get("tool") == tool and "error" not in c}
+                if c.get("tool") == tool and "score" in c}
 
     now, old = cells(data), cells(before)
     groups = sorted({k[:3] for k in now} & {k[:3] for k in old})

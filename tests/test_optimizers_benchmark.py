@@ -176,3 +176,34 @@ def test_a_pool_worker_ends_when_the_benchmark_is_killed(tmp_path: Path) -> None
     while status.exists() and "zombie" not in status.read_text() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not status.exists() or "zombie" in status.read_text(), f"worker {pid} still running"
+
+
+def test_a_tool_that_fails_mid_run_is_scored_on_what_it_evaluated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Ax raises on a constrained problem while no trial is feasible: the run stops there, and its cell scores the
+    trials before the failure (a user of the tool is left with them) instead of dropping the seed from the row."""
+    import _opt_tools
+
+    def fails_after_three(problem, budget, seed, ref):
+        rec = _opt_tools.Recorder(problem)
+        for x in ([-np.pi, 12.275], [0.0, 0.0], [5.0, 5.0]):
+            rec({"x0": x[0], "x1": x[1]})
+        raise ValueError("no feasible trial")
+
+    def never_evaluates(problem, budget, seed, ref):
+        raise RuntimeError("broken before the first trial")
+
+    monkeypatch.setitem(_opt_tools.TOOLS, "sobol", fails_after_three)
+    monkeypatch.setitem(_opt_tools.TOOLS, "tpe", never_evaluates)
+    data = optimizers.main(["--problems", "branin", "--tools", "sobol,tpe", "--seeds", "1", "--budget", "6",
+                            "--checkpoints", "2,6", "--out", str(tmp_path / "f.json")])
+    cell = data["cells"]["branin|none|sobol|0|6"]
+    assert cell["error"] == "ValueError: no feasible trial" and cell["failed_after"] == 3
+    assert cell["evaluations"] == 3 and len(cell["step_seconds"]) == 3
+    assert cell["score"]["6"] == pytest.approx(1.0, abs=1e-4)  # its optimum, found before the failure, counts
+    assert cell["score"]["2"] == cell["score"]["6"]
+    assert "score" not in data["cells"]["branin|none|tpe|0|6"]
+    out = capsys.readouterr().out
+    assert "branin|none|sobol|0|6 after 3 evaluations (ValueError: no feasible trial)" in out
+    assert "1 cell(s) failed: branin|none|tpe|0|6" in out
+    assert "| branin | none | 1 | 1.000 |" in out  # the failed cell's score is in the table
