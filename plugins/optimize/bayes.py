@@ -199,12 +199,15 @@ class _Bayes(reflow.Optimizer):
         output after another, the fit's mean time per step (benchmarks/ask_breakdown.py, 30 evaluations) fell
         from 0.158 to 0.090 s on ZDT1 (2 outputs), 0.367 to 0.113 s on CarSideImpact with references (4) and
         0.468 to 0.125 s on WeldedBeam with references (6); tests/plugins/test_optimize.py checks that the
-        posteriors agree with separate fits."""
+        posteriors agree with separate fits. The marginal likelihood it maximizes is GPyTorch's, computed in a
+        few torch operations where the model is the default one (marginal_likelihood.py): the fit's time per
+        step halves again (Hartmann6 0.079 -> 0.043 s, ZDT1 with references 0.089 -> 0.040 s)."""
         import torch
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import MixedSingleTaskGP, SingleTaskGP
         from botorch.models.transforms import Standardize
-        from gpytorch.mlls import ExactMarginalLogLikelihood
+
+        from .marginal_likelihood import exact_mll
 
         tx = torch.as_tensor(x, dtype=torch.double, device=self.device)
         ty = torch.as_tensor(y, dtype=torch.double, device=self.device)
@@ -221,7 +224,7 @@ class _Bayes(reflow.Optimizer):
             return SingleTaskGP(tx, columns, outcome_transform=standardize)
 
         model = single(ty)
-        mll = ExactMarginalLogLikelihood(model.likelihood, model)
+        mll = exact_mll(model)
         options = {}
         if self.params.warm_start and self._hyper is not None:
             # a warm start that no longer fits the model (its shapes changed) is skipped
