@@ -204,9 +204,10 @@ class _Bayes(reflow.Optimizer):
         step halves again (Hartmann6 0.079 -> 0.043 s, ZDT1 with references 0.089 -> 0.040 s)."""
         import torch
         from botorch.fit import fit_gpytorch_mll
-        from botorch.models import MixedSingleTaskGP, SingleTaskGP
+        from botorch.models import MixedSingleTaskGP
         from botorch.models.transforms import Standardize
 
+        from .lean_posterior import LeanSingleTaskGP
         from .marginal_likelihood import exact_mll
 
         tx = torch.as_tensor(x, dtype=torch.double, device=self.device)
@@ -221,7 +222,7 @@ class _Bayes(reflow.Optimizer):
                 mixed = MixedSingleTaskGP(tx, columns, cat_dims=cat, outcome_transform=standardize)
                 mixed.covar_module = FusedMixedKernel(mixed.covar_module)
                 return mixed
-            return SingleTaskGP(tx, columns, outcome_transform=standardize)
+            return LeanSingleTaskGP(tx, columns, outcome_transform=standardize)
 
         model = single(ty)
         mll = exact_mll(model)

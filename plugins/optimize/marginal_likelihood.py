@@ -48,12 +48,20 @@ def lean_applies(model) -> bool:
     no input transform or added loss terms."""
     kernel = getattr(model, "covar_module", None)
     likelihood = getattr(model, "likelihood", None)
-    return (type(model) is SingleTaskGP and type(kernel) is RBFKernel and kernel.active_dims is None
+    from .lean_posterior import LeanSingleTaskGP
+
+    return (type(model) in (SingleTaskGP, LeanSingleTaskGP) and type(kernel) is RBFKernel and kernel.active_dims is None
             and kernel.ard_num_dims == model.train_inputs[0].shape[-1]
             and type(model.mean_module) is ConstantMean
             and type(likelihood) is GaussianLikelihood and type(likelihood.noise_covar) is HomoskedasticNoise
             and getattr(model, "input_transform", None) is None
             and not list(model.added_loss_terms()))
+
+
+def rbf(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
+    """The RBF kernel between inputs already divided by their lengthscales: ``exp(-|z1 - z2|^2 / 2)``, from the
+    differences (exactly 1 on the diagonal, where GPyTorch's expanded square can leave a rounding error)."""
+    return torch.exp(-0.5 * (z1.unsqueeze(-2) - z2.unsqueeze(-3)).pow(2).sum(-1))
 
 
 class LeanExactMLL(ExactMarginalLogLikelihood):
@@ -71,7 +79,7 @@ def lean_loss(mll: ExactMarginalLogLikelihood) -> torch.Tensor:
     x, y = model.train_inputs[0], model.train_targets
     n = y.shape[-1]
     z = x / model.covar_module.lengthscale
-    covariance = torch.exp(-0.5 * (z.unsqueeze(-2) - z.unsqueeze(-3)).pow(2).sum(-1))
+    covariance = rbf(z, z)
     noise = model.likelihood.noise
     covariance = covariance + torch.diag_embed(noise.expand(*noise.shape[:-1], n))
     factor, info = torch.linalg.cholesky_ex(covariance)
