@@ -47,6 +47,14 @@ class LeanSingleTaskGP(SingleTaskGP):
         posterior = lean_posterior(self, X, factors)
         return posterior if posterior_transform is None else posterior_transform(posterior=posterior, X=X)
 
+    def condition_on_observations(self, X: torch.Tensor, Y: torch.Tensor, **kwargs: Any) -> Any:
+        """BoTorch's conditioning (fantasies), which starts from GPyTorch's prediction caches: they are built
+        first where only the lean posterior has run."""
+        if self.prediction_strategy is None:
+            with torch.no_grad():
+                super().posterior(X.reshape(-1, X.shape[-1])[:1])
+        return super().condition_on_observations(X, Y, **kwargs)
+
     def _lean_factors(self) -> dict[str, torch.Tensor] | None:
         """The cached factors of the training data (computed once per fitted model), or None where the lean
         posterior does not apply."""
@@ -60,13 +68,13 @@ class LeanSingleTaskGP(SingleTaskGP):
         if transform is not None and (type(transform) is not Standardize or transform._outputs is not None
                                       or transform.means.shape != (1, outputs)):
             return None
-        key = (x, self.train_targets, tuple(p._version for p in self.parameters()))
+        values = [p.detach() for p in self.parameters()]  # compared by value: GPyTorch's setters write .data
         cached = self.__dict__.get("_lean_cache")
-        if cached is not None and len(cached[0]) == len(key) and all(
-                a is b for a, b in zip(cached[0][:2], key[:2], strict=True)) and cached[0][2] == key[2]:
-            return cached[1]
+        if (cached is not None and cached[0] is x and cached[1] is self.train_targets
+                and all(torch.equal(a, b) for a, b in zip(cached[2], values, strict=True))):
+            return cached[3]
         factors = _factorize(self) if transform is None or transform._is_trained else None
-        self.__dict__["_lean_cache"] = (key, factors)
+        self.__dict__["_lean_cache"] = (x, self.train_targets, [v.clone() for v in values], factors)
         return factors
 
 

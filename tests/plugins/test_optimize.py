@@ -396,9 +396,11 @@ def test_categorical_parameter_with_qlognei(study, no_plots):
 
 
 def test_mixed_gp_is_used_for_categorical_spaces():
-    """A categorical parameter gets BoTorch's mixed GP, its kernel evaluated in one forward (FusedMixedKernel)."""
-    from botorch.models import MixedSingleTaskGP, SingleTaskGP
+    """A categorical parameter gets BoTorch's mixed GP, its kernel evaluated in one forward (FusedMixedKernel);
+    a continuous space the SingleTaskGP whose posterior is computed lean (lean_posterior.py)."""
+    from botorch.models import MixedSingleTaskGP
     from reflow.plugins.optimize.bayes import QLogNEI
+    from reflow.plugins.optimize.lean_posterior import LeanSingleTaskGP
     from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
     from reflow.problem import Objective, OptimizationProblem
     from reflow.space import ParameterSpec, Space
@@ -406,7 +408,7 @@ def test_mixed_gp_is_used_for_categorical_spaces():
     rng = np.random.default_rng(0)
     x, y = rng.random((6, 2)), rng.random((6, 1))
     for specs, cls in (({"x": {"low": 0, "high": 1}, "m": {"choices": ["A", "B", "C"]}}, MixedSingleTaskGP),
-                       ({"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}}, SingleTaskGP)):
+                       ({"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}}, LeanSingleTaskGP)):
         space = Space.from_specs({k: ParameterSpec(**v) for k, v in specs.items()})
         opt = QLogNEI(**FAST_BO)
         opt.setup(OptimizationProblem(space, [Objective("f", "min")]), 0)
