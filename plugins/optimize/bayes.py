@@ -201,13 +201,13 @@ class _Bayes(reflow.Optimizer):
         0.468 to 0.125 s on WeldedBeam with references (6); tests/plugins/test_optimize.py checks that the
         posteriors agree with separate fits. The marginal likelihood it maximizes is GPyTorch's, computed in a
         few torch operations where the model is the default one (marginal_likelihood.py): the fit's time per
-        step halves again (Hartmann6 0.079 -> 0.043 s, ZDT1 with references 0.089 -> 0.040 s)."""
+        step halves again (Hartmann6 0.079 -> 0.043 s, ZDT1 with references 0.089 -> 0.040 s). The models are
+        lean_gp.py's, whose posterior in the acquisition search is computed the same way."""
         import torch
         from botorch.fit import fit_gpytorch_mll
-        from botorch.models import MixedSingleTaskGP
         from botorch.models.transforms import Standardize
 
-        from .lean_posterior import LeanSingleTaskGP
+        from .lean_gp import LeanMixedSingleTaskGP, LeanSingleTaskGP
         from .marginal_likelihood import exact_mll
 
         tx = torch.as_tensor(x, dtype=torch.double, device=self.device)
@@ -219,7 +219,7 @@ class _Bayes(reflow.Optimizer):
             if cat and len(cat) < self.problem.dim:
                 from .mixed_kernel import FusedMixedKernel
 
-                mixed = MixedSingleTaskGP(tx, columns, cat_dims=cat, outcome_transform=standardize)
+                mixed = LeanMixedSingleTaskGP(tx, columns, cat_dims=cat, outcome_transform=standardize)
                 mixed.covar_module = FusedMixedKernel(mixed.covar_module)
                 return mixed
             return LeanSingleTaskGP(tx, columns, outcome_transform=standardize)

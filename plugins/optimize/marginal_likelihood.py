@@ -7,14 +7,15 @@ hundreds of Python calls. :class:`LeanExactMLL` is GPyTorch's ``ExactMarginalLog
 documented hook for a custom loss (``compute_custom_loss``, found by ``botorch.optim.closures.get_loss_closure``),
 which computes the same value, per output of a batched model, from the same parameters:
 
-    -(log N(y | c, K + s I) + log p(lengthscales) + log p(s)) / n,    K = exp(-|(x - x') / l|^2 / 2)
+    -(log N(y | c, K + s I) + log p(hyperparameters)) / n,    K = k(X, X) (lean_gp.py's kernel)
 
 so BoTorch's fit (its bounds, L-BFGS-B, the independent fit of a batched model's outputs, its retries) is
 unchanged and only the arithmetic behind each evaluation is leaner (value and gradient equal GPyTorch's to
-about 1e-12; tests/plugins/test_marginal_likelihood.py). It applies to the model it was written for:
-``SingleTaskGP`` with its default RBF kernel, constant mean and homoskedastic Gaussian noise, no input
-transform; any other model, and any evaluation whose covariance is not numerically positive definite (where
-GPyTorch adds jitter and warns), takes GPyTorch's own path. Imported by the fit only (it imports torch).
+about 1e-12; tests/plugins/test_marginal_likelihood.py). It applies to the models of lean_gp.py with BoTorch's
+default modules (``SingleTaskGP``'s ARD RBF kernel, or ``MixedSingleTaskGP``'s kernel fused; a constant mean,
+homoskedastic Gaussian noise, no input transform); any other model, and any evaluation whose covariance is not
+numerically positive definite (where GPyTorch adds jitter and warns), takes GPyTorch's own path. Imported by
+the fit only (it imports torch).
 """
 
 from __future__ import annotations
@@ -23,13 +24,10 @@ import math
 from typing import Any
 
 import torch
-from botorch.models import SingleTaskGP
-from gpytorch.kernels import RBFKernel
-from gpytorch.likelihoods import GaussianLikelihood
-from gpytorch.likelihoods.noise_models import HomoskedasticNoise
-from gpytorch.means import ConstantMean
 from gpytorch.mlls import ExactMarginalLogLikelihood
 from gpytorch.priors import LogNormalPrior
+
+from .lean_gp import LeanPosterior
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))  # torch.distributions.Normal's constant, bit for bit
@@ -43,25 +41,9 @@ def exact_mll(model) -> ExactMarginalLogLikelihood:
 
 
 def lean_applies(model) -> bool:
-    """Whether ``model`` is a GP whose likelihood :func:`lean_loss` computes exactly: BoTorch's ``SingleTaskGP``
-    with its default modules (an ARD RBF kernel on all inputs, a constant mean, homoskedastic Gaussian noise) and
-    no input transform or added loss terms."""
-    kernel = getattr(model, "covar_module", None)
-    likelihood = getattr(model, "likelihood", None)
-    from .lean_posterior import LeanSingleTaskGP
-
-    return (type(model) in (SingleTaskGP, LeanSingleTaskGP) and type(kernel) is RBFKernel and kernel.active_dims is None
-            and kernel.ard_num_dims == model.train_inputs[0].shape[-1]
-            and type(model.mean_module) is ConstantMean
-            and type(likelihood) is GaussianLikelihood and type(likelihood.noise_covar) is HomoskedasticNoise
-            and getattr(model, "input_transform", None) is None
-            and not list(model.added_loss_terms()))
-
-
-def rbf(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """The RBF kernel between inputs already divided by their lengthscales: ``exp(-|z1 - z2|^2 / 2)``, from the
-    differences (exactly 1 on the diagonal, where GPyTorch's expanded square can leave a rounding error)."""
-    return torch.exp(-0.5 * (z1.unsqueeze(-2) - z2.unsqueeze(-3)).pow(2).sum(-1))
+    """Whether :func:`lean_loss` computes ``model``'s likelihood exactly: a model of lean_gp.py (BoTorch's
+    ``SingleTaskGP`` or ``MixedSingleTaskGP``) whose modules are the defaults its lean formulas compute."""
+    return isinstance(model, LeanPosterior) and model.lean_applies()
 
 
 class LeanExactMLL(ExactMarginalLogLikelihood):
@@ -78,8 +60,7 @@ def lean_loss(mll: ExactMarginalLogLikelihood) -> torch.Tensor:
     model = mll.model
     x, y = model.train_inputs[0], model.train_targets
     n = y.shape[-1]
-    z = x / model.covar_module.lengthscale
-    covariance = rbf(z, z)
+    covariance = model.lean_kernel(x, x)
     noise = model.likelihood.noise
     covariance = covariance + torch.diag_embed(noise.expand(*noise.shape[:-1], n))
     factor, info = torch.linalg.cholesky_ex(covariance)

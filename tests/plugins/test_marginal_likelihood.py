@@ -13,13 +13,14 @@ from botorch.models.transforms import Normalize, Standardize  # noqa: E402
 from gpytorch.kernels import MaternKernel  # noqa: E402
 from gpytorch.mlls import ExactMarginalLogLikelihood  # noqa: E402
 from reflow.plugins.optimize import marginal_likelihood as ml  # noqa: E402
+from reflow.plugins.optimize.lean_gp import LeanMixedSingleTaskGP, LeanSingleTaskGP  # noqa: E402
 
 
-def _model(n: int = 20, d: int = 4, outputs: int = 1, seed: int = 0) -> SingleTaskGP:
+def _model(n: int = 20, d: int = 4, outputs: int = 1, seed: int = 0) -> LeanSingleTaskGP:
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(n, d, generator=g, dtype=torch.double)
     y = torch.stack([torch.sin(3 * x[:, 0] + k) + x[:, 1:].sum(-1) ** (k + 1) for k in range(outputs)], -1)
-    return SingleTaskGP(x, y, outcome_transform=Standardize(outputs))
+    return LeanSingleTaskGP(x, y, outcome_transform=Standardize(outputs))
 
 
 def _gpytorch_loss(mll):
@@ -48,6 +49,31 @@ def test_value_and_gradient_equal_gpytorchs_away_from_the_defaults(outputs: int)
 
 
 @pytest.mark.parametrize("outputs", [1, 2])
+def test_the_mixed_gps_value_and_gradient_equal_gpytorchs(outputs: int) -> None:
+    from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.cat([torch.rand(15, 2, generator=g, dtype=torch.double),
+                   torch.randint(0, 3, (15, 1), generator=g).double()], -1)
+    y = torch.stack([torch.cos(4 * x[:, 1] + k) + x[:, 2] for k in range(outputs)], -1)
+    model = LeanMixedSingleTaskGP(x, y, cat_dims=[2], outcome_transform=Standardize(outputs))
+    model.covar_module = FusedMixedKernel(model.covar_module)
+    with torch.no_grad():
+        for value in model.parameters():
+            # the mixed GP's raw values are its hyperparameters (bounded in the fit): positive, away from the priors
+            value.copy_(torch.rand(value.shape, generator=g, dtype=torch.double) + 0.2)
+        model.likelihood.noise = torch.full_like(model.likelihood.noise, 0.05)
+    mll = ml.exact_mll(model).train()
+    assert isinstance(mll, ml.LeanExactMLL)
+    params = [p for p in mll.parameters() if p.requires_grad]
+    lean, reference = ml.lean_loss(mll), _gpytorch_loss(mll)
+    torch.testing.assert_close(lean, reference, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(lean.sum(), params), torch.autograd.grad(reference.sum(), params),
+                    strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
 def test_botorchs_fit_through_the_lean_loss_reaches_the_same_hyperparameters(outputs: int) -> None:
     fitted = []
     for lean in (False, True):
@@ -64,10 +90,11 @@ def test_botorchs_fit_through_the_lean_loss_reaches_the_same_hyperparameters(out
 def test_other_models_keep_gpytorchs_likelihood() -> None:
     x = torch.rand(12, 3, dtype=torch.double)
     y = x.sum(-1, keepdim=True)
-    matern = SingleTaskGP(x, y, covar_module=MaternKernel(ard_num_dims=3))
-    normalized = SingleTaskGP(x * 10, y, input_transform=Normalize(3))
-    mixed = MixedSingleTaskGP(torch.cat([x, torch.randint(0, 3, (12, 1)).double()], -1), y, cat_dims=[3])
-    for model in (matern, normalized, mixed):
+    matern = LeanSingleTaskGP(x, y, covar_module=MaternKernel(ard_num_dims=3))
+    normalized = LeanSingleTaskGP(x * 10, y, input_transform=Normalize(3))
+    categorical = torch.cat([x, torch.randint(0, 3, (12, 1)).double()], -1)
+    unfused = LeanMixedSingleTaskGP(categorical, y, cat_dims=[3])  # BoTorch's kernel of seven modules
+    for model in (matern, normalized, unfused, SingleTaskGP(x, y), MixedSingleTaskGP(categorical, y, cat_dims=[3])):
         assert not ml.lean_applies(model)
         assert type(ml.exact_mll(model)) is ExactMarginalLogLikelihood
     assert ml.lean_applies(_model())

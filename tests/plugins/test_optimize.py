@@ -397,24 +397,23 @@ def test_categorical_parameter_with_qlognei(study, no_plots):
 
 def test_mixed_gp_is_used_for_categorical_spaces():
     """A categorical parameter gets BoTorch's mixed GP, its kernel evaluated in one forward (FusedMixedKernel);
-    a continuous space the SingleTaskGP whose posterior is computed lean (lean_posterior.py)."""
-    from botorch.models import MixedSingleTaskGP
+    a continuous space BoTorch's SingleTaskGP; both with the posterior computed lean (lean_gp.py)."""
     from reflow.plugins.optimize.bayes import QLogNEI
-    from reflow.plugins.optimize.lean_posterior import LeanSingleTaskGP
+    from reflow.plugins.optimize.lean_posterior import LeanMixedSingleTaskGP, LeanSingleTaskGP
     from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
     from reflow.problem import Objective, OptimizationProblem
     from reflow.space import ParameterSpec, Space
 
     rng = np.random.default_rng(0)
     x, y = rng.random((6, 2)), rng.random((6, 1))
-    for specs, cls in (({"x": {"low": 0, "high": 1}, "m": {"choices": ["A", "B", "C"]}}, MixedSingleTaskGP),
+    for specs, cls in (({"x": {"low": 0, "high": 1}, "m": {"choices": ["A", "B", "C"]}}, LeanMixedSingleTaskGP),
                        ({"x": {"low": 0, "high": 1}, "z": {"low": 0, "high": 1}}, LeanSingleTaskGP)):
         space = Space.from_specs({k: ParameterSpec(**v) for k, v in specs.items()})
         opt = QLogNEI(**FAST_BO)
         opt.setup(OptimizationProblem(space, [Objective("f", "min")]), 0)
         model = opt.fit(x, y)
         assert type(model) is cls
-        assert isinstance(model.covar_module, FusedMixedKernel) == (cls is MixedSingleTaskGP)
+        assert isinstance(model.covar_module, FusedMixedKernel) == (cls is LeanMixedSingleTaskGP)
 
 
 @pytest.mark.parametrize(("outputs", "cat_dims"), [(1, [2]), (3, [1, 3])])

@@ -14,7 +14,7 @@ from botorch.models import SingleTaskGP  # noqa: E402
 from botorch.models.transforms import Standardize  # noqa: E402
 from botorch.sampling import SobolQMCNormalSampler  # noqa: E402
 from gpytorch.distributions import MultitaskMultivariateNormal  # noqa: E402
-from reflow.plugins.optimize import lean_posterior as lp  # noqa: E402
+from reflow.plugins.optimize import lean_gp as lp  # noqa: E402
 from reflow.plugins.optimize import marginal_likelihood as ml  # noqa: E402
 
 
@@ -33,6 +33,30 @@ def _pair(n: int = 20, d: int = 4, outputs: int = 1, seed: int = 0):
     plain = SingleTaskGP(x, y, outcome_transform=Standardize(outputs))
     plain.load_state_dict(lean.state_dict())
     return lean.eval(), plain.eval(), x, y
+
+
+def _mixed_pair(n: int = 20, outputs: int = 2, seed: int = 0):
+    """The same for BoTorch's mixed GP (two continuous inputs, a categorical one with three levels) with the
+    kernel reflow fits it with."""
+    from botorch.models import MixedSingleTaskGP
+    from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
+
+    g = torch.Generator().manual_seed(seed)
+    x = torch.cat([torch.rand(n, 2, generator=g, dtype=torch.double),
+                   torch.randint(0, 3, (n, 1), generator=g).double()], -1)
+    y = torch.stack([torch.sin(3 * x[:, 0] + k) + x[:, 2] * (k + 1) for k in range(outputs)], -1)
+    models = []
+    for cls in (lp.LeanMixedSingleTaskGP, MixedSingleTaskGP):
+        model = cls(x, y, cat_dims=[2], outcome_transform=Standardize(outputs))
+        model.covar_module = FusedMixedKernel(model.covar_module)
+        models.append(model)
+    with torch.no_grad():
+        for value in models[0].parameters():
+            # the mixed GP's raw values are its hyperparameters (bounded in the fit): positive, away from the priors
+            value.copy_(torch.rand(value.shape, generator=g, dtype=torch.double) + 0.2)
+        models[0].likelihood.noise = torch.full_like(models[0].likelihood.noise, 0.05)
+    models[1].load_state_dict(models[0].state_dict())
+    return models[0].eval(), models[1].eval(), x, y
 
 
 def _close(a: torch.Tensor, b: torch.Tensor) -> None:
@@ -77,6 +101,31 @@ def test_acquisition_values_and_gradients_equal_botorchs(outputs: int) -> None:
     assert torch.isfinite(results[0][0]).all() and results[0][1].abs().sum() > 0
     torch.testing.assert_close(results[0][0], results[1][0], rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(results[0][1], results[1][1], rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("outputs", [1, 2])
+def test_the_mixed_gps_posterior_and_acquisition_equal_botorchs(outputs: int) -> None:
+    lean, plain, x, y = _mixed_pair(outputs=outputs)
+    X = torch.cat([torch.rand(8, 1, 2, dtype=torch.double), torch.randint(0, 3, (8, 1, 1)).double()], -1)
+    a, b = lean.posterior(X), plain.posterior(X)
+    assert type(a.distribution) is type(b.distribution)
+    _close(a.mean, b.mean)
+    _close(a.variance, b.variance)
+    assert lean.__dict__["_lean_cache"][3] is not None, "the lean path was not taken"
+    values = []
+    for model in (lean, plain):
+        torch.manual_seed(0)
+        sampler = SobolQMCNormalSampler(torch.Size([64]), seed=3)
+        if outputs == 1:
+            acqf = qLogNoisyExpectedImprovement(model, X_baseline=x, sampler=sampler, cache_root=True)
+        else:
+            acqf = qLogNoisyExpectedHypervolumeImprovement(model, ref_point=y.min(0).values.tolist(),
+                                                           X_baseline=x, sampler=sampler, cache_root=True)
+        Xr = X.clone().requires_grad_(True)
+        value = acqf(Xr)
+        values.append((value.detach(), torch.autograd.grad(value.sum(), Xr)[0]))
+    torch.testing.assert_close(values[0][0], values[1][0], rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(values[0][1], values[1][1], rtol=1e-8, atol=1e-10)
 
 
 def test_a_posterior_transform_is_applied() -> None:
