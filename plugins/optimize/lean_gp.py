@@ -112,7 +112,8 @@ class LeanSingleTaskGP(LeanPosterior, SingleTaskGP):
 
     def lean_kernel(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         scale = self.covar_module.lengthscale  # (m, 1, d) or (1, d)
-        return rbf(x1 / scale, x2 / scale)
+        z1 = x1 / scale
+        return rbf(z1, z1 if x2 is x1 else x2 / scale)  # one division where the fit differentiates k(X, X)
 
 
 class LeanMixedSingleTaskGP(LeanPosterior, MixedSingleTaskGP):
