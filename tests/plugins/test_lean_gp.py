@@ -180,22 +180,13 @@ def test_a_batch_of_models_takes_botorchs_path(monkeypatch: pytest.MonkeyPatch) 
     assert calls == []
 
 
-def test_a_covariance_that_does_not_factorize_takes_botorchs_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_covariance_that_does_not_factorize_takes_botorchs_path(monkeypatch: pytest.MonkeyPatch,
+                                                                  fail_next_cholesky) -> None:
     """Where the Cholesky factorization fails, GPyTorch adds jitter (and warns): the lean posterior hands over."""
     lean, plain, *_ = _pair(outputs=2)
     calls = _count_lean_calls(monkeypatch)
-    failed: list[int] = []
-    real = torch.linalg.cholesky_ex
-
-    def failing_once(a, **kw):
-        factor, info = real(a, **kw)
-        if not failed:
-            failed.append(1)
-            return factor, torch.ones_like(info)
-        return factor, info
-
-    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing_once)
     X = torch.rand(4, 4, dtype=torch.double)
+    failed = fail_next_cholesky()
     _close(lean.posterior(X).mean, plain.posterior(X).mean)
     assert failed == [1] and calls == []
 

@@ -100,23 +100,13 @@ def test_other_models_keep_gpytorchs_likelihood() -> None:
     assert ml.lean_applies(_model())
 
 
-def test_a_covariance_that_does_not_factorize_takes_gpytorchs_path(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_covariance_that_does_not_factorize_takes_gpytorchs_path(fail_next_cholesky) -> None:
     """Where the Cholesky factorization fails, GPyTorch adds jitter (and warns): the lean loss hands over."""
     mll = ml.exact_mll(_model()).train()
     expected = _gpytorch_loss(mll)
-    calls = []
-    real = torch.linalg.cholesky_ex
-
-    def failing_once(a, **kw):
-        factor, info = real(a, **kw)
-        if not calls:
-            calls.append(1)
-            return factor, torch.ones_like(info)
-        return factor, info
-
-    monkeypatch.setattr(torch.linalg, "cholesky_ex", failing_once)
+    failed = fail_next_cholesky()
     torch.testing.assert_close(ml.lean_loss(mll), expected, rtol=1e-12, atol=1e-12)
-    assert calls == [1]
+    assert failed == [1]
 
 
 def test_the_optimizers_fit_uses_the_lean_loss(monkeypatch: pytest.MonkeyPatch) -> None:
