@@ -399,7 +399,7 @@ def test_mixed_gp_is_used_for_categorical_spaces():
     """A categorical parameter gets BoTorch's mixed GP, its kernel evaluated in one forward (FusedMixedKernel);
     a continuous space BoTorch's SingleTaskGP; both with the posterior computed lean (lean_gp.py)."""
     from reflow.plugins.optimize.bayes import QLogNEI
-    from reflow.plugins.optimize.lean_posterior import LeanMixedSingleTaskGP, LeanSingleTaskGP
+    from reflow.plugins.optimize.lean_gp import LeanMixedSingleTaskGP, LeanSingleTaskGP
     from reflow.plugins.optimize.mixed_kernel import FusedMixedKernel
     from reflow.problem import Objective, OptimizationProblem
     from reflow.space import ParameterSpec, Space
