@@ -128,6 +128,23 @@ def test_the_mixed_gps_posterior_and_acquisition_equal_botorchs(outputs: int) ->
     torch.testing.assert_close(values[0][1], values[1][1], rtol=1e-8, atol=1e-10)
 
 
+def test_large_kernels_take_the_inner_products_with_the_same_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Above ``DIFFERENCES_LIMIT`` the squared distances come from inner products (no tensor of differences):
+    the same kernel to 1e-12, an exact diagonal where the inputs are the same tensor, and the same posterior."""
+    g = torch.Generator().manual_seed(5)
+    z1, z2 = (torch.randn(3, 2, n, 4, generator=g, dtype=torch.double) for n in (7, 9))
+    small = [lp.rbf(z1, z2), lp.rbf(z1, z1)]
+    lean, plain, *_ = _pair(outputs=2)
+    X = torch.rand(6, 3, 4, dtype=torch.double)
+    monkeypatch.setattr(lp, "DIFFERENCES_LIMIT", 10)
+    large = [lp.rbf(z1, z2), lp.rbf(z1, z1)]
+    for a, b in zip(small, large, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    assert torch.equal(torch.diagonal(large[1], dim1=-2, dim2=-1), torch.ones(3, 2, 7, dtype=torch.double))
+    _close(lean.posterior(X).mean, plain.posterior(X).mean)
+    _close(lean.posterior(X).variance, plain.posterior(X).variance)
+
+
 def test_a_posterior_transform_is_applied() -> None:
     lean, plain, *_ = _pair(outputs=2)
     transform = ScalarizedPosteriorTransform(weights=torch.tensor([0.7, -1.5], dtype=torch.double))
