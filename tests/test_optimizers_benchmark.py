@@ -129,6 +129,21 @@ def test_ask_breakdown_splits_an_ask_and_leaves_the_optimizer_unwrapped(capsys: 
         fit, screen, limit)
 
 
+def test_feasibility_lists_the_feasible_trials_of_each_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    import _opt_problems
+    import feasibility
+
+    feasibility.main(["tension-string", "--variant", "none", "--seeds", "0", "--budget", "9"])
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.strip().startswith("seed 0:"))
+    listed = [int(i) for i in line.split("feasible trials [")[1].split("]")[0].split(",") if i.strip()]
+    assert all(0 <= i < 9 for i in listed)
+    problem = _opt_problems.get_problem("tension-string")
+    assert f"reference {problem.ref.tolist()}" in out
+    with pytest.raises(SystemExit):  # a problem without constraints is refused
+        feasibility.main(["branin"])
+
+
 def test_partitioning_benchmark_checks_the_cells_and_prints_both_times(capsys: pytest.CaptureFixture[str]) -> None:
     import partitioning
 
