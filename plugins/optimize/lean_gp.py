@@ -22,6 +22,7 @@ of the hyperparameters is seen at the next call.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import Any
 
 import torch
@@ -56,7 +57,7 @@ def rbf(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
     return torch.exp(-0.5 * squared)
 
 
-class LeanPosterior:
+class LeanPosterior(ABC):
     """The lean posterior for a BoTorch GP class (mixed in before it): :func:`lean_posterior` where
     :meth:`lean_applies`, the class's own path otherwise. A model names its kernel in :meth:`lean_kernel`."""
 
@@ -110,10 +111,10 @@ class LeanPosterior:
                 and type(likelihood.noise_covar) is HomoskedasticNoise
                 and getattr(self, "input_transform", None) is None and not list(self.added_loss_terms()))
 
+    @abstractmethod
     def lean_kernel(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The prior covariance between ``x1`` and ``x2`` (outputs' batch dimension in front of the points), a
         dense tensor."""
-        raise NotImplementedError
 
 
 class LeanSingleTaskGP(LeanPosterior, SingleTaskGP):

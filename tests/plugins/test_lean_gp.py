@@ -231,6 +231,15 @@ def test_lean_likelihood_still_applies_to_the_lean_model() -> None:
                       MultitaskMultivariateNormal)
 
 
+def test_a_lean_model_must_name_its_kernel() -> None:
+    class NoKernel(lp.LeanPosterior, SingleTaskGP):
+        pass
+
+    x = torch.rand(5, 2, dtype=torch.double)
+    with pytest.raises(TypeError, match="lean_kernel"):
+        NoKernel(x, x.sum(-1, keepdim=True))
+
+
 def test_the_optimizers_model_is_the_lean_one() -> None:
     import numpy as np
     from reflow.plugins.optimize import bayes
