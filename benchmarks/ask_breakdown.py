@@ -14,6 +14,7 @@ On mixed spaces the screen and L-BFGS-B of ``optimize_mixed_at_once`` count unde
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--budget", type=int, default=30)
     ap.add_argument("--init-batch-limit", type=int, default=None)
     ap.add_argument("--warm-fit-maxiter", type=int, default=None)
+    ap.add_argument("--params", type=json.loads, default=None, help='optimizer params as JSON ({"raw_samples": 1024})')
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
 
@@ -75,10 +77,10 @@ def main(argv: list[str] | None = None) -> None:
         ref = args.variant == "ref"
         _opt_tools.run_reflow(problem, 10, 99, ref)  # imports and first-use costs outside the timed runs
         print(f"{args.problem} {args.variant}: init_batch_limit {bayes.INIT_BATCH_LIMIT}, "
-              f"warm_fit_maxiter {bayes.WARM_FIT_MAXITER}")
+              f"warm_fit_maxiter {bayes.WARM_FIT_MAXITER}, params {args.params}")
         for seed in (int(s) for s in args.seeds.split(",")):
             totals.clear()
-            record = _opt_tools.run_reflow(problem, args.budget, seed, ref)
+            record = _opt_tools.run_reflow(problem, args.budget, seed, ref, params=args.params)
             score = problem.score(np.array(record.rows)[:args.budget])
             steps = record.step_seconds()
             parts = {k: totals[k] / len(steps) for k in ("gp_fit", "screen", "lbfgs")}
