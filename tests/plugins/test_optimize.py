@@ -998,3 +998,27 @@ def test_validate_command_exit_code_and_message(study):
     assert res.exit_code == 2
     assert "'warpage_mm' is not an output of the evaluator" in res.output
     assert "Traceback" not in res.output
+
+
+def test_acquisition_search_screens_more_points_when_constraints_and_a_reference_narrow_the_acquisition():
+    """The raw-sample screen is 64 per parameter (128 to 1024), and 1024 when outcome constraints and a reference
+    both bound the rewarded region (feasible and beyond the reference: a sliver of the space); both shrink beyond
+    FULL_EFFORT_UNTIL trials, and a value in the params is used as it is."""
+    from reflow.expressions import parse_constraint
+    from reflow.plugins.optimize import bayes
+    from reflow.problem import Objective, OptimizationProblem
+    from reflow.space import ParameterSpec, Space
+
+    space = Space.from_specs({k: ParameterSpec(low=0, high=1) for k in "abc"})
+
+    def effort(constraints, reference, trials=20, **params):
+        opt = bayes.QNEHVI(**params)
+        objectives = [Objective("f", "min", reference), Objective("h", "min")]
+        opt.setup(OptimizationProblem(space, objectives, [parse_constraint(c) for c in constraints]), 0)
+        opt._n_train = trials
+        return opt.effort()
+
+    assert effort([], None) == effort(["g <= 1"], None) == effort([], 5.0) == (5, 192, 64)
+    assert effort(["g <= 1"], 5.0) == (5, bayes.NARROW_RAW_SAMPLES, 64) == (5, 1024, 64)
+    assert effort(["g <= 1"], 5.0, trials=200)[1] == 512 and effort([], None, trials=200)[1] == 96  # sqrt(50/200)
+    assert effort(["g <= 1"], 5.0, raw_samples=64)[1] == 64
